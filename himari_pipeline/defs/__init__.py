@@ -1,0 +1,1 @@
+"""Thin Dagster layer: assets, checks, resources, jobs, schedules and sensors."""

@@ -1,0 +1,1 @@
+"""Market data: the canonical bar schema, the synthetic market, file readers and validation."""

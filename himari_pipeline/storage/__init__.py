@@ -1,0 +1,1 @@
+"""Storage: the versioned lake (DuckLake catalog + Parquet files)."""
