@@ -1,0 +1,52 @@
+"""Content hashes: a table's version is the sha256 of a canonical serialisation of its rows."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pyarrow as pa
+
+
+def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Canonical dtypes so a frame hashes the same before writing and after reading back.
+
+    Timezone-aware timestamps become ``datetime64[ns, UTC]``; the index is reset.
+    """
+    out = df.reset_index(drop=True).copy()
+    for col in out.columns:
+        s = out[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            out[col] = s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        elif pd.api.types.is_datetime64_dtype(s.dtype):
+            out[col] = s.astype("datetime64[ns]").dt.tz_localize("UTC")
+    return out
+
+
+def frame_hash(df: pd.DataFrame) -> str:
+    """sha256 of the Arrow IPC serialisation of the normalised frame (column names, dtypes, values)."""
+    table = pa.Table.from_pandas(normalize_frame(df), preserve_index=False).replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_version(*modules: ModuleType) -> str:
+    """Short hash of the source of the given modules: changes when the code computing an asset does."""
+    h = hashlib.sha256()
+    for mod in modules:
+        h.update(inspect.getsource(mod).encode())
+    return h.hexdigest()[:12]
