@@ -1,0 +1,36 @@
+# Two commands set up a fresh machine:  `make run`  and  `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: install run run-full test lint bench ui clean-lake
+
+$(BIN)/himari: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned (2.13.0 CPU wheel); any other torch requirement pulls GBs of CUDA packages.
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $(BIN)/himari
+
+install: $(BIN)/himari
+
+run: install            ## materialize everything on the built-in default (1h synthetic, both variants)
+	$(BIN)/himari run
+
+run-full: install       ## the `full` profile: 5-minute bars 2020-2025
+	$(BIN)/himari run --profile full
+
+test: install           ## the whole test suite (what CI runs)
+	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks
+	$(BIN)/ruff format --check himari_pipeline himari_pipeline_tests benchmarks
+
+bench: install          ## speed and memory measurements against their references
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+ui: install
+	$(BIN)/himari ui

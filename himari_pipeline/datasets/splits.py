@@ -1,0 +1,484 @@
+"""Time-ordered train/val/test/live-year splits with embargo gaps and a train-only scaler.
+
+Layout of the rows of one dataset (``e`` = embargo bars, dropped at every boundary)::
+
+    [warm-up][ train ][e][ val ][e][ test ][e][ live year ][rows after the live year, unused]
+
+* The live year holds every bar whose period ``(close - bar, close]`` lies in that calendar year
+  (UTC): a bar is assigned to the year of ``close - 1ns``, so the hourly bar closing at
+  ``2025-01-01 00:00`` belongs to 2024. ``live_year=None`` takes the last such year in the data.
+* The development rows ``[warmup, live_start)`` lose ``3 * e`` gap rows, and the rest is cut by
+  ``fractions`` in time order (no shuffling).
+* ``e >= warmup + context``: a row's inputs reach back over the feature warm-up and the model's
+  context window, so no row of one split shares inputs with a row of the next.
+* Features are standardized with a per-feature mean and std fitted on TRAIN rows only (separate
+  scalers for raw and denoised); the fitted values are stored in the metadata and applied to all
+  splits.
+
+The arrays follow the seed-001 format (see :meth:`SplitArrays.as_dict`). Decision at row ``i``
+earns ``returns[i + 1]``: ``returns[i] = close[i] / close[i-1] - 1`` is the bar's own return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from himari_pipeline.regimes.detect import REGIMES, WARMUP_ID, regime_distribution
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "live")
+ARRAY_FIELDS: tuple[str, ...] = (
+    "features_raw",
+    "features_denoised",
+    "regime_ids",
+    "regime_confidences",
+    "prices",
+    "returns",
+    "timestamps",
+)
+ARRAY_DTYPES: dict[str, np.dtype] = {
+    "features_raw": np.dtype(np.float32),
+    "features_denoised": np.dtype(np.float32),
+    "regime_ids": np.dtype(np.int8),
+    "regime_confidences": np.dtype(np.float32),
+    "prices": np.dtype(np.float64),
+    "returns": np.dtype(np.float64),
+    "timestamps": np.dtype(np.int64),
+}
+FORMAT_VERSION = 1
+FRACTION_PRESETS: dict[str, tuple[float, float, float]] = {
+    "default": (0.6, 0.2, 0.2),
+    "bear": (0.4, 0.4, 0.2),  # lab log 000, experiment 6b: the 2022 bear market in validation
+}
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split; ``fractions`` may be a preset name (``"default"``, ``"bear"``)."""
+
+    live_year: int | None = None
+    fractions: tuple[float, float, float] | str = (0.6, 0.2, 0.2)
+    context: int = 100
+    embargo: int | None = None
+
+    def __post_init__(self) -> None:
+        fr = self.fractions
+        if isinstance(fr, str):
+            if fr not in FRACTION_PRESETS:
+                raise ValueError(
+                    f"unknown fractions preset {fr!r}; expected one of {sorted(FRACTION_PRESETS)}"
+                )
+            fr = FRACTION_PRESETS[fr]
+        fr = tuple(float(x) for x in fr)
+        if len(fr) != 3 or min(fr) <= 0 or abs(sum(fr) - 1.0) > 1e-9:
+            raise ValueError(f"fractions must be three positive numbers summing to 1, got {self.fractions!r}")
+        object.__setattr__(self, "fractions", fr)
+        if int(self.context) < 1:
+            raise ValueError(f"context must be >= 1, got {self.context}")
+        if self.embargo is not None and int(self.embargo) < 0:
+            raise ValueError(f"embargo must be >= 0, got {self.embargo}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> SplitConfig:
+        """E.g. ``SplitConfig.preset("bear")`` = 40/40/20."""
+        return cls(fractions=name, **overrides)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fractions"] = list(self.fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SplitConfig:
+        d = dict(d)
+        if isinstance(d.get("fractions"), list):
+            d["fractions"] = tuple(d["fractions"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Integer ``[start, stop)`` row ranges per split, over the rows of the aligned input tables."""
+
+    n_rows: int
+    warmup: int
+    embargo: int
+    live_year: int
+    config: SplitConfig
+    ranges: dict[str, tuple[int, int]]
+    bounds: dict[str, tuple[str, str]] = field(default_factory=dict)  # first/last timestamp, ISO
+
+    def sizes(self) -> dict[str, int]:
+        return {k: b - a for k, (a, b) in self.ranges.items()}
+
+    def to_dict(self) -> dict:
+        return {
+            "n_rows": self.n_rows,
+            "warmup": self.warmup,
+            "embargo": self.embargo,
+            "live_year": self.live_year,
+            "config": self.config.to_dict(),
+            "ranges": {k: [int(a), int(b)] for k, (a, b) in self.ranges.items()},
+            "bounds": {k: [a, b] for k, (a, b) in self.bounds.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SplitPlan:
+        return cls(
+            n_rows=int(d["n_rows"]),
+            warmup=int(d["warmup"]),
+            embargo=int(d["embargo"]),
+            live_year=int(d["live_year"]),
+            config=SplitConfig.from_dict(d["config"]),
+            ranges={k: (int(a), int(b)) for k, (a, b) in d["ranges"].items()},
+            bounds={k: (a, b) for k, (a, b) in d.get("bounds", {}).items()},
+        )
+
+
+def _as_utc_index(timestamps) -> pd.DatetimeIndex:
+    if not isinstance(timestamps, pd.Series | pd.Index):
+        timestamps = np.asarray(timestamps)  # int64 ns or datetime64 values
+    idx = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True))
+    if len(idx) and not (idx[1:] > idx[:-1]).all():
+        bad = int(np.flatnonzero(~(idx[1:] > idx[:-1]))[0]) + 1
+        raise ValueError(f"timestamps must be strictly increasing; row {bad} ({idx[bad]}) is not")
+    return idx
+
+
+def bar_years(timestamps) -> np.ndarray:
+    """Calendar year (UTC) of each bar's period ``(close - bar, close]``: the year of ``close - 1ns``."""
+    idx = _as_utc_index(timestamps)
+    return (idx - pd.Timedelta(1, "ns")).year.to_numpy()
+
+
+def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> SplitPlan:
+    """Plan the splits of ``timestamps`` (bar close times) whose first ``warmup`` rows are unusable."""
+    idx = _as_utc_index(timestamps)
+    n = len(idx)
+    warmup = int(warmup)
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    min_embargo = warmup + cfg.context
+    embargo = min_embargo if cfg.embargo is None else int(cfg.embargo)
+    if embargo < min_embargo:
+        raise ValueError(
+            f"embargo {embargo} is too short: it must be at least feature warm-up + model context "
+            f"= {warmup} + {cfg.context} = {min_embargo} bars"
+        )
+    if n == 0:
+        raise ValueError("no bars to split")
+    years = bar_years(idx)
+    live_year = int(years[-1]) if cfg.live_year is None else int(cfg.live_year)
+    in_live = np.flatnonzero(years == live_year)
+    if len(in_live) == 0:
+        raise ValueError(f"live year {live_year} is not in the data ({int(years[0])}..{int(years[-1])})")
+    live = (int(in_live[0]), int(in_live[-1]) + 1)
+    dev = live[0] - warmup
+    usable = dev - 3 * embargo
+    min_rows = cfg.context + 1
+    if usable < 3 * min_rows:
+        raise ValueError(
+            f"data too short: {dev} bars between the warm-up ({warmup}) and the live year {live_year} leave "
+            f"{usable} after three embargo gaps of {embargo}; need at least {3 * min_rows} "
+            f"(each of train/val/test must exceed the context of {cfg.context} bars)"
+        )
+    n_train = int(np.floor(cfg.fractions[0] * usable))
+    n_val = int(np.floor(cfg.fractions[1] * usable))
+    n_test = usable - n_train - n_val
+    a = warmup
+    ranges: dict[str, tuple[int, int]] = {"train": (a, a + n_train)}
+    a += n_train + embargo
+    ranges["val"] = (a, a + n_val)
+    a += n_val + embargo
+    ranges["test"] = (a, a + n_test)
+    ranges["live"] = live
+    assert a + n_test + embargo == live[0]
+    for name, (s, e) in ranges.items():
+        if e - s < min_rows:
+            raise ValueError(
+                f"data too short: split {name!r} gets {e - s} bars, fewer than context + 1 = {min_rows} "
+                f"(sizes { ({k: b - a_ for k, (a_, b) in ranges.items()}) })"
+            )
+    bounds = {k: (idx[s].isoformat(), idx[e - 1].isoformat()) for k, (s, e) in ranges.items()}
+    return SplitPlan(
+        n_rows=n,
+        warmup=warmup,
+        embargo=embargo,
+        live_year=live_year,
+        config=cfg,
+        ranges=ranges,
+        bounds=bounds,
+    )
+
+
+def required_warmup(*tables: pd.DataFrame) -> int:
+    """Leading rows to drop so that every table is past its warm-up.
+
+    Looks at a bool ``warmup`` column (features tables) and a ``regime_id`` column (-1 = warm-up);
+    returns the index after the last warm-up row over all tables.
+    """
+    w = 0
+    for t in tables:
+        if "warmup" in t.columns:
+            mask = t["warmup"].to_numpy(dtype=bool)
+        elif "regime_id" in t.columns:
+            mask = t["regime_id"].to_numpy() == WARMUP_ID
+        else:
+            raise ValueError(
+                f"table with columns {list(t.columns)[:5]}... has neither 'warmup' nor 'regime_id'"
+            )
+        hit = np.flatnonzero(mask)
+        if len(hit):
+            w = max(w, int(hit[-1]) + 1)
+    return w
+
+
+@dataclass
+class SplitArrays:
+    """One split in the seed-001 array format (field names as in the lab log)."""
+
+    features_raw: np.ndarray
+    features_denoised: np.ndarray
+    regime_ids: np.ndarray
+    regime_confidences: np.ndarray
+    prices: np.ndarray
+    returns: np.ndarray
+    timestamps: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.prices)
+
+    def __getitem__(self, key: str):
+        if key == "n_samples":
+            return self.n_samples
+        if key not in ARRAY_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        """``{'features_raw': (n, F) float32, ..., 'timestamps': (n,) int64 ns UTC, 'n_samples': n}``."""
+        return {**{k: getattr(self, k) for k in ARRAY_FIELDS}, "n_samples": self.n_samples}
+
+
+@dataclass
+class DatasetSplits:
+    """The four splits and their JSON metadata (feature names, plan, scalers, distributions, versions)."""
+
+    splits: dict[str, SplitArrays]
+    metadata: dict
+
+    def __getitem__(self, key: str):
+        return self.metadata if key == "metadata" else self.splits[key]
+
+    def to_dict(self) -> dict:
+        """The seed-001 nested-dict format: ``{'train': {...}, ..., 'metadata': {...}}``."""
+        return {**{k: v.as_dict() for k, v in self.splits.items()}, "metadata": self.metadata}
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.metadata["feature_names"])
+
+    def content_hash(self) -> str:
+        """sha256 over every array (dtype, shape, bytes) and the canonical metadata JSON."""
+        h = hashlib.sha256()
+        for name in sorted(self.splits):
+            for k in ARRAY_FIELDS:
+                a = np.ascontiguousarray(getattr(self.splits[name], k))
+                h.update(f"{name}/{k}/{a.dtype.str}/{a.shape}".encode())
+                h.update(a.tobytes())
+        h.update(json.dumps(self.metadata, sort_keys=True).encode())
+        return h.hexdigest()
+
+
+def _timestamps_ns(frame: pd.DataFrame, what: str) -> np.ndarray:
+    if "timestamp" not in frame.columns:
+        raise ValueError(f"{what} has no 'timestamp' column")
+    return pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True)).asi8
+
+
+def _check_aligned(inputs: dict[str, pd.DataFrame], n_rows: int) -> np.ndarray:
+    ref_name, ref = "bars", _timestamps_ns(inputs["bars"], "bars")
+    if len(ref) != n_rows:
+        raise ValueError(f"bars have {len(ref)} rows but the split plan was made for {n_rows}")
+    for name, frame in inputs.items():
+        ts = _timestamps_ns(frame, name)
+        if len(ts) != len(ref):
+            raise ValueError(
+                f"{name} has {len(ts)} rows but {ref_name} has {len(ref)}: inputs are not aligned"
+            )
+        diff = np.flatnonzero(ts != ref)
+        if len(diff):
+            i = int(diff[0])
+            raise ValueError(
+                f"{name} is not aligned with {ref_name} on timestamp: row {i} is "
+                f"{pd.Timestamp(ts[i], tz='UTC')} vs {pd.Timestamp(ref[i], tz='UTC')} "
+                f"({len(diff)} rows differ)"
+            )
+    return ref
+
+
+def _feature_matrix(frame: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks feature columns {missing[:5]} ({len(missing)} missing)")
+    return frame[names].to_numpy(dtype=np.float64)
+
+
+def fit_scaler(x: np.ndarray) -> dict[str, list[float]]:
+    """Per-column mean and population std of ``x``; a zero (or non-finite) std is stored as 1.0.
+
+    Columns are made contiguous first so the (pairwise) sums, hence the bits, do not depend on the
+    memory layout of the input frame.
+    """
+    x = np.asfortranarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def apply_scaler(x: np.ndarray, scaler: dict) -> np.ndarray:
+    """``(x - mean) / std`` with a stored scaler, as float32."""
+    return ((x - np.asarray(scaler["mean"])) / np.asarray(scaler["std"])).astype(np.float32)
+
+
+def _first_bad(split: str, field_name: str, bad: np.ndarray, ts: np.ndarray) -> str:
+    rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+    i = int(rows[0])
+    return (
+        f"split {split!r}: {field_name} invalid (NaN/inf or warm-up) at {len(rows)} rows, first at row {i} "
+        f"({pd.Timestamp(ts[i], tz='UTC')})"
+    )
+
+
+def build_splits(
+    bars: pd.DataFrame,
+    features: pd.DataFrame,
+    features_denoised: pd.DataFrame,
+    regimes: pd.DataFrame,
+    feature_names: list[str],
+    plan: SplitPlan,
+    input_versions: dict | None = None,
+) -> DatasetSplits:
+    """Cut aligned bars/features/denoised/regimes into the planned splits (see module docstring)."""
+    names = [str(c) for c in feature_names]
+    if len(set(names)) != len(names) or not names:
+        raise ValueError("feature_names must be a non-empty list of unique names")
+    inputs = {"bars": bars, "features": features, "features_denoised": features_denoised, "regimes": regimes}
+    ts = _check_aligned(inputs, plan.n_rows)
+    raw = _feature_matrix(features, names, "features")
+    den = _feature_matrix(features_denoised, names, "features_denoised")
+    close = bars["close"].to_numpy(dtype=np.float64)
+    returns = np.full(len(close), np.nan)
+    returns[1:] = close[1:] / close[:-1] - 1.0
+    rid = regimes["regime_id"].to_numpy().astype(np.int8)
+    conf = regimes["confidence"].to_numpy(dtype=np.float64)
+
+    tr = slice(*plan.ranges["train"])
+    for what, x in (("features", raw[tr]), ("features_denoised", den[tr])):
+        if not np.isfinite(x).all():
+            raise ValueError(_first_bad("train", what, ~np.isfinite(x), ts[tr]))
+    scalers = {"raw": fit_scaler(raw[tr]), "denoised": fit_scaler(den[tr])}
+
+    splits: dict[str, SplitArrays] = {}
+    for name in SPLIT_NAMES:
+        s = slice(*plan.ranges[name])
+        arr = SplitArrays(
+            features_raw=apply_scaler(raw[s], scalers["raw"]),
+            features_denoised=apply_scaler(den[s], scalers["denoised"]),
+            regime_ids=rid[s].copy(),
+            regime_confidences=conf[s].astype(np.float32),
+            prices=close[s].copy(),
+            returns=returns[s].copy(),
+            timestamps=ts[s].copy(),
+        )
+        for k in ("features_raw", "features_denoised", "regime_confidences", "prices", "returns"):
+            bad = ~np.isfinite(getattr(arr, k))
+            if bad.any():
+                raise ValueError(_first_bad(name, k, bad, arr.timestamps))
+        if (arr.regime_ids < 0).any():
+            raise ValueError(_first_bad(name, "regime_ids", arr.regime_ids < 0, arr.timestamps))
+        splits[name] = arr
+
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "feature_names": names,
+        "regime_names": list(REGIMES),
+        "splits": list(SPLIT_NAMES),
+        "plan": plan.to_dict(),
+        "config": plan.config.to_dict(),
+        "scaler": scalers,
+        "n_samples": {k: v.n_samples for k, v in splits.items()},
+        "regime_distribution": {k: regime_distribution(v.regime_ids) for k, v in splits.items()},
+        "input_versions": dict(input_versions or {}),
+        "returns_convention": "returns[i] = prices[i]/prices[i-1] - 1; decision at row i earns returns[i+1]",
+        "timestamps": "int64 ns since epoch, UTC, bar close time",
+    }
+    return DatasetSplits(splits=splits, metadata=json.loads(json.dumps(metadata)))
+
+
+def check_splits(splits: DatasetSplits, min_embargo: int) -> list[str]:
+    """Problems with ``splits`` (empty list = OK): overlap, embargo, ordering, NaN, scaler, shapes."""
+    problems: list[str] = []
+    plan = splits.metadata.get("plan", {})
+    ranges = {k: tuple(v) for k, v in plan.get("ranges", {}).items()}
+    order = [k for k in SPLIT_NAMES if k in splits.splits]
+    if order != list(SPLIT_NAMES):
+        problems.append(f"splits present {sorted(splits.splits)}; expected {list(SPLIT_NAMES)}")
+    if int(plan.get("embargo", -1)) < min_embargo:
+        problems.append(f"plan embargo {plan.get('embargo')} < required {min_embargo}")
+    n_feat = len(splits.metadata.get("feature_names", []))
+    steps = []
+    for name in order:
+        s = splits.splits[name]
+        n = s.n_samples
+        for k in ARRAY_FIELDS:
+            a = getattr(s, k)
+            if len(a) != n:
+                problems.append(f"{name}: {k} has {len(a)} rows, prices has {n}")
+            if a.dtype != ARRAY_DTYPES[k]:
+                problems.append(f"{name}: {k} dtype {a.dtype}, expected {ARRAY_DTYPES[k]}")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                problems.append(f"{name}: {k} has {int((~np.isfinite(a)).sum())} NaN/inf values")
+        for k in ("features_raw", "features_denoised"):
+            if getattr(s, k).ndim != 2 or getattr(s, k).shape[1] != n_feat:
+                problems.append(f"{name}: {k} shape {getattr(s, k).shape}, expected (n, {n_feat})")
+        if (s.regime_ids < 0).any() or (s.regime_ids >= len(REGIMES)).any():
+            problems.append(f"{name}: regime_ids outside 0..{len(REGIMES) - 1} (warm-up rows inside a split)")
+        if n == 0:
+            problems.append(f"{name}: empty")
+            continue
+        if not (np.diff(s.timestamps) > 0).all():
+            problems.append(f"{name}: timestamps not strictly increasing")
+        if name in ranges and ranges[name][1] - ranges[name][0] != n:
+            problems.append(
+                f"{name}: {n} rows but the plan range {ranges[name]} has {ranges[name][1] - ranges[name][0]}"
+            )
+        if n > 1:
+            steps.append(np.diff(s.timestamps).min())
+    bar_ns = int(min(steps)) if steps else 0
+    for a, b in zip(order, order[1:], strict=False):
+        sa, sb = splits.splits[a], splits.splits[b]
+        if sa.n_samples == 0 or sb.n_samples == 0:
+            continue
+        if sb.timestamps[0] <= sa.timestamps[-1]:
+            problems.append(f"{a} and {b} overlap or are out of order ({a} ends after {b} starts)")
+            continue
+        if a in ranges and b in ranges and ranges[b][0] - ranges[a][1] < min_embargo:
+            problems.append(f"embargo {a}|{b} is {ranges[b][0] - ranges[a][1]} rows < {min_embargo}")
+        if bar_ns > 0:
+            gap_bars = (int(sb.timestamps[0]) - int(sa.timestamps[-1])) // bar_ns - 1
+            if gap_bars < min_embargo:
+                problems.append(f"embargo {a}|{b} spans {gap_bars} bars of time < {min_embargo}")
+    if "train" in splits.splits and splits.splits["train"].n_samples > 1:
+        for k in ("features_raw", "features_denoised"):
+            x = getattr(splits.splits["train"], k).astype(np.float64)
+            mu, sd = np.abs(x.mean(axis=0)), x.std(axis=0)
+            if (mu > 1e-3).any() or ((np.abs(sd - 1) > 1e-3) & (sd > 1e-6)).any():
+                problems.append(f"train {k} is not standardized (scaler not fitted on the train rows)")
+    return problems

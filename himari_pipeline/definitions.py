@@ -1,0 +1,15 @@
+"""The one Definitions object (``dagster dev -m himari_pipeline.definitions`` or ``workspace.yaml``)."""
+
+import dagster as dg
+
+from himari_pipeline.defs.data_assets import DATA_ASSETS
+from himari_pipeline.defs.data_checks import DATA_CHECKS
+from himari_pipeline.defs.jobs import data_job
+from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+
+defs = dg.Definitions(
+    assets=DATA_ASSETS,
+    asset_checks=DATA_CHECKS,
+    jobs=[data_job],
+    resources={"lake": LakeResource(), "settings": PipelineSettings()},
+)

@@ -1,0 +1,25 @@
+"""Reinforcement learning: vectorized trading env, rewards, gymnasium wrapper, policy and PPO."""
+
+from himari_pipeline.rl.env import FLAT, LONG, SHORT, EnvConfig, MarketArrays, Obs, VecTradingEnv
+from himari_pipeline.rl.rewards import (
+    REWARDS,
+    RewardFn,
+    RewardScaleError,
+    StepContext,
+    reward_scale_diagnostic,
+)
+
+__all__ = [
+    "FLAT",
+    "LONG",
+    "REWARDS",
+    "SHORT",
+    "EnvConfig",
+    "MarketArrays",
+    "Obs",
+    "RewardFn",
+    "RewardScaleError",
+    "StepContext",
+    "VecTradingEnv",
+    "reward_scale_diagnostic",
+]

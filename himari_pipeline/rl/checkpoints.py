@@ -1,0 +1,325 @@
+"""Pickle-free training checkpoints (safetensors + JSON), best-by-validation selection, collapse flags.
+
+A checkpoint is a directory::
+
+    step_000004096/
+        model.safetensors       policy weights
+        optimizer.safetensors   optimizer per-parameter state (Adam moments, step counters)
+        state.safetensors       RNG states, environment state, the trainer's pending observation
+        checkpoint.json         configs, step, metrics, optimizer hyperparameters, scalar state
+
+Everything needed to resume exactly is there; nothing is pickled and loading never unpickles.
+Directories are written under a temporary name and renamed, so a killed run leaves no half-written
+checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.safetensors"
+META_FILE = "checkpoint.json"
+BEST_FILE = "best.json"
+_ALLOWED_SUFFIXES = (".safetensors", ".json")
+
+
+# --------------------------------------------------------------------------- JSON helpers
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, tuples, tensors (scalars), paths and non-finite floats -> strict JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Tensor):
+        return to_jsonable(obj.item() if obj.numel() == 1 else obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, bool | int | float | str) or obj is None:
+        return obj
+    if isinstance(obj, Path | torch.device):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalar
+        return to_jsonable(obj.item())
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint's JSON")
+
+
+def _tensors_for_file(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+# --------------------------------------------------------------------------- optimizer state
+def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into tensors (for safetensors) and JSON (hyperparameters)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            if isinstance(value, Tensor):
+                tensors[f"state.{idx}.{name}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    return tensors, {"param_groups": to_jsonable(sd["param_groups"]), "scalar_state": to_jsonable(scalars)}
+
+
+def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict) -> None:
+    """Inverse of :func:`optimizer_to_flat`; loads into ``optimizer`` in place."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, values in meta.get("scalar_state", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = []
+    for g in meta["param_groups"]:
+        g = dict(g)
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# --------------------------------------------------------------------------- generic object state
+def _is_project_object(value: Any) -> bool:
+    mod = type(value).__module__
+    return (
+        hasattr(value, "__dict__")
+        and not isinstance(value, type)
+        and not mod.startswith(("torch", "builtins"))
+    )
+
+
+def snapshot_state(obj: Any, skip: tuple[str, ...] = ("market", "cfg"), _depth: int = 0):
+    """Tensors, generators and scalars reachable from ``obj``'s attributes -> (tensors, json).
+
+    Used for environments without ``state_dict()``: enough to restore an env mid-episode exactly
+    (positions, clocks, reward ring buffers, the RNG). Attributes named in ``skip`` are not stored.
+    """
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if name in skip:
+            continue
+        if isinstance(value, Tensor):
+            tensors[name] = value
+        elif isinstance(value, torch.Generator):
+            tensors[f"{name}#generator"] = value.get_state()
+        elif isinstance(value, bool | int | float | str) or value is None:
+            scalars[name] = value
+        elif _is_project_object(value) and _depth < 3 and not dataclasses.is_dataclass(value):
+            sub_t, sub_s = snapshot_state(value, skip, _depth + 1)
+            tensors.update({f"{name}.{k}": v for k, v in sub_t.items()})
+            if sub_s:
+                scalars[name] = sub_s
+    return tensors, scalars
+
+
+def restore_state(obj: Any, tensors: dict[str, Tensor], scalars: dict[str, Any]) -> None:
+    """Inverse of :func:`snapshot_state` (tensors are moved to the device they replace)."""
+    nested: dict[str, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        name, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(name, {})[rest] = value
+        elif name.endswith("#generator"):
+            getattr(obj, name.removesuffix("#generator")).set_state(value.to("cpu"))
+        else:
+            old = getattr(obj, name, None)
+            setattr(obj, name, value.to(old.device if isinstance(old, Tensor) else "cpu"))
+    for name, value in scalars.items():
+        if isinstance(value, dict):
+            restore_state(getattr(obj, name), nested.pop(name, {}), value)
+        else:
+            setattr(obj, name, value)
+    for name, sub in nested.items():
+        restore_state(getattr(obj, name), sub, {})
+
+
+def env_state(env: Any) -> tuple[dict[str, Tensor], dict]:
+    """An environment's full state: its own ``state_dict()`` if it has one, else :func:`snapshot_state`."""
+    if hasattr(env, "state_dict"):
+        tensors, scalars = {}, {}
+        for k, v in env.state_dict().items():
+            (tensors if isinstance(v, Tensor) else scalars)[k] = v
+        return tensors, {"kind": "state_dict", "scalars": to_jsonable(scalars)}
+    tensors, scalars = snapshot_state(env)
+    return tensors, {"kind": "snapshot", "scalars": to_jsonable(scalars)}
+
+
+def load_env_state(env: Any, tensors: dict[str, Tensor], meta: dict) -> None:
+    if meta["kind"] == "state_dict":
+        env.load_state_dict({**tensors, **meta["scalars"]})
+    else:
+        restore_state(env, tensors, meta["scalars"])
+
+
+# --------------------------------------------------------------------------- save / load
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: tensors grouped by file plus the JSON metadata."""
+
+    path: Path
+    model: dict[str, Tensor]
+    optimizer: dict[str, Tensor]
+    state: dict[str, Tensor]
+    meta: dict
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: dict[str, Tensor],
+    meta: dict,
+    optimizer: dict[str, Tensor] | None = None,
+    state: dict[str, Tensor] | None = None,
+) -> Path:
+    """Write one checkpoint directory atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(_tensors_for_file(model), str(tmp / MODEL_FILE))
+    save_file(_tensors_for_file(optimizer or {}), str(tmp / OPTIMIZER_FILE))
+    save_file(_tensors_for_file(state or {}), str(tmp / STATE_FILE))
+    (tmp / META_FILE).write_text(json.dumps(to_jsonable(meta), indent=2, allow_nan=False))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint directory (safetensors + JSON only; no unpickling anywhere)."""
+    path = Path(path)
+    dev = str(device)
+    return Checkpoint(
+        path=path,
+        model=load_file(str(path / MODEL_FILE), device=dev),
+        optimizer=load_file(str(path / OPTIMIZER_FILE), device=dev),
+        state=load_file(str(path / STATE_FILE), device="cpu"),
+        meta=json.loads((path / META_FILE).read_text()),
+    )
+
+
+def verify_no_pickle(path: str | Path) -> list[Path]:
+    """Check every file under ``path`` is safetensors or JSON and parses as such; returns the files.
+
+    Raises ``ValueError`` naming the first offending file (a pickle, a ``torch.save`` zip, ...).
+    """
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    for p in files:
+        head = p.read_bytes()[:4]
+        if not p.name.endswith(_ALLOWED_SUFFIXES):
+            raise ValueError(f"{p}: not a safetensors or JSON file")
+        if head[:1] == b"\x80" or head[:2] == b"PK":
+            raise ValueError(f"{p}: looks like a pickle or a torch.save archive")
+        if p.suffix == ".json":
+            json.loads(p.read_text())
+        else:
+            with safe_open(str(p), framework="pt") as f:
+                list(f.keys())
+    return files
+
+
+# --------------------------------------------------------------------------- selection and collapse
+@dataclass
+class CollapseStatus:
+    collapsed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CollapseDetector:
+    """Flags a policy whose decisions are (nearly) all one action or whose entropy has died.
+
+    Reference log 000: 99-100 % FLAT / LONG / SHORT runs and entropy falling to 0.003 nats.
+    """
+
+    max_action_share: float = 0.95
+    entropy_floor: float = 0.1  # nats; a uniform 3-way policy has ln 3 = 1.0986
+
+    def check(self, action_shares: Tensor | list[float], entropy: float | None = None) -> CollapseStatus:
+        shares = torch.as_tensor(action_shares, dtype=torch.float64)
+        reasons = []
+        top = int(shares.argmax())
+        if float(shares[top]) > self.max_action_share:
+            reasons.append(
+                f"action {top} takes {float(shares[top]):.1%} of decisions (> {self.max_action_share:.0%})"
+            )
+        if entropy is not None and math.isfinite(entropy) and entropy < self.entropy_floor:
+            reasons.append(f"policy entropy {entropy:.4f} below floor {self.entropy_floor}")
+        return CollapseStatus(bool(reasons), reasons)
+
+
+@dataclass
+class BestTracker:
+    """Best-by-validation selection with patience-based early stopping (patience in evaluations)."""
+
+    metric: str = "greedy_sharpe"
+    mode: str = "max"
+    patience: int | None = None
+    best_value: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+
+    def update(self, step: int, metrics: dict) -> bool:
+        """Record an evaluation; True when it is the new best. NaN never wins."""
+        value = metrics.get(self.metric)
+        value = float("nan") if value is None else float(value)
+        better = math.isfinite(value) and (
+            self.best_value is None
+            or (value > self.best_value if self.mode == "max" else value < self.best_value)
+        )
+        if better:
+            self.best_value, self.best_step, self.evals_since_best = value, int(step), 0
+        else:
+            self.evals_since_best += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.evals_since_best > self.patience
+
+    def to_dict(self) -> dict:
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BestTracker:
+        return cls(**d)
+
+
+def write_best_pointer(run_dir: str | Path, checkpoint: Path, step: int, metric: str, value: float) -> None:
+    run_dir = Path(run_dir)
+    tmp = run_dir / f".{BEST_FILE}.tmp"
+    payload = {"checkpoint": checkpoint.name, "step": step, "metric": metric, "value": value}
+    tmp.write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+    os.replace(tmp, run_dir / BEST_FILE)
+
+
+def best_checkpoint(run_dir: str | Path) -> Path | None:
+    """The directory of the best checkpoint recorded in ``run_dir/best.json`` (None if none yet)."""
+    p = Path(run_dir) / BEST_FILE
+    if not p.exists():
+        return None
+    return Path(run_dir) / json.loads(p.read_text())["checkpoint"]

@@ -1,0 +1,638 @@
+"""PPO for the regime-conditioned Transformer policy, in the style of CleanRL's ``ppo.py``.
+
+One readable loop (:meth:`PPOTrainer.train`): rollout -> GAE -> clipped-objective epochs -> logs ->
+periodic validation + checkpoint.  Every hyperparameter lives in :class:`PPOConfig` (CleanRL names).
+
+Market observations do not depend on actions, so the encoder output at bar ``t`` is a function of
+``t`` alone.  The rollout encodes each env's upcoming stretch of bars in one pass
+(:meth:`RegimeConditionedPolicy.encode_indices`), and the update minibatches *environments*
+(as CleanRL's recurrent PPO does), re-encoding each env's rollout stretch in one pass with gradients.
+
+The environment follows ``himari_pipeline.rl.env.VecTradingEnv``: ``reset(start=None) -> obs``,
+``step(actions) -> (obs, reward, done, info)`` with auto-reset, ``action_mask() -> (N, 3) bool``;
+``obs`` has ``t`` and ``position_state``; ``info`` has ``pnl``, ``cost``, ``position`` and, when
+present, ``truncated``/``final_obs`` (time-limit bootstrapping) and ``episode_return``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from himari_pipeline.rl.checkpoints import (
+    BestTracker,
+    CollapseDetector,
+    env_state,
+    load_checkpoint,
+    load_env_state,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+    write_best_pointer,
+)
+from himari_pipeline.rl.policy import N_ACTIONS, PolicyConfig, RegimeConditionedPolicy, masked_logits
+
+if TYPE_CHECKING:
+    from himari_pipeline.rl.env import EnvConfig, MarketArrays
+
+ACTION_NAMES = ("flat", "long", "short")
+LogFn = Callable[[int, dict[str, float]], None]
+EnvFactory = Callable[..., Any]  # (market, cfg, num_envs, device, seed) -> VecTradingEnv-like
+
+
+@dataclass
+class PPOConfig:
+    """Every PPO hyperparameter (CleanRL names); defaults follow reference log 000, experiment 7."""
+
+    exp_name: str = "himari_ppo"
+    seed: int = 1
+    torch_deterministic: bool = True
+    device: str = "cpu"
+    # algorithm
+    total_timesteps: int = 500_000
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True
+    num_envs: int = 8
+    num_steps: int = 128
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4  # minibatches are groups of envs: num_envs must be divisible by this
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef_start: float = 0.10
+    ent_coef_end: float = 0.02  # linear annealing over the updates
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.05
+    adam_eps: float = 1e-5
+    bootstrap_truncated: bool = True  # add gamma * V(final obs) to the reward of time-limit ends
+    # evaluation, selection, collapse
+    eval_every: int = 20_000  # environment steps between validations
+    eval_temperature: float = 0.5
+    eval_greedy: bool = True
+    eval_seed: int | None = None  # None: seed; the same sampling noise at every evaluation
+    bars_per_year: float | None = None  # None: env_cfg.bars_per_year
+    select_metric: str = "greedy_sharpe"
+    select_mode: str = "max"
+    patience: int | None = None  # evaluations without improvement before stopping
+    collapse_max_share: float = 0.95
+    collapse_entropy_floor: float = 0.1
+    stop_on_collapse: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_envs % self.num_minibatches:
+            raise ValueError("num_envs must be divisible by num_minibatches (minibatches are env groups)")
+        if self.eval_temperature <= 0:
+            raise ValueError("eval_temperature must be > 0")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_iterations(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PPOConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def seed_everything(seed: int, torch_deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (CleanRL's preamble)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - global seeding is the point here
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+class TensorBoardLogger:
+    """``log_fn`` that writes every finite scalar to TensorBoard under ``logdir``."""
+
+    def __init__(self, logdir: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(logdir))
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Rollout:
+    """One rollout, indexed (step, env). ``dones[k]``: obs k starts a new episode (CleanRL)."""
+
+    obs_t: Tensor  # (S, N) long
+    regimes: Tensor  # (S, N) long
+    position_state: Tensor  # (S, N, 3)
+    masks: Tensor  # (S, N, 3) bool
+    actions: Tensor  # (S, N) long
+    logprobs: Tensor
+    values: Tensor
+    rewards: Tensor
+    dones: Tensor
+    next_value: Tensor  # (N,)
+    next_done: Tensor  # (N,)
+    episode_returns: list[float] = field(default_factory=list)
+    advantages: Tensor | None = None
+    returns: Tensor | None = None
+
+
+@dataclass
+class EvalResult:
+    """Validation run: scalar metrics plus the raw per-bar series of each mode (greedy, temperature)."""
+
+    metrics: dict[str, float]
+    series: dict[str, dict[str, Tensor]]  # mode -> t, action, position, net_return, regime
+
+
+@dataclass
+class _ObsView:
+    t: Tensor
+    position_state: Tensor
+
+
+def _default_env_factory(market, cfg, num_envs, device, seed):
+    from himari_pipeline.rl.env import VecTradingEnv
+
+    return VecTradingEnv(market, cfg, num_envs, device=device, seed=seed)
+
+
+def explained_variance(y_pred: Tensor, y_true: Tensor) -> float:
+    var_y = torch.var(y_true)
+    return float("nan") if var_y == 0 else float(1 - torch.var(y_true - y_pred) / var_y)
+
+
+def action_shares(actions: Tensor, regimes: Tensor | None = None, n_regimes: int = 4) -> dict[str, float]:
+    """Share of each action overall and (if ``regimes`` given) per regime."""
+    out: dict[str, float] = {}
+    a = actions.reshape(-1)
+    counts = torch.bincount(a, minlength=N_ACTIONS).double()
+    for i, name in enumerate(ACTION_NAMES):
+        out[f"share_{name}"] = float(counts[i] / max(1, a.numel()))
+    if regimes is not None:
+        r = regimes.reshape(-1)
+        for reg in range(n_regimes):
+            sel = a[r == reg]
+            c = torch.bincount(sel, minlength=N_ACTIONS).double()
+            for i, name in enumerate(ACTION_NAMES):
+                out[f"regime{reg}_share_{name}"] = float(c[i] / sel.numel()) if sel.numel() else float("nan")
+    return out
+
+
+def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]:
+    """Mean, std, per-bar and annualised Sharpe, compounded total return of per-bar net returns."""
+    net = net.double()
+    mean = float(net.mean()) if net.numel() else float("nan")
+    std = float(net.std()) if net.numel() > 1 else float("nan")
+    sharpe = mean / std if std and math.isfinite(std) and std > 0 else float("nan")
+    ann = sharpe * math.sqrt(bars_per_year) if bars_per_year else float("nan")
+    total = float(torch.prod(1.0 + net) - 1.0) if net.numel() else float("nan")
+    return {"mean": mean, "std": std, "sharpe_per_bar": sharpe, "sharpe": ann, "total_return": total}
+
+
+class PPOTrainer:
+    """Trains a :class:`RegimeConditionedPolicy` with PPO on ``train_market``; validates on ``val_market``."""
+
+    def __init__(
+        self,
+        policy: RegimeConditionedPolicy,
+        train_market: MarketArrays,
+        env_cfg: EnvConfig,
+        ppo_cfg: PPOConfig,
+        val_market: MarketArrays | None = None,
+        env_factory: EnvFactory | None = None,
+        log_fn: LogFn | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> None:
+        self.cfg = ppo_cfg
+        self.device = torch.device(ppo_cfg.device)
+        self.policy = policy.to(self.device)
+        self.train_market = train_market
+        self.val_market = val_market
+        context = policy.cfg.context
+        if getattr(env_cfg, "context", context) < context:  # decisions need a full feature window
+            env_cfg = dataclasses.replace(env_cfg, context=context)
+        self.env_cfg = env_cfg
+        self.env_factory = env_factory or _default_env_factory
+        self.log_fn = log_fn
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.env = self.env_factory(train_market, env_cfg, ppo_cfg.num_envs, self.device, ppo_cfg.seed)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=ppo_cfg.learning_rate, eps=ppo_cfg.adam_eps
+        )
+        self.gen = torch.Generator(device=self.device)  # actions and minibatch order; never the global RNG
+        self.gen.manual_seed(ppo_cfg.seed)
+        self.global_step = 0
+        self.iteration = 0
+        self.next_eval = ppo_cfg.eval_every
+        self.best = BestTracker(ppo_cfg.select_metric, ppo_cfg.select_mode, ppo_cfg.patience)
+        self.collapse_detector = CollapseDetector(ppo_cfg.collapse_max_share, ppo_cfg.collapse_entropy_floor)
+        self.collapsed = False
+        self.collapse_reasons: list[str] = []
+        self.stop_reason: str | None = None
+        self.eval_history: list[dict] = []
+        self.last_train_stats: dict[str, float] = {}
+        self._next_obs: _ObsView | None = None
+        self._next_done: Tensor | None = None
+
+    # ------------------------------------------------------------------ schedules
+    def lr_at(self, iteration: int) -> float:
+        if not self.cfg.anneal_lr:
+            return self.cfg.learning_rate
+        return (1.0 - (iteration - 1.0) / self.cfg.num_iterations) * self.cfg.learning_rate
+
+    def ent_coef_at(self, iteration: int) -> float:
+        n = self.cfg.num_iterations
+        frac = 0.0 if n <= 1 else (iteration - 1) / (n - 1)
+        return self.cfg.ent_coef_start + frac * (self.cfg.ent_coef_end - self.cfg.ent_coef_start)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, max_iterations: int | None = None) -> dict:
+        """Run PPO until ``total_timesteps`` (or ``max_iterations`` more updates, or an early stop)."""
+        cfg = self.cfg
+        if self._next_obs is None:
+            obs = self.env.reset()
+            self._next_obs = _ObsView(obs.t, obs.position_state)
+            self._next_done = torch.zeros(cfg.num_envs, dtype=torch.bool, device=self.device)
+        start_time, start_step, done_here = time.time(), self.global_step, 0
+        while self.iteration < cfg.num_iterations and self.stop_reason is None:
+            if max_iterations is not None and done_here >= max_iterations:
+                break
+            self.iteration += 1
+            done_here += 1
+            lr, ent_coef = self.lr_at(self.iteration), self.ent_coef_at(self.iteration)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+            rollout = self.collect_rollout()
+            self.compute_gae(rollout)
+            stats = self.update(rollout, ent_coef)
+
+            sps = (self.global_step - start_step) / max(time.time() - start_time, 1e-9)
+            y_pred, y_true = rollout.values.reshape(-1), rollout.returns.reshape(-1)
+            log = {
+                "charts/learning_rate": lr,
+                "charts/ent_coef": ent_coef,
+                "charts/SPS": sps,
+                "charts/episodic_return": float(np.mean(rollout.episode_returns))
+                if rollout.episode_returns
+                else float("nan"),
+                "charts/episodes": float(len(rollout.episode_returns)),
+                "rollout/reward_mean": float(rollout.rewards.mean()),
+                "rollout/reward_std": float(rollout.rewards.std()),
+                "losses/explained_variance": explained_variance(y_pred, y_true),
+                **{f"losses/{k}": v for k, v in stats.items()},
+                **{f"actions/{k}": v for k, v in action_shares(rollout.actions, rollout.regimes).items()},
+            }
+            self.last_train_stats = log
+            if self.log_fn is not None:
+                self.log_fn(self.global_step, log)
+
+            if self.val_market is not None and self.global_step >= self.next_eval:
+                while self.next_eval <= self.global_step:
+                    self.next_eval += cfg.eval_every
+                self.evaluate_and_checkpoint()
+        return {
+            "global_step": self.global_step,
+            "iteration": self.iteration,
+            "best_step": self.best.best_step,
+            "best_value": self.best.best_value,
+            "collapsed": self.collapsed,
+            "stop_reason": self.stop_reason,
+        }
+
+    # ------------------------------------------------------------------ rollout
+    def _policy_step(self, enc: Tensor, t: Tensor, position_state: Tensor, mask: Tensor | None):
+        logits, value = self.policy.heads(enc, self.train_market.regime_ids[t], position_state)
+        return masked_logits(logits, mask), value
+
+    @torch.no_grad()
+    def collect_rollout(self) -> Rollout:
+        """``num_steps`` steps of every env; encodings come from one-pass stretches per env."""
+        cfg, env, m = self.cfg, self.env, self.train_market
+        S, N, dev = cfg.num_steps, cfg.num_envs, self.device
+        last_bar = m.features.shape[0] - 1
+        self.policy.eval()
+        obs, done = self._next_obs, self._next_done
+        obs_t = torch.zeros(S, N, dtype=torch.long, device=dev)
+        pos = torch.zeros(S, N, obs.position_state.shape[-1], device=dev)
+        masks = torch.zeros(S, N, N_ACTIONS, dtype=torch.bool, device=dev)
+        actions = torch.zeros(S, N, dtype=torch.long, device=dev)
+        logprobs, values, rewards = (torch.zeros(S, N, device=dev) for _ in range(3))
+        dones = torch.zeros(S, N, dtype=torch.bool, device=dev)
+        enc = torch.zeros(N, S + 1, self.policy.cfg.d_model, device=dev)
+        bar_of = torch.full((N, S + 1), -1, dtype=torch.long, device=dev)
+        episode_returns: list[float] = []
+
+        def refresh(k: int, t: Tensor) -> None:
+            """(Re)encode, for envs whose bar at step k is not cached, bars t .. t + S - k at once."""
+            stale = (bar_of[:, k] != t).nonzero().squeeze(-1)
+            if stale.numel():
+                rows = (t[stale, None] + torch.arange(S + 1 - k, device=dev)[None]).clamp(max=last_bar)
+                enc[stale, k:] = self.policy.encode_indices(m.features, m.regime_ids, rows)
+                bar_of[stale, k:] = rows
+
+        for k in range(S):
+            refresh(k, obs.t)
+            mask = env.action_mask()
+            logits, value = self._policy_step(enc[:, k], obs.t, obs.position_state.float(), mask)
+            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.gen).squeeze(-1)
+            obs_t[k], pos[k], masks[k], dones[k] = obs.t, obs.position_state, mask, done
+            actions[k], values[k] = action, value
+            logprobs[k] = torch.log_softmax(logits, -1).gather(-1, action[:, None]).squeeze(-1)
+
+            next_obs, reward, done, info = env.step(action)
+            reward = reward.to(dev, torch.float32).clone()
+            truncated = info.get("truncated")
+            if cfg.bootstrap_truncated and truncated is not None and bool(truncated.any()):
+                idx = truncated.nonzero().squeeze(-1)
+                final = info["final_obs"]
+                f_enc = self.policy.encode_indices(m.features, m.regime_ids, final.t[idx])
+                _, f_val = self._policy_step(f_enc, final.t[idx], final.position_state[idx].float(), None)
+                reward[idx] += cfg.gamma * f_val
+            rewards[k] = reward
+            if "episode_return" in info and bool(done.any()):
+                episode_returns += info["episode_return"][done].double().tolist()
+            obs, done = _ObsView(next_obs.t, next_obs.position_state), done.bool()
+            self.global_step += N
+
+        refresh(S, obs.t)
+        _, next_value = self._policy_step(enc[:, S], obs.t, obs.position_state.float(), None)
+        self._next_obs, self._next_done = obs, done
+        return Rollout(
+            obs_t, m.regime_ids[obs_t], pos, masks, actions, logprobs, values, rewards, dones,
+            next_value, done.clone(), episode_returns,
+        )  # fmt: skip
+
+    def compute_gae(self, r: Rollout) -> None:
+        """Generalised advantage estimation (CleanRL's recursion); fills ``advantages`` and ``returns``."""
+        cfg = self.cfg
+        adv = torch.zeros_like(r.rewards)
+        lastgaelam = torch.zeros_like(r.next_value)
+        for k in reversed(range(cfg.num_steps)):
+            if k == cfg.num_steps - 1:
+                nextnonterminal, nextvalues = 1.0 - r.next_done.float(), r.next_value
+            else:
+                nextnonterminal, nextvalues = 1.0 - r.dones[k + 1].float(), r.values[k + 1]
+            delta = r.rewards[k] + cfg.gamma * nextvalues * nextnonterminal - r.values[k]
+            adv[k] = lastgaelam = delta + cfg.gamma * cfg.gae_lambda * nextnonterminal * lastgaelam
+        r.advantages, r.returns = adv, adv + r.values
+
+    # ------------------------------------------------------------------ update
+    def minibatch_loss(
+        self, r: Rollout, env_idx: Tensor, ent_coef: float
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Clipped PPO loss over all steps of the envs ``env_idx`` (one encoder pass per env stretch)."""
+        cfg, m = self.cfg, self.train_market
+        t = r.obs_t[:, env_idx]
+        enc = self.policy.encode_indices(m.features, m.regime_ids, t).reshape(-1, self.policy.cfg.d_model)
+        sel = (slice(None), env_idx)
+        logits, newvalue = self.policy.heads(
+            enc, r.regimes[sel].reshape(-1), r.position_state[sel].reshape(enc.shape[0], -1).float()
+        )
+        logits = masked_logits(logits, r.masks[sel].reshape(-1, N_ACTIONS))
+        logp_all = torch.log_softmax(logits, -1)
+        newlogprob = logp_all.gather(-1, r.actions[sel].reshape(-1, 1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        logratio = newlogprob - r.logprobs[sel].reshape(-1)
+        ratio = logratio.exp()
+        with torch.no_grad():
+            old_approx_kl = (-logratio).mean()
+            approx_kl = ((ratio - 1) - logratio).mean()
+            clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+
+        mb_adv = r.advantages[sel].reshape(-1)
+        if cfg.norm_adv and mb_adv.numel() > 1:
+            mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+        pg_loss = torch.max(
+            -mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+        ).mean()
+
+        mb_ret, mb_val = r.returns[sel].reshape(-1), r.values[sel].reshape(-1)
+        if cfg.clip_vloss:
+            v_clipped = mb_val + (newvalue - mb_val).clamp(-cfg.clip_coef, cfg.clip_coef)
+            v_loss = 0.5 * torch.max((newvalue - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean()
+        else:
+            v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean()
+        entropy_loss = entropy.mean()
+        loss = pg_loss - ent_coef * entropy_loss + cfg.vf_coef * v_loss
+        stats = {
+            "policy_loss": pg_loss.detach(),
+            "value_loss": v_loss.detach(),
+            "entropy": entropy_loss.detach(),
+            "old_approx_kl": old_approx_kl,
+            "approx_kl": approx_kl,
+            "clipfrac": clipfrac,
+            "loss": loss.detach(),
+        }
+        return loss, stats
+
+    @torch.no_grad()
+    def loss_on(self, r: Rollout, ent_coef: float) -> dict[str, float]:
+        """The PPO loss over the whole rollout with the current weights (diagnostics and tests)."""
+        env_idx = torch.arange(self.cfg.num_envs, device=self.device)
+        return {k: float(v) for k, v in self.minibatch_loss(r, env_idx, ent_coef)[1].items()}
+
+    def update(self, r: Rollout, ent_coef: float) -> dict[str, float]:
+        """``update_epochs`` passes over env minibatches; stops early when approx KL > ``target_kl``."""
+        cfg = self.cfg
+        self.policy.train()
+        envs_per_mb = cfg.num_envs // cfg.num_minibatches
+        history: list[dict[str, Tensor]] = []
+        epochs_done = 0
+        for _ in range(cfg.update_epochs):
+            perm = torch.randperm(cfg.num_envs, generator=self.gen, device=self.device)
+            for start in range(0, cfg.num_envs, envs_per_mb):
+                loss, stats = self.minibatch_loss(r, perm[start : start + envs_per_mb], ent_coef)
+                self.optimizer.zero_grad()
+                loss.backward()
+                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                history.append(stats)
+            epochs_done += 1
+            if cfg.target_kl is not None and float(history[-1]["approx_kl"]) > cfg.target_kl:
+                break
+        self.policy.eval()
+        last = history[-1]
+        out = {
+            k: float(last[k]) for k in ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl")
+        }
+        out["clipfrac"] = float(torch.stack([h["clipfrac"] for h in history]).mean())
+        out["grad_norm"] = float(torch.stack([h["grad_norm"] for h in history]).mean())
+        out["epochs"] = float(epochs_done)
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, market: MarketArrays | None = None) -> EvalResult:
+        """Run the policy over the whole series (first full window to the last bar with a next return).
+
+        Modes run side by side as envs of one vector env: ``greedy`` (argmax) and ``temp``
+        (sampling at ``eval_temperature`` with a fixed seed). Net return per bar = pnl - costs.
+        """
+        cfg, market = self.cfg, market if market is not None else self.val_market
+        if market is None:
+            raise ValueError("no validation market")
+        modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
+        self.policy.eval()
+        enc_all = self.policy.encode_stretch(market.features, market.regime_ids)
+        eval_cfg = self.env_cfg
+        if hasattr(eval_cfg, "episode_length"):
+            eval_cfg = dataclasses.replace(eval_cfg, episode_length=None)
+        env = self.env_factory(market, eval_cfg, len(modes), self.device, cfg.seed)
+        obs = env.reset(start=self.policy.cfg.context - 1)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(cfg.seed if cfg.eval_seed is None else cfg.eval_seed)
+        rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
+        alive: list[Tensor] = []  # a mode's series ends at its first done (ruin may end one early)
+        finished = torch.zeros(len(modes), dtype=torch.bool, device=self.device)
+        while not bool(finished.all()):
+            t = obs.t
+            raw, _ = self.policy.heads(enc_all[t], market.regime_ids[t], obs.position_state.float())
+            mask = env.action_mask()
+            logp = torch.log_softmax(masked_logits(raw, mask), -1)
+            action = logp.argmax(-1)
+            tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
+            action[-1] = torch.multinomial(tempered, 1, generator=gen)[-1, 0]
+            obs, _, done, info = env.step(action)
+            alive.append(~finished)
+            rec["t"].append(t)
+            rec["action"].append(action)
+            rec["position"].append(info["position"])
+            rec["net_return"].append((info["pnl"] - info["cost"]).double())
+            rec["entropy"].append(-(logp.exp() * logp).sum(-1))
+            finished = finished | done.bool()
+        keep = torch.stack(alive, dim=1)
+        stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (modes, bars)
+        bpy = cfg.bars_per_year or getattr(self.env_cfg, "bars_per_year", None)
+        metrics: dict[str, float] = {}
+        series: dict[str, dict[str, Tensor]] = {}
+        for i, mode in enumerate(modes):
+            s = {k: v[i][keep[i]] for k, v in stacked.items()}
+            s["regime"] = market.regime_ids[s["t"]]
+            series[mode] = s
+            stats = return_metrics(s["net_return"], bpy)
+            stats.update(action_shares(s["action"], s["regime"]))
+            stats["trades"] = float((s["position"].diff() != 0).sum() + (s["position"][0] != 0))
+            stats["entropy"] = float(s["entropy"].mean())
+            stats["n_bars"] = float(s["t"].numel())
+            metrics.update({f"{mode}_{k}": v for k, v in stats.items()})
+        return EvalResult(metrics, series)
+
+    def evaluate_and_checkpoint(self) -> EvalResult:
+        """Validate, update best / patience / collapse flags, log, and save a checkpoint."""
+        result = self.evaluate()
+        metrics = dict(result.metrics)
+        mode = "greedy" if self.cfg.eval_greedy else "temp"
+        shares = [metrics[f"{mode}_share_{a}"] for a in ACTION_NAMES]
+        status = self.collapse_detector.check(shares, self.last_train_stats.get("losses/entropy"))
+        if status.collapsed:
+            self.collapsed = True
+            self.collapse_reasons = status.reasons
+            if self.cfg.stop_on_collapse:
+                self.stop_reason = "collapse: " + "; ".join(status.reasons)
+        metrics["collapsed"] = float(status.collapsed)
+        is_best = self.best.update(self.global_step, metrics)
+        if self.best.should_stop and self.stop_reason is None:
+            self.stop_reason = (
+                f"no improvement in {self.best.metric} for {self.best.evals_since_best} evaluations"
+            )
+        self.eval_history.append({"step": self.global_step, **metrics})
+        if self.log_fn is not None:
+            self.log_fn(self.global_step, {f"eval/{k}": v for k, v in metrics.items()})
+        if self.checkpoint_dir is not None:
+            path = self.save(self.checkpoint_dir / f"step_{self.global_step:09d}", metrics=metrics)
+            if is_best:
+                write_best_pointer(
+                    self.checkpoint_dir, path, self.global_step, self.best.metric, self.best.best_value
+                )
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path, metrics: dict | None = None) -> Path:
+        """Everything needed to resume exactly: weights, optimizer, RNGs, env state, counters."""
+        opt_tensors, opt_meta = optimizer_to_flat(self.optimizer)
+        state = {"rng.trainer": self.gen.get_state(), "rng.torch": torch.get_rng_state()}
+        if self._next_obs is not None:
+            state["next_obs.t"] = self._next_obs.t
+            state["next_obs.position_state"] = self._next_obs.position_state
+            state["next_done"] = self._next_done
+        env_tensors, env_meta = env_state(self.env)
+        state.update({f"env.{k}": v for k, v in env_tensors.items()})
+        meta = {
+            "format": "himari-ppo-checkpoint/1",
+            "step": self.global_step,
+            "iteration": self.iteration,
+            "next_eval": self.next_eval,
+            "policy_config": self.policy.cfg.to_dict(),
+            "ppo_config": self.cfg,
+            "env_config": self.env_cfg,
+            "metrics": metrics or {},
+            "best": self.best.to_dict(),
+            "collapsed": self.collapsed,
+            "collapse_reasons": self.collapse_reasons,
+            "stop_reason": self.stop_reason,
+            "eval_history": self.eval_history,
+            "optimizer": opt_meta,
+            "env_state": env_meta,
+        }
+        return save_checkpoint(
+            path, model=self.policy.state_dict(), optimizer=opt_tensors, state=state, meta=meta
+        )
+
+    def load(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save` into this (freshly built) trainer."""
+        ck = load_checkpoint(path, device=self.device)
+        meta = ck.meta
+        saved_cfg = PolicyConfig.from_dict(meta["policy_config"])
+        if saved_cfg != self.policy.cfg:
+            raise ValueError(f"checkpoint policy config {saved_cfg} differs from {self.policy.cfg}")
+        self.policy.load_state_dict(ck.model, strict=True)
+        optimizer_from_flat(self.optimizer, ck.optimizer, meta["optimizer"])
+        self.gen.set_state(ck.state["rng.trainer"])
+        torch.set_rng_state(ck.state["rng.torch"])
+        env_tensors = {k[4:]: v for k, v in ck.state.items() if k.startswith("env.")}
+        load_env_state(self.env, env_tensors, meta["env_state"])
+        if "next_obs.t" in ck.state:
+            self._next_obs = _ObsView(
+                ck.state["next_obs.t"].to(self.device), ck.state["next_obs.position_state"].to(self.device)
+            )
+            self._next_done = ck.state["next_done"].to(self.device)
+        self.global_step, self.iteration, self.next_eval = meta["step"], meta["iteration"], meta["next_eval"]
+        self.best = BestTracker.from_dict(meta["best"])
+        self.collapsed, self.collapse_reasons = meta["collapsed"], meta["collapse_reasons"]
+        self.stop_reason = meta["stop_reason"]
+        self.eval_history = meta["eval_history"]
+
+
+__all__ = [
+    "EvalResult",
+    "PPOConfig",
+    "PPOTrainer",
+    "Rollout",
+    "TensorBoardLogger",
+    "action_shares",
+    "explained_variance",
+    "return_metrics",
+    "seed_everything",
+]
