@@ -20,12 +20,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from himari_pipeline.ekf import EKFParams, ekf_filter  # noqa: E402
+from himari_pipeline.ekf import EKFParams, EKFState, ekf_filter  # noqa: E402
+from himari_pipeline.ekf import vectorized as ekf_vectorized  # noqa: E402
 from himari_pipeline.ekf.reference import ekf_filter_reference  # noqa: E402
 from himari_pipeline.features import FEATURE_NAMES, compute_features  # noqa: E402
 
@@ -72,6 +74,13 @@ def main() -> None:
 
     t0 = time.perf_counter()
     ekf_filter(X[:10], params)
+    t_first = time.perf_counter() - t0
+    # true compile time: a fresh, uncached dispatcher of the same kernel, compiled on first call
+    fresh = numba.njit(cache=False)(ekf_vectorized._ekf_kernel.py_func)
+    m, st = params.matrices(), EKFState.empty(n_feat)
+    kernel_args = (m.bounded, m.passthrough, m.lo, m.span, m.r, m.q_level, m.q_slope, m.p0, m.clip_eps)
+    t0 = time.perf_counter()
+    fresh(X[:10], *kernel_args, st.x, st.P, st.initialised, np.empty_like(X[:10]))
     t_compile = time.perf_counter() - t0
 
     times = []
@@ -116,7 +125,10 @@ def main() -> None:
         f"reference check on those rows: max |vectorized - filterpy| = {max_diff:.2e} "
         f"({'OK' if max_diff <= 1e-9 and same_nan else 'FAIL'}: <= 1e-9, NaN pattern equal: {same_nan})"
     )
-    print(f"first call (JIT compile or numba cache load), 10 rows: {t_compile:.3f} s (excluded above)")
+    print(
+        f"JIT compile (fresh, uncached): {t_compile:.3f} s; first call via the cached dispatcher: "
+        f"{t_first:.3f} s (both excluded above)"
+    )
     print(
         f"vectorized peak traced memory (tracemalloc): {tm_peak / 2**20:.1f} MiB "
         f"(input {X.nbytes / 2**20:.1f} MiB, output {out.nbytes / 2**20:.1f} MiB)"

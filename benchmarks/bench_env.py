@@ -1,9 +1,10 @@
 """Raw VecTradingEnv throughput on random actions against the 1M env-steps/s target.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_env.py [--num-envs 4096] [--steps 300] [--threads 1]``.
-Prints steps/s with actions drawn inside the timed loop and with a pre-drawn action pool, each as a
-ratio to the 1,000,000 env-steps/s target, plus the same env with min-hold/cooldown masks and the
-stateful ``sortino`` reward.
+Prints the median steps/s of ``--repeats`` runs, with actions drawn inside the timed loop and with a
+pre-drawn action pool, each as a ratio to the 1,000,000 env-steps/s target, for the plain env, with
+min-hold/cooldown masks, with the stateful ``sortino`` reward and with ``adaptive_regime``. The
+machine is shared: run it a few times and with ``--threads 1`` (thread handoffs dominate under load).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--bars", type=int, default=50_000)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per case; the median is printed")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     args = p.parse_args()
     if args.threads:
@@ -82,7 +84,7 @@ def main() -> None:
     for name, cfg in cases:
         env = VecTradingEnv(market, cfg, args.num_envs, device=args.device, seed=0)
         for pooled in (False, True):
-            sps = bench(env, args.steps, pooled)
+            sps = float(np.median([bench(env, args.steps, pooled) for _ in range(args.repeats)]))
             how = "pre-drawn actions" if pooled else "randint per step"
             print(f"{name:32s} {how:18s} {sps:14,.0f} steps/s  ratio to 1M target {sps / TARGET:5.2f}")
 

@@ -258,3 +258,49 @@ def test_every_reward_runs_in_env(reward):
     for _ in range(120):
         _, rew, _, _ = env.step(torch.randint(0, 3, (32,), generator=g))
         assert rew.dtype == torch.float32 and rew.shape == (32,) and bool(torch.isfinite(rew).all())
+
+
+def test_from_split_reads_dataset_split_arrays_and_dicts():
+    from himari_pipeline.datasets.splits import SplitArrays
+
+    n = 12
+    rng = np.random.default_rng(0)
+    ret = np.r_[np.nan, rng.standard_normal(n - 1) * 0.01]
+    arrays = {
+        "features_raw": rng.standard_normal((n, 3)).astype(np.float32),
+        "features_denoised": rng.standard_normal((n, 3)).astype(np.float32),
+        "regime_ids": rng.integers(0, 4, n).astype(np.int8),
+        "regime_confidences": np.ones(n, dtype=np.float32),
+        "prices": 100 * np.cumprod(1 + np.nan_to_num(ret)),
+        "returns": ret,
+        "timestamps": np.arange(n, dtype=np.int64) * 3_600_000_000_000,
+    }
+    m = MarketArrays.from_split(SplitArrays(**arrays))
+    np.testing.assert_array_equal(m.features.numpy(), arrays["features_denoised"])
+    assert m.regime_ids.dtype == torch.long and m.returns[0].item() == 0.0
+    np.testing.assert_array_equal(m.returns[1:].numpy(), ret[1:])
+    raw = MarketArrays.from_split(arrays, features_key="features_raw")
+    np.testing.assert_array_equal(raw.features.numpy(), arrays["features_raw"])
+
+
+@pytest.mark.parametrize("reward", ["sortino", "balance"])
+def test_state_dict_resumes_exactly(reward):
+    rng = np.random.default_rng(2)
+    m = market(np.r_[np.nan, rng.standard_normal(300) * 0.01], regimes=rng.integers(0, 4, 301))
+    cfg = EnvConfig(episode_length=25, reward=reward, min_hold=2, cooldown=3, reward_kwargs={"window": 7})
+    actions = torch.randint(0, 3, (90, 8), generator=torch.Generator().manual_seed(0))
+    env = VecTradingEnv(m, cfg, 8, seed=4)
+    env.reset()
+    for k in range(40):
+        env.step(actions[k])
+    state = env.state_dict()
+    ref = [env.step(actions[k]) for k in range(40, 90)]
+    fresh = VecTradingEnv(m, cfg, 8, seed=99)
+    fresh.load_state_dict(state)
+    for k, (obs, rew, _, info) in zip(range(40, 90), ref, strict=True):
+        obs2, rew2, _, info2 = fresh.step(actions[k])
+        torch.testing.assert_close(rew2, rew)
+        torch.testing.assert_close(obs2.t, obs.t)
+        torch.testing.assert_close(obs2.position_state, obs.position_state)
+        torch.testing.assert_close(info2["equity"], info["equity"])
+    assert fresh.blocked_total.item() == env.blocked_total.item() > 0

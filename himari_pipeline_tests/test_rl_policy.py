@@ -63,15 +63,20 @@ def test_stretch_encoding_equals_naive_windows(cfg: PolicyConfig) -> None:
 
 
 def test_encode_indices_on_scattered_bars_matches_windows() -> None:
-    cfg = PolicyConfig.small(n_features=4, context=12, chunk_rows=8)
+    cfg = PolicyConfig.small(n_features=4, context=12, chunk_rows=8, chunk_batch=2)
     policy = _policy(cfg)
     feats, regs = _series(400, 4, seed=3)
-    t = torch.tensor([[11, 12, 13, 300], [399, 200, 12, 57]])  # repeats, gaps, runs longer than a chunk
+    t = torch.tensor([[11, 12, 13, 300], [399, 200, 12, 57]])  # repeats and gaps
+    t_run = torch.arange(100, 150)  # a run of 50 bars: 7 chunks in 4 batched passes
     with torch.no_grad():
         got = policy.encode_indices(feats, regs, t)
+        got_run = policy.encode_indices(feats, regs, t_run)
         want = policy.encode_windows(_windows(feats, t.reshape(-1), 12), _windows(regs, t.reshape(-1), 12))
-    assert got.shape == (2, 4, cfg.d_model)
+        want_run = policy.encode_windows(_windows(feats, t_run, 12), _windows(regs, t_run, 12))
+        empty = policy.encode_indices(feats, regs, torch.zeros(0, dtype=torch.long))
+    assert got.shape == (2, 4, cfg.d_model) and empty.shape == (0, cfg.d_model)
     torch.testing.assert_close(got.reshape(-1, cfg.d_model), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_run, want_run, atol=1e-5, rtol=0)
 
 
 def test_encoding_at_t_depends_on_exactly_the_last_context_bars() -> None:

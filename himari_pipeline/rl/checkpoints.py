@@ -117,7 +117,7 @@ def snapshot_state(obj: Any, skip: tuple[str, ...] = ("market", "cfg"), _depth: 
         if name in skip:
             continue
         if isinstance(value, Tensor):
-            tensors[name] = value
+            tensors[name] = value.detach().clone()  # envs update buffers in place
         elif isinstance(value, torch.Generator):
             tensors[f"{name}#generator"] = value.get_state()
         elif isinstance(value, bool | int | float | str) or value is None:
@@ -141,7 +141,7 @@ def restore_state(obj: Any, tensors: dict[str, Tensor], scalars: dict[str, Any])
             getattr(obj, name.removesuffix("#generator")).set_state(value.to("cpu"))
         else:
             old = getattr(obj, name, None)
-            setattr(obj, name, value.to(old.device if isinstance(old, Tensor) else "cpu"))
+            setattr(obj, name, value.clone().to(old.device if isinstance(old, Tensor) else "cpu"))
     for name, value in scalars.items():
         if isinstance(value, dict):
             restore_state(getattr(obj, name), nested.pop(name, {}), value)
@@ -156,7 +156,10 @@ def env_state(env: Any) -> tuple[dict[str, Tensor], dict]:
     if hasattr(env, "state_dict"):
         tensors, scalars = {}, {}
         for k, v in env.state_dict().items():
-            (tensors if isinstance(v, Tensor) else scalars)[k] = v
+            if isinstance(v, Tensor):
+                tensors[k] = v.detach().clone()
+            else:
+                scalars[k] = v
         return tensors, {"kind": "state_dict", "scalars": to_jsonable(scalars)}
     tensors, scalars = snapshot_state(env)
     return tensors, {"kind": "snapshot", "scalars": to_jsonable(scalars)}

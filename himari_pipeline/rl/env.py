@@ -99,15 +99,20 @@ class MarketArrays:
         )
 
     @classmethod
-    def from_mapping(
+    def from_split(
         cls,
-        split: Mapping[str, np.ndarray],
+        split: Mapping[str, np.ndarray] | object,
         device: torch.device | str = "cpu",
-        features_key: str = "features",
+        features_key: str = "features_denoised",
     ) -> MarketArrays:
-        """From a split dict with keys ``features_key``, ``regime_ids``, ``returns``, ``prices``."""
+        """From one split of the dataset: a ``datasets.SplitArrays`` or a dict of its arrays.
+
+        Reads ``features_key`` (``features_denoised`` or ``features_raw``; a plain ``features`` key
+        also works), ``regime_ids``, ``returns`` and ``prices``.
+        """
+        get = split.__getitem__ if isinstance(split, Mapping) else lambda k: getattr(split, k)
         return cls.from_numpy(
-            split[features_key], split["regime_ids"], split["returns"], split["prices"], device=device
+            get(features_key), get("regime_ids"), get("returns"), get("prices"), device=device
         )
 
     def to(self, device: torch.device | str) -> MarketArrays:
@@ -278,6 +283,35 @@ class VecTradingEnv:
 
     def observe(self) -> Obs:
         return self._obs(self.t, self.action, self.held, self.equity, self.entry_equity)
+
+    # ------------------------------------------------------------------ state (checkpoint / resume)
+    _STATE = ("t", "action", "position", "held", "after_close", "equity", "entry_equity", "steps")
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume mid-episode exactly: tensors, the RNG state and plain ints."""
+        state: dict = {k: getattr(self, k).clone() for k in self._STATE}
+        state["blocked_total"] = self.blocked_total.clone()
+        state["steps_total"] = int(self.steps_total)
+        state["generator"] = self.gen.get_state()
+        state["fixed_start_set"] = self._fixed_start is not None
+        if self._fixed_start is not None:
+            state["fixed_start"] = self._fixed_start.clone()
+        state.update({f"reward.{k}": v for k, v in self.reward_fn.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict` (tensors are moved to this env's device)."""
+        for k in self._STATE:
+            old = getattr(self, k)
+            if tuple(state[k].shape) != tuple(old.shape):
+                raise ValueError(f"state {k!r} has shape {tuple(state[k].shape)}, env has {tuple(old.shape)}")
+            setattr(self, k, state[k].to(self.device, old.dtype).clone())
+        self.blocked_total = state["blocked_total"].to(self.device).clone()
+        self.steps_total = int(state["steps_total"])
+        self.gen.set_state(state["generator"].cpu())
+        fixed = state.get("fixed_start") if state.get("fixed_start_set") else None
+        self._fixed_start = None if fixed is None else fixed.to(self.device, torch.long).clone()
+        self.reward_fn.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("reward.")})
 
     # ------------------------------------------------------------------ masks
     def _restricted(self) -> Tensor:

@@ -50,6 +50,7 @@ class PolicyConfig:
     actor_bias_init: tuple[float, float, float] | None = None
     attn_windows: tuple[int, ...] | None = None  # None: split_receptive_field(context, n_layers)
     chunk_rows: int = 512  # query rows per chunk when encoding long stretches (memory bound)
+    chunk_batch: int = 64  # chunks encoded per batched pass
 
     def __post_init__(self) -> None:
         if self.actor_bias_init is not None:
@@ -208,11 +209,13 @@ class RegimeConditionedPolicy(nn.Module):
 
         Needed bars are grouped into contiguous runs (gaps shorter than ``context`` are bridged),
         each run is cut into chunks of at most ``chunk_rows`` query rows preceded by ``context - 1``
-        rows of history, and all chunks are encoded in one batched pass.  Rows whose history starts
-        before bar 0 see only the bars that exist.
+        rows of history, and the chunks are encoded in batched passes of ``chunk_batch`` chunks.
+        Rows whose history starts before bar 0 see only the bars that exist.
         """
         c, q = self.cfg.context, self.cfg.chunk_rows
         flat = t_idx.reshape(-1).long()
+        if flat.numel() == 0:
+            return features.new_zeros(*t_idx.shape, self.cfg.d_model)
         uniq, inverse = torch.unique(flat, sorted=True, return_inverse=True)
         ulist = uniq.tolist()
         chunks: list[tuple[int, int]] = []  # inclusive (first, last) query bar
@@ -230,7 +233,13 @@ class RegimeConditionedPolicy(nn.Module):
         rows = last[:, None] - torch.arange(length - 1, -1, -1, device=features.device)[None, :]
         valid = rows >= 0
         rows = rows.clamp(min=0)
-        enc = self._encode(features[rows], regimes[rows], valid)  # (n_chunks, length, d)
+        nb = self.cfg.chunk_batch
+        enc = torch.cat(  # (n_chunks, length, d)
+            [
+                self._encode(features[r], regimes[r], v)
+                for r, v in zip(rows.split(nb), valid.split(nb), strict=True)
+            ]
+        )
         # position of each unique bar inside its chunk
         chunk_of = torch.searchsorted(
             torch.tensor([a for a, _ in chunks], device=flat.device), uniq, right=True

@@ -211,7 +211,12 @@ def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]
 
 
 class PPOTrainer:
-    """Trains a :class:`RegimeConditionedPolicy` with PPO on ``train_market``; validates on ``val_market``."""
+    """Trains a :class:`RegimeConditionedPolicy` with PPO on ``train_market``; validates on ``val_market``.
+
+    Build the policy right after :func:`seed_everything` so its initial weights are seeded too. The
+    trainer samples actions and minibatch orders from its own generator (seeded by ``ppo_cfg.seed``),
+    and validation sampling from a fresh one, so evaluating never shifts training randomness.
+    """
 
     def __init__(
         self,
@@ -226,6 +231,7 @@ class PPOTrainer:
     ) -> None:
         self.cfg = ppo_cfg
         self.device = torch.device(ppo_cfg.device)
+        torch.backends.cudnn.deterministic = ppo_cfg.torch_deterministic
         self.policy = policy.to(self.device)
         self.train_market = train_market
         self.val_market = val_market
@@ -373,7 +379,7 @@ class PPOTrainer:
             rewards[k] = reward
             if "episode_return" in info and bool(done.any()):
                 episode_returns += info["episode_return"][done].double().tolist()
-            obs, done = _ObsView(next_obs.t, next_obs.position_state), done.bool()
+            obs, done = _ObsView(next_obs.t.clone(), next_obs.position_state.clone()), done.bool()
             self.global_step += N
 
         refresh(S, obs.t)
@@ -500,7 +506,7 @@ class PPOTrainer:
         if hasattr(eval_cfg, "episode_length"):
             eval_cfg = dataclasses.replace(eval_cfg, episode_length=None)
         env = self.env_factory(market, eval_cfg, len(modes), self.device, cfg.seed)
-        obs = env.reset(start=self.policy.cfg.context - 1)
+        obs = env.reset(start=getattr(self.env_cfg, "context", self.policy.cfg.context) - 1)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(cfg.seed if cfg.eval_seed is None else cfg.eval_seed)
         rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}

@@ -77,6 +77,17 @@ class RewardFn:
     def __call__(self, ctx: StepContext) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """Per-env history as tensors and ints (empty for stateless rewards)."""
+        return {f"{k}.{n}": v for k, w in self._windows().items() for n, v in w.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, w in self._windows().items():
+            w.load_state_dict({n.split(".", 1)[1]: v for n, v in state.items() if n.split(".", 1)[0] == k})
+
+    def _windows(self) -> dict[str, _Window]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, _Window)}
+
 
 class _Window:
     """Per-env trailing window of the last ``size`` values of the current episode, with a running sum.
@@ -102,6 +113,21 @@ class _Window:
         self.buf[:, self.idx] = x
         self.idx = (self.idx + 1) % self.size
         self.count = (self.count + 1).clamp_(max=self.size)
+
+    def state_dict(self) -> dict:
+        return {
+            "buf": self.buf.clone(),
+            "total": self.total.clone(),
+            "count": self.count.clone(),
+            "idx": self.idx,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        dev = self.buf.device
+        self.buf = state["buf"].to(dev, torch.float64).clone()
+        self.total = state["total"].to(dev, torch.float64).clone()
+        self.count = state["count"].to(dev, torch.long).clone()
+        self.idx = int(state["idx"])
 
     def reset(self, done: Tensor | None) -> None:
         if done is None:

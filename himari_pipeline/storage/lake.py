@@ -20,6 +20,7 @@ import contextlib
 import glob
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -87,6 +88,21 @@ def load_ducklake(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("LOAD ducklake")
 
 
+_PROCESS_LOCK = threading.RLock()
+_PROCESS_CON: duckdb.DuckDBPyConnection | None = None
+_PROCESS_PID: int | None = None
+
+
+def _process_connection() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB with DuckLake loaded (re-created after a fork)."""
+    global _PROCESS_CON, _PROCESS_PID
+    if _PROCESS_CON is None or _PROCESS_PID != os.getpid():
+        con = duckdb.connect()
+        load_ducklake(con)
+        _PROCESS_CON, _PROCESS_PID = con, os.getpid()
+    return _PROCESS_CON
+
+
 def _sql_str(value: str) -> str:
     """A SQL string literal (ATTACH takes no parameters)."""
     return "'" + value.replace("'", "''") + "'"
@@ -112,6 +128,7 @@ class Lake:
         self.data_path = data_path or os.environ.get("HIMARI_LAKE_DATA_PATH") or str(self.root / "files")
         self.lock_timeout_s = lock_timeout_s
         self.artifacts = self.root / "artifacts"
+        self._registry_ready = False
 
     def __repr__(self) -> str:
         return f"Lake(root={str(self.root)!r}, catalog={self.catalog!r})"
@@ -119,33 +136,41 @@ class Lake:
     # ------------------------------------------------------------------ connections
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection with the lake attached as ``lake``; retries while another process holds the lock."""
+        """A connection with the lake attached as ``lake``; retries while another process holds the lock.
+
+        One in-memory DuckDB per process keeps the extension loaded; the lake is attached for the
+        duration of the block and detached afterwards, so other processes can take the file lock.
+        """
         if "://" not in self.data_path:
             Path(self.data_path).mkdir(parents=True, exist_ok=True)
         if ":" not in self.catalog.split("/")[0]:
             Path(self.catalog).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            con = duckdb.connect()
+        with _PROCESS_LOCK:
+            con = _process_connection()
+            deadline = time.monotonic() + self.lock_timeout_s
+            delay = 0.05
+            while True:
+                try:
+                    con.execute(
+                        f"ATTACH {_sql_str('ducklake:' + self.catalog)} AS lake "
+                        f"(DATA_PATH {_sql_str(self.data_path.rstrip('/') + '/')}, DATA_INLINING_ROW_LIMIT 0)"
+                    )
+                    break
+                except duckdb.Error as exc:
+                    if not _is_lock_error(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
             try:
-                load_ducklake(con)
-                con.execute(
-                    f"ATTACH {_sql_str('ducklake:' + self.catalog)} AS lake "
-                    f"(DATA_PATH {_sql_str(self.data_path.rstrip('/') + '/')}, DATA_INLINING_ROW_LIMIT 0)"
-                )
-                break
-            except duckdb.Error as exc:
-                con.close()
-                if not _is_lock_error(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        try:
-            self._ensure_registry(con)
-            yield con
-        finally:
-            con.close()
+                if not self._registry_ready:
+                    self._ensure_registry(con)
+                    self._registry_ready = True
+                yield con
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                con.execute("USE memory")
+                con.execute("DETACH lake")
 
     @staticmethod
     def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
@@ -180,13 +205,13 @@ class Lake:
             raise LakeError(f"columns {_PART!r} and {_ROW!r} are reserved by the lake")
         digest = frame_hash(frame)
         inputs = dict(inputs or {})
-        latest = self.latest(asset, partition)
-        if latest is not None and latest.version == digest and latest.inputs == inputs:
-            return latest
         staged = frame.assign(**{_ROW: range(len(frame))})
         staged.insert(0, _PART, partition)
         tag = f"{asset}/{partition}/{uuid.uuid4().hex}"
         with self.connect() as con:
+            found = self._versions(con, asset, partition)
+            if found and found[-1].version == digest and found[-1].inputs == inputs:
+                return found[-1]
             con.register("staged", staged)
             con.execute("BEGIN")
             try:
@@ -214,6 +239,8 @@ class Lake:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            finally:
+                con.unregister("staged")
             return self._with_snapshot(con, version, tag)
 
     def write_file(
@@ -345,6 +372,10 @@ class Lake:
     # ------------------------------------------------------------------ reads
     def versions(self, asset: str | None = None, partition: str | None = None) -> list[Version]:
         """All registered versions, oldest first, optionally filtered."""
+        with self.connect() as con:
+            return self._versions(con, asset, partition)
+
+    def _versions(self, con, asset: str | None, partition: str | None) -> list[Version]:
         where, params = [], []
         if asset is not None:
             where.append("v.asset = ?")
@@ -353,13 +384,12 @@ class Lake:
             where.append("v.partition = ?")
             params.append(partition)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
-        with self.connect() as con:
-            rows = con.execute(
-                f"""SELECT v.*, coalesce(s.snapshot_id, -1) FROM lake.{VERSIONS_TABLE} v
-                    LEFT JOIN lake.snapshots() s ON s.commit_message = v.commit_tag
-                    {clause} ORDER BY v.created_at, s.snapshot_id NULLS FIRST""",
-                params,
-            ).fetchall()
+        rows = con.execute(
+            f"""SELECT v.*, coalesce(s.snapshot_id, -1) FROM lake.{VERSIONS_TABLE} v
+                LEFT JOIN lake.snapshots() s ON s.commit_message = v.commit_tag
+                {clause} ORDER BY v.created_at, s.snapshot_id NULLS FIRST""",
+            params,
+        ).fetchall()
         return [self._row_to_version(r) for r in rows]
 
     @staticmethod
@@ -403,7 +433,9 @@ class Lake:
 
     def get_version(self, asset: str, partition: str, version: str | None = None) -> Version:
         """The version whose content hash starts with ``version`` (the latest when None)."""
-        found = self.versions(asset, partition)
+        return self._pick(self.versions(asset, partition), asset, partition, version)
+
+    def _pick(self, found: list[Version], asset: str, partition: str, version: str | None) -> Version:
         if version is not None:
             found = [v for v in found if v.version.startswith(version)]
         if not found:
@@ -412,15 +444,16 @@ class Lake:
 
     def read_table(self, asset: str, partition: str, version: str | None = None) -> pd.DataFrame:
         """Rows of one partition as of ``version`` (content-hash prefix; latest when None)."""
-        v = self.get_version(asset, partition, version)
-        if v.kind != "table":
-            raise LakeError(f"{asset}/{partition} is a file asset; use file_path()")
-        is_latest = v == self.get_version(asset, partition)
-        if not is_latest and v.snapshot_id < 0:
-            raise LakeError(f"version {v.short} of {asset}/{partition} was removed by retention")
-        at = "" if is_latest else f" AT (VERSION => {v.snapshot_id})"
-        cols = ", ".join(f'"{c}"' for c in v.columns)
         with self.connect() as con:
+            found = self._versions(con, asset, partition)
+            v = self._pick(found, asset, partition, version)
+            if v.kind != "table":
+                raise LakeError(f"{asset}/{partition} is a file asset; use file_path()")
+            is_latest = v == found[-1]
+            if not is_latest and v.snapshot_id < 0:
+                raise LakeError(f"version {v.short} of {asset}/{partition} was removed by retention")
+            at = "" if is_latest else f" AT (VERSION => {v.snapshot_id})"
+            cols = ", ".join(f'"{c}"' for c in v.columns)
             df = con.execute(
                 f'SELECT {cols} FROM lake."{asset}"{at} WHERE {_PART} = ? ORDER BY {_ROW}', [partition]
             ).df()
