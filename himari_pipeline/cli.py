@@ -16,8 +16,11 @@ from himari_pipeline.config import PROFILES, PROJECT_ROOT, lake_root, raw_dir
 from himari_pipeline.market.bars import dataset_key, parse_dataset_key
 from himari_pipeline.market.validation import BarValidationError
 
-app = typer.Typer(help="HIMARI: OHLCV bars to leak-proof datasets, PPO checkpoints and validation reports.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="HIMARI: OHLCV bars to leak-proof datasets, PPO checkpoints and validation reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -48,7 +51,9 @@ def _materialize(keys: list[str]) -> bool:
 @app.command()
 def run(
     profile: Annotated[str, typer.Option(help="default: 1h synthetic bars; full: 5m")] = "default",
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="dataset keys SYMBOL_TF")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="dataset keys SYMBOL_TF")
+    ] = None,
 ) -> None:
     """Materialize every asset for the profile's datasets (both synthetic variants by default)."""
     if profile not in PROFILES:
@@ -111,12 +116,16 @@ def _print_versions(asset: str | None, dataset: str | None) -> None:
 
     lake = Lake(lake_root())
     rows = lake.versions(asset, dataset)
-    typer.echo(f"{'asset':<20} {'dataset':<20} {'version':<13} {'snap':>5} {'rows':>8} {'code':<13} "
-               f"{'created':<27} inputs")
+    typer.echo(
+        f"{'asset':<20} {'dataset':<20} {'version':<13} {'snap':>5} {'rows':>8} {'code':<13} "
+        f"{'created':<27} inputs"
+    )
     for v in rows:
         inputs = ", ".join(f"{k}={h.split(':')[-1][:8]}" for k, h in v.inputs.items())
-        typer.echo(f"{v.asset:<20} {v.partition:<20} {v.short:<13} {v.snapshot_id:>5} {v.row_count:>8} "
-                   f"{v.code_version:<13} {v.created_at[:26]:<27} {inputs}")
+        typer.echo(
+            f"{v.asset:<20} {v.partition:<20} {v.short:<13} {v.snapshot_id:>5} {v.row_count:>8} "
+            f"{v.code_version:<13} {v.created_at[:26]:<27} {inputs}"
+        )
 
 
 @app.command()
@@ -139,8 +148,17 @@ def ui(
     from himari_pipeline.instance import ensure_dagster_home
 
     ensure_dagster_home()
-    cmd = [sys.executable, "-m", "dagster_webserver", "-h", host, "-p", str(port), "-w",
-           str(PROJECT_ROOT / "workspace.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster_webserver",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+    ]
     raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
 

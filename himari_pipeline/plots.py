@@ -55,8 +55,13 @@ def denoise_plot(raw: pd.DataFrame, denoised: pd.DataFrame, columns: list[str], 
     fig, axes = plt.subplots(len(columns), 1, figsize=(9, 1.8 * len(columns)), sharex=True)
     for ax, col in zip(np.atleast_1d(axes), columns, strict=True):
         ax.plot(raw["timestamp"].iloc[-last:], raw[col].iloc[-last:], lw=0.6, color="#bbb", label="raw")
-        ax.plot(denoised["timestamp"].iloc[-last:], denoised[col].iloc[-last:], lw=1.0, color="#08519c",
-                label="EKF")
+        ax.plot(
+            denoised["timestamp"].iloc[-last:],
+            denoised[col].iloc[-last:],
+            lw=1.0,
+            color="#08519c",
+            label="EKF",
+        )
         ax.set_ylabel(col, fontsize=7)
     np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=7)
     return _png(fig)
@@ -70,8 +75,12 @@ def splits_plot(bars: pd.DataFrame, ranges: dict[str, tuple[int, int]], title: s
     ax.plot(bars["timestamp"].iloc[s], bars["close"].iloc[s], lw=0.8, color="#333")
     for name, (a, b) in ranges.items():
         if b > a:
-            ax.axvspan(bars["timestamp"].iloc[a], bars["timestamp"].iloc[b - 1], color=colors.get(name, "#eee"),
-                       label=name)
+            ax.axvspan(
+                bars["timestamp"].iloc[a],
+                bars["timestamp"].iloc[b - 1],
+                color=colors.get(name, "#eee"),
+                label=name,
+            )
     ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=7)
     ax.set_title(title)

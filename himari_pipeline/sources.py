@@ -68,8 +68,13 @@ def load_dataset(
         dates = {"start": span[0], "end": span[1]} if span else {}
         cfg = SyntheticConfig(seed=seed, variant=SYNTHETIC_VARIANTS[symbol], timeframe=timeframe, **dates)
         bars = generate_synthetic_bars(cfg)
-        prov = {"source": "synthetic", "variant": cfg.variant, "seed": seed, "start": cfg.start,
-                "end": cfg.end}
+        prov = {
+            "source": "synthetic",
+            "variant": cfg.variant,
+            "seed": seed,
+            "start": cfg.start,
+            "end": cfg.end,
+        }
         return LoadedBars(key, bars, prov)
     paths = dataset_files(key, raw_root)
     if not paths:

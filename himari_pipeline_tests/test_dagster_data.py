@@ -25,8 +25,11 @@ def _resources(tmp_path, **settings) -> dict:
     return {
         "lake": LakeResource(root=str(tmp_path / "lake")),
         "settings": PipelineSettings(
-            raw_dir=str(tmp_path / "raw"), synthetic_start=SPAN[0], synthetic_end=SPAN[1],
-            truncation_prefixes=3, **settings,
+            raw_dir=str(tmp_path / "raw"),
+            synthetic_start=SPAN[0],
+            synthetic_end=SPAN[1],
+            truncation_prefixes=3,
+            **settings,
         ),
     }
 
@@ -35,8 +38,12 @@ def _materialize(tmp_path, key: str, instance, selection=None, **settings) -> dg
     if key not in instance.get_dynamic_partitions("datasets"):
         instance.add_dynamic_partitions("datasets", [key])
     return dg.materialize(
-        [*DATA_ASSETS, *DATA_CHECKS], partition_key=key, instance=instance, resources=_resources(tmp_path, **settings),
-        selection=selection, raise_on_error=False,
+        [*DATA_ASSETS, *DATA_CHECKS],
+        partition_key=key,
+        instance=instance,
+        resources=_resources(tmp_path, **settings),
+        selection=selection,
+        raise_on_error=False,
     )
 
 

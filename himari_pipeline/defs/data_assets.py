@@ -5,7 +5,6 @@ version (atomically) and reports it as Dagster metadata and data version. Partit
 (``SYMBOL_TIMEFRAME``).
 """
 
-
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,13 @@ from himari_pipeline.plots import denoise_plot, price_plot, regime_plot, splits_
 from himari_pipeline.regimes import detect as regimes_mod
 from himari_pipeline.storage.hashing import code_version
 
-RAW, FEATURES_T, DENOISED, REGIMES, SPLITS = "raw_ohlcv", "features", "features_denoised", "regimes", "dataset_splits"
+RAW, FEATURES_T, DENOISED, REGIMES, SPLITS = (
+    "raw_ohlcv",
+    "features",
+    "features_denoised",
+    "regimes",
+    "dataset_splits",
+)
 POOL = "himari_lake"  # writers to the lake run one at a time (DuckDB: one writer per file)
 
 
@@ -58,8 +63,13 @@ def raw_ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, settings: P
     )
     bars = loaded.bars
     v = lake.get().write_table(
-        RAW, key, bars, inputs={k: f"sha256:{h}" for k, h in loaded.provenance.get("files", {}).items()},
-        code_version=code_version(sources), run_id=context.run_id, metadata={"provenance": loaded.provenance},
+        RAW,
+        key,
+        bars,
+        inputs={k: f"sha256:{h}" for k, h in loaded.provenance.get("files", {}).items()},
+        code_version=code_version(sources),
+        run_id=context.run_id,
+        metadata={"provenance": loaded.provenance},
     )
     context.log.info(f"{key}: {len(bars)} bars, version {v.short}")
     return result(
@@ -90,7 +100,11 @@ def features(context: dg.AssetExecutionContext, lake: LakeResource):
     bars = store.read_table(RAW, key)
     table = features_mod.compute_features(bars)
     v = store.write_table(
-        FEATURES_T, key, table, inputs=_inputs(store, key, RAW), code_version=code_version(features_mod),
+        FEATURES_T,
+        key,
+        table,
+        inputs=_inputs(store, key, RAW),
+        code_version=code_version(features_mod),
         run_id=context.run_id,
     )
     warm = int(table["warmup"].sum())
@@ -124,8 +138,13 @@ def features_denoised(context: dg.AssetExecutionContext, lake: LakeResource):
     params = EKFParams.for_features(FEATURE_NAMES)
     den = ekf_mod.denoise_features(table, params)
     v = store.write_table(
-        DENOISED, key, den, inputs=_inputs(store, key, FEATURES_T), code_version=code_version(ekf_model, ekf_mod),
-        run_id=context.run_id, metadata={"ekf_params": params.to_dict()},
+        DENOISED,
+        key,
+        den,
+        inputs=_inputs(store, key, FEATURES_T),
+        code_version=code_version(ekf_model, ekf_mod),
+        run_id=context.run_id,
+        metadata={"ekf_params": params.to_dict()},
     )
     return result(
         v,
@@ -160,15 +179,22 @@ def regimes(context: dg.AssetExecutionContext, lake: LakeResource):
     table = regimes_mod.detect_regimes(bars, timeframe, params)
     dist = regimes_mod.regime_distribution(table["regime_id"])
     v = store.write_table(
-        REGIMES, key, table, inputs=_inputs(store, key, RAW), code_version=code_version(regimes_mod),
-        run_id=context.run_id, metadata={"params": params.to_dict(), "distribution": dist},
+        REGIMES,
+        key,
+        table,
+        inputs=_inputs(store, key, RAW),
+        code_version=code_version(regimes_mod),
+        run_id=context.run_id,
+        metadata={"params": params.to_dict(), "distribution": dist},
     )
     return result(
         v,
         distribution=dg.MetadataValue.md(
             "| regime | share |\n|---|---|\n" + "\n".join(f"| {k} | {s:.1%} |" for k, s in dist.items())
         ),
-        switches_per_1000_bars=dg.MetadataValue.float(float(regimes_mod.switches_per_1000(table["regime_id"]))),
+        switches_per_1000_bars=dg.MetadataValue.float(
+            float(regimes_mod.switches_per_1000(table["regime_id"]))
+        ),
         params=dg.MetadataValue.json(params.to_dict()),
         plot=png(regime_plot(bars, table, regimes_mod.REGIMES, f"{key} regimes")),
     )
@@ -201,7 +227,9 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake
     den = store.read_table(DENOISED, key)
     regs = store.read_table(REGIMES, key)
     inputs = _inputs(store, key, RAW, FEATURES_T, DENOISED, REGIMES)
-    cfg = split_mod.SplitConfig(fractions=config.fractions, live_year=config.live_year, context=config.context)
+    cfg = split_mod.SplitConfig(
+        fractions=config.fractions, live_year=config.live_year, context=config.context
+    )
     plan = split_mod.plan_splits(bars["timestamp"], split_mod.required_warmup(feats, den, regs), cfg)
     ds = split_mod.build_splits(bars, feats, den, regs, list(FEATURE_NAMES), plan, input_versions=inputs)
     problems = split_mod.check_splits(ds, plan.embargo)
@@ -210,8 +238,13 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
         path = split_arrays.export_npz(ds, Path(tmp) / f"{key}.npz")
         v = store.write_file(
-            SPLITS, key, path, inputs=inputs, code_version=code_version(split_mod, split_arrays),
-            run_id=context.run_id, metadata={"plan": plan.to_dict(), "sizes": plan.sizes()},
+            SPLITS,
+            key,
+            path,
+            inputs=inputs,
+            code_version=code_version(split_mod, split_arrays),
+            run_id=context.run_id,
+            metadata={"plan": plan.to_dict(), "sizes": plan.sizes()},
         )
     sizes = plan.sizes()
     dist = ds.metadata.get("regime_distribution", {})

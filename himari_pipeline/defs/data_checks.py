@@ -1,6 +1,5 @@
 """Blocking asset checks on every edge of the data half: a failure stops what is downstream."""
 
-
 import os
 
 import dagster as dg
@@ -14,8 +13,8 @@ from himari_pipeline.defs.partitions import datasets_partitions
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.ekf import vectorized as ekf_mod
 from himari_pipeline.ekf.model import EKFParams
-from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.features import compute as features_mod
+from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.market.bars import BAR_COLUMNS, parse_dataset_key
 from himari_pipeline.market.validation import BarValidationError, validate_bars
 from himari_pipeline.regimes.detect import REGIMES as REGIME_NAMES
@@ -35,35 +34,50 @@ def _truncation(context, compute, bars, stored, settings) -> dg.AssetCheckResult
         passed=report.ok,
         severity=dg.AssetCheckSeverity.ERROR,
         description=report.summary(),
-        metadata={"prefixes": dg.MetadataValue.json(report.prefixes),
-                  "mismatches": dg.MetadataValue.json(report.mismatches[:20])},
+        metadata={
+            "prefixes": dg.MetadataValue.json(report.prefixes),
+            "mismatches": dg.MetadataValue.json(report.mismatches[:20]),
+        },
     )
 
 
-@dg.asset_check(asset=RAW, name="bars_valid", **_CHECK,
-                description="Schema, unique strictly increasing timestamps, OHLC consistency, no NaN.")
+@dg.asset_check(
+    asset=RAW,
+    name="bars_valid",
+    **_CHECK,
+    description="Schema, unique strictly increasing timestamps, OHLC consistency, no NaN.",
+)
 def bars_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     key = context.partition_key
     bars = lake.get().read_table(RAW, key)
     _, timeframe = parse_dataset_key(key)
     try:
         if list(bars.columns) != list(BAR_COLUMNS):
-            raise BarValidationError(f"lake:{RAW}/{key}", None, "schema",
-                                     f"columns {list(bars.columns)} != {list(BAR_COLUMNS)}")
+            raise BarValidationError(
+                f"lake:{RAW}/{key}", None, "schema", f"columns {list(bars.columns)} != {list(BAR_COLUMNS)}"
+            )
         report = validate_bars(bars, timeframe=timeframe, file=f"lake:{RAW}/{key}", gap_policy="report")
     except BarValidationError as exc:
         return dg.AssetCheckResult(passed=False, description=str(exc))
     return dg.AssetCheckResult(passed=True, metadata={"gaps": len(getattr(report, "gaps", []))})
 
 
-@dg.asset_check(asset=FEATURES_T, name="features_schema_no_nan", **_CHECK,
-                description="timestamp + 44 named features + warmup; no NaN or inf after the warm-up rows.")
+@dg.asset_check(
+    asset=FEATURES_T,
+    name="features_schema_no_nan",
+    **_CHECK,
+    description="timestamp + 44 named features + warmup; no NaN or inf after the warm-up rows.",
+)
 def features_schema(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     return _no_nan_after_warmup(lake.get().read_table(FEATURES_T, context.partition_key))
 
 
-@dg.asset_check(asset=DENOISED, name="denoised_schema_no_nan", **_CHECK,
-                description="Same schema as features; no NaN or inf after the warm-up rows.")
+@dg.asset_check(
+    asset=DENOISED,
+    name="denoised_schema_no_nan",
+    **_CHECK,
+    description="Same schema as features; no NaN or inf after the warm-up rows.",
+)
 def denoised_schema(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     return _no_nan_after_warmup(lake.get().read_table(DENOISED, context.partition_key))
 
@@ -78,26 +92,38 @@ def _no_nan_after_warmup(table) -> dg.AssetCheckResult:
     bad = ~np.isfinite(values) & ~table["warmup"].to_numpy()[:, None]
     warm = table["warmup"].to_numpy()
     warm_not_leading = bool(warm.any() and not warm[: int(warm.sum())].all())
-    if bad.any() or warm_not_leading:
-        r, c = np.argwhere(bad)[0] if bad.any() else (int(np.argmin(warm)), 0)
-        return dg.AssetCheckResult(
-            passed=False,
-            description=f"non-finite {FEATURE_NAMES[c]} at row {r} ({table['timestamp'].iloc[r]}) after warm-up"
-            if bad.any() else "warm-up rows are not a leading block",
-        )
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        when = table["timestamp"].iloc[r]
+        return dg.AssetCheckResult(passed=False, description=f"non-finite {FEATURE_NAMES[c]} at row {r} ({when})")
+    if warm_not_leading:
+        return dg.AssetCheckResult(passed=False, description="warm-up rows are not a leading block")
     return dg.AssetCheckResult(passed=True, metadata={"warmup_rows": int(warm.sum())})
 
 
-@dg.asset_check(asset=FEATURES_T, name="features_truncation_invariance", **_CHECK,
-                description="Recomputing features on bars[:k] gives identical rows, for several k.")
+@dg.asset_check(
+    asset=FEATURES_T,
+    name="features_truncation_invariance",
+    **_CHECK,
+    description="Recomputing features on bars[:k] gives identical rows, for several k.",
+)
 def features_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
-    return _truncation(context, features_mod.compute_features, store.read_table(RAW, key), store.read_table(FEATURES_T, key),
-                       settings)
+    return _truncation(
+        context,
+        features_mod.compute_features,
+        store.read_table(RAW, key),
+        store.read_table(FEATURES_T, key),
+        settings,
+    )
 
 
-@dg.asset_check(asset=DENOISED, name="denoised_truncation_invariance", **_CHECK,
-                description="Recomputing features + EKF on bars[:k] gives identical rows, for several k.")
+@dg.asset_check(
+    asset=DENOISED,
+    name="denoised_truncation_invariance",
+    **_CHECK,
+    description="Recomputing features + EKF on bars[:k] gives identical rows, for several k.",
+)
 def denoised_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
     params = EKFParams.from_dict(store.get_version(DENOISED, key).metadata["ekf_params"])
@@ -105,11 +131,17 @@ def denoised_truncation(context, lake: LakeResource, settings: PipelineSettings)
     def compute(bars):
         return ekf_mod.denoise_features(features_mod.compute_features(bars), params)
 
-    return _truncation(context, compute, store.read_table(RAW, key), store.read_table(DENOISED, key), settings)
+    return _truncation(
+        context, compute, store.read_table(RAW, key), store.read_table(DENOISED, key), settings
+    )
 
 
-@dg.asset_check(asset=REGIMES, name="regimes_truncation_invariance", **_CHECK,
-                description="Recomputing regimes on bars[:k] gives identical labels and confidences.")
+@dg.asset_check(
+    asset=REGIMES,
+    name="regimes_truncation_invariance",
+    **_CHECK,
+    description="Recomputing regimes on bars[:k] gives identical labels and confidences.",
+)
 def regimes_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
     _, timeframe = parse_dataset_key(key)
@@ -121,30 +153,47 @@ def regimes_truncation(context, lake: LakeResource, settings: PipelineSettings) 
     return _truncation(context, compute, store.read_table(RAW, key), store.read_table(REGIMES, key), settings)
 
 
-@dg.asset_check(asset=REGIMES, name="regimes_valid", **_CHECK,
-                description="Regime ids in range after warm-up, confidences in [0, 1].")
+@dg.asset_check(
+    asset=REGIMES,
+    name="regimes_valid",
+    **_CHECK,
+    description="Regime ids in range after warm-up, confidences in [0, 1].",
+)
 def regimes_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     table = lake.get().read_table(REGIMES, context.partition_key)
     ids, conf = table["regime_id"].to_numpy(), table["confidence"].to_numpy()
     live = ids >= 0
-    ok = bool(((ids >= -1) & (ids < len(REGIME_NAMES))).all() and np.all((conf[live] >= 0) & (conf[live] <= 1)))
+    ok = bool(
+        ((ids >= -1) & (ids < len(REGIME_NAMES))).all() and np.all((conf[live] >= 0) & (conf[live] <= 1))
+    )
     return dg.AssetCheckResult(passed=ok, metadata={"labelled_rows": int(live.sum())})
 
 
-@dg.asset_check(asset=SPLITS, name="splits_disjoint_embargo", **_CHECK,
-                description="Splits are disjoint, time-ordered, separated by the embargo, NaN-free; the .npz "
-                "loads with allow_pickle=False.")
+@dg.asset_check(
+    asset=SPLITS,
+    name="splits_disjoint_embargo",
+    **_CHECK,
+    description="Splits are disjoint, time-ordered, separated by the embargo, NaN-free; the .npz "
+    "loads with allow_pickle=False.",
+)
 def splits_disjoint(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
     v = store.get_version(SPLITS, key)
     ds = split_arrays.load_npz(store.root / v.path)
     embargo = int(v.metadata["plan"]["embargo"])
     problems = split_mod.check_splits(ds, embargo)
-    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or "ok",
-                               metadata={"embargo_bars": embargo})
+    return dg.AssetCheckResult(
+        passed=not problems, description="; ".join(problems) or "ok", metadata={"embargo_bars": embargo}
+    )
 
 
 DATA_CHECKS = [
-    bars_valid, features_schema, features_truncation, denoised_schema, denoised_truncation, regimes_truncation,
-    regimes_valid, splits_disjoint,
+    bars_valid,
+    features_schema,
+    features_truncation,
+    denoised_schema,
+    denoised_truncation,
+    regimes_truncation,
+    regimes_valid,
+    splits_disjoint,
 ]

@@ -38,4 +38,6 @@ def png(data: bytes, alt: str = "plot") -> dg.MetadataValue:
 
 def result(v: Version, **extra) -> dg.MaterializeResult:
     """A MaterializeResult carrying the lake version as the Dagster data version."""
-    return dg.MaterializeResult(data_version=dg.DataVersion(v.short), metadata={**version_metadata(v), **extra})
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(v.short), metadata={**version_metadata(v), **extra}
+    )
