@@ -94,8 +94,8 @@ def _no_nan_after_warmup(table) -> dg.AssetCheckResult:
     warm_not_leading = bool(warm.any() and not warm[: int(warm.sum())].all())
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        when = table["timestamp"].iloc[r]
-        return dg.AssetCheckResult(passed=False, description=f"non-finite {FEATURE_NAMES[c]} at row {r} ({when})")
+        where = f"row {r} ({table['timestamp'].iloc[r]})"
+        return dg.AssetCheckResult(passed=False, description=f"non-finite {FEATURE_NAMES[c]} at {where}")
     if warm_not_leading:
         return dg.AssetCheckResult(passed=False, description="warm-up rows are not a leading block")
     return dg.AssetCheckResult(passed=True, metadata={"warmup_rows": int(warm.sum())})
