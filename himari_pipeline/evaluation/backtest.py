@@ -44,7 +44,9 @@ class CostModel:
         if not 0 < self.max_leverage < math.inf:
             raise ValueError(f"max_leverage must be finite and > 0, got {self.max_leverage}")
         if not 0 < self.leverage <= self.max_leverage:
-            raise ValueError(f"leverage must be in (0, max_leverage={self.max_leverage}], got {self.leverage}")
+            raise ValueError(
+                f"leverage must be in (0, max_leverage={self.max_leverage}], got {self.leverage}"
+            )
 
     def borrow_per_bar(self, bars_per_year: float) -> float:
         return self.borrow_rate_annual / bars_per_year
@@ -110,7 +112,9 @@ def step_costs(
     return tx, carry, borrow
 
 
-def extract_trades(exposure: np.ndarray, gross: np.ndarray, carry_borrow: np.ndarray, tc: float) -> pd.DataFrame:
+def extract_trades(
+    exposure: np.ndarray, gross: np.ndarray, carry_borrow: np.ndarray, tc: float
+) -> pd.DataFrame:
     """Runs of constant non-zero exposure as trades.
 
     A trade entered at decision ``entry_bar`` is held for steps ``entry_bar .. exit_bar-1`` and

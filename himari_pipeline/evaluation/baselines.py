@@ -23,7 +23,9 @@ def flat_positions(n: int) -> np.ndarray:
     return np.zeros(n)
 
 
-def ma_crossover_positions(prices: np.ndarray, fast: int = 50, slow: int = 200, allow_short: bool = True) -> np.ndarray:
+def ma_crossover_positions(
+    prices: np.ndarray, fast: int = 50, slow: int = 200, allow_short: bool = True
+) -> np.ndarray:
     """Long when the trailing ``fast`` mean of closes is above the ``slow`` one, else short (or flat).
 
     Both means use closes ``<= i`` (trailing windows, no centring); flat during the warm-up.

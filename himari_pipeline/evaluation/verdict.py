@@ -1,0 +1,184 @@
+"""Promotion verdict: a policy passes only if every gate passes on the evidence given.
+
+``judge`` fails closed: a gate whose evidence is missing or not a finite number fails with a
+reason saying so. Evidence is a plain dict (numbers/bools, action shares as ``{action: share}`` or
+a sequence; percentages are normalized):
+
+===========================  =================================================================
+``truncation_invariant``     bool: features/denoised/regimes passed truncation invariance
+``*_action_shares``          action shares per segment, e.g. ``train_action_shares``,
+                             ``validation_action_shares``, ``test_action_shares``,
+                             ``live_action_shares`` (each checked for collapse)
+``dsr``                      Deflated Sharpe Ratio of the selected checkpoint over all evaluated
+``permutation_p``            block permutation p-value of the selection/test Sharpe
+``live_ruined``              bool: equity hit 0 in the live year
+``live_max_drawdown``        live-year max drawdown (negative fraction)
+``live_sharpe``              live-year annualized Sharpe, net of costs
+``live_buy_and_hold_sharpe`` live-year buy-and-hold Sharpe, net of the same costs
+``validation_sharpe``        optional, annualized; with ``test_sharpe`` feeds the warnings
+``test_sharpe``              optional, annualized
+===========================  =================================================================
+
+Why each default (the lab log's "Experiment 9": validation Sharpe 43.8, test 51.7, actions
+54/34/12 in training and 22/64/14 live, final capital 0 in the live year):
+a Sharpe above ~5 on a liquid market is almost always a bug or a leak, and test beating validation
+by far is luck or leakage, not "no overfitting" (warnings); a total-variation drift of 0.32 in the
+action mix between training and live is a regime the policy never learned (gate at 0.20).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Gates:
+    require_truncation_invariance: bool = True
+    max_action_share: float = 0.95  # collapse: one action above this share of decisions
+    min_dsr: float = 0.95  # Deflated Sharpe Ratio (probability) over all checkpoints evaluated
+    max_permutation_p: float = 0.05
+    forbid_live_ruin: bool = True
+    min_live_max_drawdown: float = -0.50  # live max drawdown must be above (less negative than) this
+    live_sharpe_margin: float = 1.0  # live Sharpe >= live buy-and-hold Sharpe - margin (annualized)
+    max_action_drift_tvd: float = 0.20  # total variation distance, train vs live action shares
+    warn_test_over_validation: float = 1.2  # warn when test Sharpe > this x validation Sharpe (> 0)
+    implausible_sharpe: float = 5.0  # warn when any annualized Sharpe exceeds this
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)  # why it failed (empty when passed)
+    warnings: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)  # gate name -> passed
+
+
+def _shares(value: Any) -> dict[str, float]:
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    out = {str(k): float(v) for k, v in items}
+    total = sum(out.values())
+    if not total > 0 or any(v < 0 or not math.isfinite(v) for v in out.values()):
+        raise ValueError(f"invalid action shares {value!r}")
+    return {k: v / total for k, v in out.items()}
+
+
+def total_variation(
+    p: Mapping[str, float] | Sequence[float], q: Mapping[str, float] | Sequence[float]
+) -> float:
+    """``0.5 * sum |p_a - q_a|`` over the union of actions (shares normalized to sum 1)."""
+    ps, qs = _shares(p), _shares(q)
+    return 0.5 * sum(abs(ps.get(a, 0.0) - qs.get(a, 0.0)) for a in set(ps) | set(qs))
+
+
+def _number(evidence: Mapping[str, Any], key: str) -> float | None:
+    v = evidence.get(key)
+    if v is None or isinstance(v, str):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def judge(evidence: Mapping[str, Any], gates: Gates | None = None) -> Verdict:
+    """Apply every gate to ``evidence``; see the module doc for the keys."""
+    g = gates or Gates()
+    v = Verdict(passed=True)
+
+    def gate(name: str, ok: bool, reason: str) -> None:
+        v.checks[name] = ok
+        if not ok:
+            v.reasons.append(reason)
+
+    def missing(name: str, key: str) -> None:
+        gate(name, False, f"{name}: missing or non-finite evidence {key!r}")
+
+    if g.require_truncation_invariance:
+        ti = evidence.get("truncation_invariant")
+        if ti is None:
+            missing("truncation_invariance", "truncation_invariant")
+        else:
+            gate("truncation_invariance", bool(ti), "truncation invariance failed: a feature sees the future")
+
+    share_keys = sorted(k for k in evidence if k.endswith("action_shares"))
+    if not share_keys:
+        missing("no_collapse", "*_action_shares")
+    for key in share_keys:
+        shares = _shares(evidence[key])
+        top, top_share = max(shares.items(), key=lambda kv: kv[1])
+        gate(
+            f"no_collapse[{key}]",
+            top_share <= g.max_action_share,
+            f"policy collapse in {key}: action {top} takes {top_share:.1%} of decisions "
+            f"(> {g.max_action_share:.0%})",
+        )
+
+    dsr = _number(evidence, "dsr")
+    if dsr is None:
+        missing("deflated_sharpe", "dsr")
+    else:
+        gate("deflated_sharpe", dsr >= g.min_dsr, f"Deflated Sharpe Ratio {dsr:.3f} < {g.min_dsr}")
+
+    p = _number(evidence, "permutation_p")
+    if p is None:
+        missing("permutation", "permutation_p")
+    else:
+        gate("permutation", p <= g.max_permutation_p, f"permutation p-value {p:.3g} > {g.max_permutation_p}")
+
+    if g.forbid_live_ruin:
+        ruined = evidence.get("live_ruined")
+        if ruined is None:
+            missing("live_not_ruined", "live_ruined")
+        else:
+            gate("live_not_ruined", not bool(ruined), "ruin in the live year: equity went to 0")
+
+    mdd = _number(evidence, "live_max_drawdown")
+    if mdd is None:
+        missing("live_drawdown", "live_max_drawdown")
+    else:
+        gate(
+            "live_drawdown",
+            mdd > g.min_live_max_drawdown,
+            f"live max drawdown {mdd:.1%} is not above {g.min_live_max_drawdown:.0%}",
+        )
+
+    live, bh = _number(evidence, "live_sharpe"), _number(evidence, "live_buy_and_hold_sharpe")
+    if live is None or bh is None:
+        missing("live_vs_buy_and_hold", "live_sharpe / live_buy_and_hold_sharpe")
+    else:
+        gate(
+            "live_vs_buy_and_hold",
+            live >= bh - g.live_sharpe_margin,
+            f"underperforms buy-and-hold in the live year: Sharpe {live:.2f} vs buy-and-hold {bh:.2f} "
+            f"(margin {g.live_sharpe_margin})",
+        )
+
+    train_s, live_s = evidence.get("train_action_shares"), evidence.get("live_action_shares")
+    if train_s is None or live_s is None:
+        missing("action_drift", "train_action_shares / live_action_shares")
+    else:
+        tvd = total_variation(train_s, live_s)
+        gate(
+            "action_drift",
+            tvd <= g.max_action_drift_tvd,
+            f"action distribution drift train -> live: total variation {tvd:.2f} > {g.max_action_drift_tvd}",
+        )
+
+    val, test = _number(evidence, "validation_sharpe"), _number(evidence, "test_sharpe")
+    if val is not None and test is not None and val > 0 and test > g.warn_test_over_validation * val:
+        v.warnings.append(
+            f"test Sharpe {test:.2f} beats validation {val:.2f} by far: luck, leakage or a regime "
+            "gift, not evidence of no overfitting"
+        )
+    for key in ("validation_sharpe", "test_sharpe", "live_sharpe"):
+        s = _number(evidence, key)
+        if s is not None and s > g.implausible_sharpe:
+            v.warnings.append(
+                f"{key} {s:.2f} > {g.implausible_sharpe}: implausible on a liquid market, look for a leak"
+            )
+    v.passed = not v.reasons
+    return v

@@ -1,0 +1,211 @@
+"""Frozen experiment configs: one YAML file per experiment under ``experiments/``, validated strictly.
+
+An experiment names everything a training run depends on besides the data itself::
+
+    name: default                      # must equal the file name's stem
+    description: ...
+    dataset: SYNTH-PLANTED_1h          # the dataset key it is meant for
+    features_key: features_denoised    # or features_raw
+    split: default                     # fractions preset: default (60/20/20) or bear (40/40/20)
+    torch_threads: 1                   # optional; null leaves torch's default
+    policy: small                      # a preset (small, full) or {preset: small, <PolicyConfig field>: ...}
+    env: {<EnvConfig field>: ...}
+    ppo: {<PPOConfig field>: ...}      # algorithm fields
+    selection: {<PPOConfig field>: ...}  # evaluation / selection / early-stop / collapse fields
+
+Unknown keys anywhere raise ``ValueError`` naming the file and the key. :meth:`Experiment.config_hash`
+is the sha256 of the canonical JSON of :meth:`Experiment.to_dict` (after defaults are filled in), so
+two files that differ only in formatting, key order or spelled-out defaults hash the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from himari_pipeline.datasets.splits import FRACTION_PRESETS
+from himari_pipeline.market.bars import validate_name
+from himari_pipeline.rl.env import EnvConfig
+from himari_pipeline.rl.policy import PolicyConfig
+from himari_pipeline.rl.ppo import PPOConfig
+
+__all__ = [
+    "EXPERIMENTS_DIR",
+    "FEATURES_KEYS",
+    "SELECTION_FIELDS",
+    "Experiment",
+    "list_experiments",
+    "load_experiment",
+]
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+FEATURES_KEYS = ("features_denoised", "features_raw")
+POLICY_PRESETS = ("small", "full")
+SELECTION_FIELDS = (
+    "eval_every",
+    "eval_temperature",
+    "eval_greedy",
+    "eval_seed",
+    "bars_per_year",
+    "select_metric",
+    "select_mode",
+    "patience",
+    "collapse_max_share",
+    "collapse_entropy_floor",
+    "stop_on_collapse",
+)
+_PPO_FIELDS = tuple(f.name for f in dataclasses.fields(PPOConfig))
+_ALGO_FIELDS = tuple(n for n in _PPO_FIELDS if n not in SELECTION_FIELDS and n not in ("device", "exp_name"))
+_ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))
+_POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyConfig))
+_TOP_FIELDS = (
+    "name",
+    "description",
+    "dataset",
+    "features_key",
+    "split",
+    "torch_threads",
+    "policy",
+    "env",
+    "ppo",
+    "selection",
+)
+_REQUIRED = ("name", "dataset")
+
+
+def _unknown(where: str, section: str, keys, allowed) -> None:
+    bad = sorted(set(keys) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"{where}: unknown key {bad[0]!r} in {section}"
+            + (f" (and {bad[1:]})" if len(bad) > 1 else "")
+            + f"; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _policy_dict(policy: str | dict, where: str) -> dict:
+    """A preset name or mapping -> the full PolicyConfig dict (with ``preset`` kept for readability)."""
+    if isinstance(policy, str):
+        policy = {"preset": policy}
+    if not isinstance(policy, dict):
+        raise ValueError(f"{where}: policy must be a preset name or a mapping, got {type(policy).__name__}")
+    _unknown(where, "policy", policy, (*_POLICY_FIELDS, "preset"))
+    preset = policy.get("preset", "full")
+    if preset not in POLICY_PRESETS:
+        raise ValueError(f"{where}: unknown policy preset {preset!r}; choose one of {POLICY_PRESETS}")
+    overrides = {k: v for k, v in policy.items() if k != "preset"}
+    try:
+        cfg = getattr(PolicyConfig, preset)(**overrides)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: invalid policy: {e}") from e
+    return {"preset": preset, **cfg.to_dict()}
+
+
+@dataclass
+class Experiment:
+    """A frozen experiment (see the module docstring). Build with :func:`load_experiment`."""
+
+    name: str
+    dataset: str
+    description: str = ""
+    features_key: str = "features_denoised"
+    split: str = "default"
+    torch_threads: int | None = None
+    policy: dict = field(default_factory=lambda: {"preset": "small"})
+    env: dict = field(default_factory=dict)
+    ppo: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        where = self.source or f"experiment {self.name!r}"
+        validate_name("experiment name", self.name)
+        validate_name("dataset", self.dataset)
+        if self.features_key not in FEATURES_KEYS:
+            raise ValueError(f"{where}: features_key must be one of {FEATURES_KEYS}, got {self.features_key!r}")
+        if self.split not in FRACTION_PRESETS:
+            raise ValueError(f"{where}: split must be one of {sorted(FRACTION_PRESETS)}, got {self.split!r}")
+        if self.torch_threads is not None and int(self.torch_threads) < 1:
+            raise ValueError(f"{where}: torch_threads must be >= 1 or null")
+        self.policy = _policy_dict(self.policy, where)
+        for section, allowed in (("env", _ENV_FIELDS), ("ppo", _ALGO_FIELDS), ("selection", SELECTION_FIELDS)):
+            value = getattr(self, section) or {}
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {section} must be a mapping")
+            _unknown(where, section, value, allowed)
+            setattr(self, section, dict(value))
+        try:  # fill in defaults so the hash does not depend on which defaults were spelled out
+            env = dataclasses.asdict(EnvConfig(**self.env))
+            ppo = dataclasses.asdict(PPOConfig(**self.ppo, **self.selection))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from e
+        self.env = env
+        self.ppo = {k: ppo[k] for k in _ALGO_FIELDS}
+        self.selection = {k: ppo[k] for k in SELECTION_FIELDS}
+
+    # ------------------------------------------------------------------ configs
+    def policy_config(self, **overrides: Any) -> PolicyConfig:
+        d = {k: v for k, v in self.policy.items() if k != "preset"}
+        return PolicyConfig.from_dict({**d, **overrides})
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(**self.env)
+
+    def ppo_config(self, device: str = "cpu") -> PPOConfig:
+        return PPOConfig(**self.ppo, **self.selection, device=device, exp_name=self.name)
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict:
+        """The canonical config (every default filled in); the source path is not part of it."""
+        d = {k: getattr(self, k) for k in _TOP_FIELDS}
+        return json.loads(json.dumps(d, sort_keys=True))
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of :meth:`to_dict` (sorted keys, no whitespace)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str | None = None) -> Experiment:
+        where = source or "experiment"
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: an experiment must be a YAML mapping, got {type(d).__name__}")
+        _unknown(where, "the experiment", d, _TOP_FIELDS)
+        missing = [k for k in _REQUIRED if k not in d]
+        if missing:
+            raise ValueError(f"{where}: missing required key {missing[0]!r}")
+        return cls(**d, source=source)
+
+
+def _resolve(path_or_name: str | Path, root: Path) -> Path:
+    p = Path(path_or_name)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    validate_name("experiment name", str(path_or_name))
+    return root / f"{path_or_name}.yaml"
+
+
+def load_experiment(path_or_name: str | Path, root: str | Path | None = None) -> Experiment:
+    """Read ``experiments/<name>.yaml`` (or a path) with ``yaml.safe_load`` and validate it strictly."""
+    root = Path(root) if root is not None else EXPERIMENTS_DIR
+    path = _resolve(path_or_name, root)
+    if not path.is_file():
+        known = ", ".join(list_experiments(root)) or "none"
+        raise FileNotFoundError(f"no experiment file {path} (known experiments: {known})")
+    data = yaml.safe_load(path.read_text())
+    exp = Experiment.from_dict(data, source=str(path))
+    if exp.name != path.stem:
+        raise ValueError(f"{path}: name {exp.name!r} must equal the file name {path.stem!r}")
+    return exp
+
+
+def list_experiments(root: str | Path | None = None) -> list[str]:
+    """Names of the experiment files under ``root`` (default ``experiments/``), sorted."""
+    root = Path(root) if root is not None else EXPERIMENTS_DIR
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []

@@ -1,0 +1,339 @@
+"""One training entry point: an :class:`Experiment` + dataset splits -> checkpoints and a summary.
+
+:func:`train_experiment` builds the train/val markets, the policy and the PPO trainer, trains with
+validation every ``eval_every`` env steps, writes safetensors checkpoints under ``out_dir`` whose
+``checkpoint.json`` also records the experiment's config hash and the split version, and resumes from
+the last checkpoint found there. :func:`evaluate_checkpoint` replays a saved policy over any split.
+:func:`build_synthetic_splits` runs the data stages (synthetic bars -> features -> EKF -> regimes ->
+splits) in memory, as the Dagster assets do, for scripts, tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from himari_pipeline.datasets.splits import (
+    FRACTION_PRESETS,
+    DatasetSplits,
+    SplitArrays,
+    SplitConfig,
+    build_splits,
+    plan_splits,
+    required_warmup,
+)
+from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint, load_checkpoint
+from himari_pipeline.rl.env import EnvConfig, MarketArrays
+from himari_pipeline.rl.experiments import Experiment
+from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
+from himari_pipeline.rl.ppo import PPOTrainer, action_shares, return_metrics, seed_everything
+
+__all__ = [
+    "TrainingSummary",
+    "build_synthetic_splits",
+    "evaluate_checkpoint",
+    "last_checkpoint",
+    "train_experiment",
+]
+
+LogFn = Callable[[int, dict[str, float]], None]
+
+
+# --------------------------------------------------------------------------- data
+def build_synthetic_splits(
+    variant: str = "planted",
+    seed: int = 7,
+    timeframe: str = "1h",
+    start: str = "2020-01-01",
+    end: str = "2025-12-31",
+    fractions: str | tuple[float, float, float] = "default",
+    context: int = 100,
+    live_year: int | None = None,
+) -> DatasetSplits:
+    """Synthetic bars -> features -> EKF-denoised features -> regimes -> splits, all in memory."""
+    from himari_pipeline.ekf import EKFParams, denoise_features
+    from himari_pipeline.features.catalog import FEATURE_NAMES
+    from himari_pipeline.features.compute import compute_features
+    from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
+    from himari_pipeline.regimes.detect import detect_regimes
+
+    cfg = SyntheticConfig(seed=seed, variant=variant, start=start, end=end, timeframe=timeframe)
+    bars = generate_synthetic_bars(cfg)
+    feats = compute_features(bars)
+    den = denoise_features(feats, EKFParams.for_features(FEATURE_NAMES))
+    regs = detect_regimes(bars, timeframe)
+    split_cfg = SplitConfig(fractions=fractions, live_year=live_year, context=context)
+    plan = plan_splits(bars["timestamp"], required_warmup(feats, den, regs), split_cfg)
+    inputs = {"synthetic": {"variant": variant, "seed": seed, "timeframe": timeframe, "start": start, "end": end}}
+    return build_splits(bars, feats, den, regs, list(FEATURE_NAMES), plan, input_versions=inputs)
+
+
+# --------------------------------------------------------------------------- summary
+@dataclass
+class TrainingSummary:
+    """What one :func:`train_experiment` call produced."""
+
+    experiment: str
+    config_hash: str
+    split_version: str
+    out_dir: str
+    global_step: int
+    iterations: int
+    best_checkpoint: str | None
+    best_step: int | None
+    best_metric: str
+    best_value: float | None
+    best_metrics: dict[str, float]
+    evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    collapsed: bool = False
+    collapse_reasons: list[str] = field(default_factory=list)
+    early_stopped: bool = False
+    stop_reason: str | None = None
+    resumed_from_step: int | None = None
+    wall_time_s: float = 0.0
+    steps_per_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        from himari_pipeline.rl.checkpoints import to_jsonable
+
+        return to_jsonable(self)
+
+
+# --------------------------------------------------------------------------- trainer with provenance
+class _ProvenanceTrainer(PPOTrainer):
+    """A :class:`PPOTrainer` whose checkpoints also name the experiment, its config hash and the splits."""
+
+    provenance: dict
+
+    def save(self, path: str | Path, metrics: dict | None = None) -> Path:
+        path = Path(path)
+        staging = path.with_name(f".{path.name}.staging-{os.getpid()}")
+        if staging.exists():
+            shutil.rmtree(staging)
+        super().save(staging, metrics=metrics)  # atomic write of the staging directory
+        meta_path = staging / META_FILE
+        meta = json.loads(meta_path.read_text())
+        meta.update(self.provenance)
+        meta_path.write_text(json.dumps(meta, indent=2, allow_nan=False))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+        return path
+
+
+def last_checkpoint(out_dir: str | Path) -> Path | None:
+    """The checkpoint directory with the highest step under ``out_dir`` (None if there is none)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return None
+    found = [p for p in out.glob("step_*") if (p / META_FILE).is_file() and not p.name.startswith(".")]
+    return max(found, key=lambda p: int(p.name.split("_")[1])) if found else None
+
+
+def _market(split: SplitArrays, features_key: str, device: str) -> MarketArrays:
+    return MarketArrays.from_split(split, device=device, features_key=features_key)
+
+
+def _check_splits(exp: Experiment, splits: DatasetSplits, policy_cfg: PolicyConfig) -> None:
+    meta = splits.metadata
+    want = list(FRACTION_PRESETS[exp.split])
+    have = meta.get("config", {}).get("fractions")
+    if have is not None and not np.allclose(have, want):
+        raise ValueError(f"experiment {exp.name!r} wants split preset {exp.split!r} {want}, splits have {have}")
+    split_ctx = meta.get("config", {}).get("context")
+    if split_ctx is not None and policy_cfg.context > int(split_ctx):
+        raise ValueError(
+            f"policy context {policy_cfg.context} exceeds the splits' context {split_ctx}: the embargo "
+            "between splits would no longer cover the model's input window"
+        )
+
+
+def _evaluations(history: list[dict]) -> list[tuple[int, dict[str, float]]]:
+    return [(int(h["step"]), {k: v for k, v in h.items() if k != "step"}) for h in history]
+
+
+def train_experiment(
+    exp: Experiment,
+    splits: DatasetSplits,
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    log_fn: LogFn | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    max_iterations: int | None = None,
+    split_version: str | None = None,
+) -> TrainingSummary:
+    """Train ``exp`` on ``splits['train']``, validating on ``splits['val']``; checkpoints under ``out_dir``.
+
+    ``split_version`` (default: ``splits.content_hash()[:16]``) is written into every checkpoint's
+    JSON with the experiment's config hash. With ``resume`` the run continues from the last checkpoint
+    in ``out_dir`` (which must have been written by the same experiment config). ``max_iterations``
+    caps the PPO updates of this call; a checkpoint is written at the end of every call so a later
+    call continues where this one stopped.
+    """
+    t0 = time.time()
+    if exp.torch_threads:
+        torch.set_num_threads(int(exp.torch_threads))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chash = exp.config_hash()
+    version = split_version or splits.content_hash()[:16]
+    n_features = splits["train"][exp.features_key].shape[1]
+    policy_cfg = exp.policy_config(n_features=n_features)
+    _check_splits(exp, splits, policy_cfg)
+    ppo_cfg = exp.ppo_config(device=device)
+    env_cfg = exp.env_config()
+
+    seed_everything(ppo_cfg.seed, ppo_cfg.torch_deterministic)
+    policy = RegimeConditionedPolicy(policy_cfg)
+    trainer = _ProvenanceTrainer(
+        policy,
+        _market(splits["train"], exp.features_key, device),
+        env_cfg,
+        ppo_cfg,
+        val_market=_market(splits["val"], exp.features_key, device),
+        checkpoint_dir=out,
+    )
+    trainer.provenance = {
+        "experiment": exp.name,
+        "experiment_config": exp.to_dict(),
+        "config_hash": chash,
+        "split_version": version,
+        "features_key": exp.features_key,
+    }
+    resumed_from = None
+    last = last_checkpoint(out) if resume else None
+    if last is not None:
+        meta = json.loads((last / META_FILE).read_text())
+        if meta.get("config_hash") != chash:
+            raise ValueError(
+                f"{last}: written by config hash {meta.get('config_hash')}, experiment {exp.name!r} "
+                f"has {chash}; use another out_dir or resume=False"
+            )
+        if meta.get("split_version") != version:
+            raise ValueError(f"{last}: trained on split version {meta.get('split_version')}, not {version}")
+        trainer.load(last)
+        resumed_from = trainer.global_step
+
+    bar = None
+    user_log = log_fn
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=ppo_cfg.num_iterations * ppo_cfg.batch_size,
+            initial=trainer.global_step,
+            unit="step",
+            desc=exp.name,
+            dynamic_ncols=True,
+        )
+
+    def _log(step: int, metrics: dict[str, float]) -> None:
+        if bar is not None:
+            bar.update(step - bar.n)
+            if "eval/greedy_sharpe" in metrics:
+                bar.set_postfix(val_sharpe=f"{metrics['eval/greedy_sharpe']:.2f}")
+        if user_log is not None:
+            user_log(step, metrics)
+
+    trainer.log_fn = _log
+    start_step, t_train = trainer.global_step, time.time()
+    try:
+        trainer.train(max_iterations=max_iterations)
+    finally:
+        if bar is not None:
+            bar.close()
+    train_time = time.time() - t_train
+    end_ck = out / f"step_{trainer.global_step:09d}"
+    if trainer.global_step > start_step and not end_ck.exists():
+        trainer.save(end_ck, metrics={})
+
+    best_dir = best_checkpoint(out)
+    best_metrics: dict[str, float] = {}
+    if best_dir is not None:
+        best_metrics = load_checkpoint_meta(best_dir).get("metrics", {})
+    stop = trainer.stop_reason
+    return TrainingSummary(
+        experiment=exp.name,
+        config_hash=chash,
+        split_version=version,
+        out_dir=str(out),
+        global_step=trainer.global_step,
+        iterations=trainer.iteration,
+        best_checkpoint=None if best_dir is None else str(best_dir),
+        best_step=trainer.best.best_step,
+        best_metric=trainer.best.metric,
+        best_value=trainer.best.best_value,
+        best_metrics=best_metrics,
+        evaluations=_evaluations(trainer.eval_history),
+        collapsed=trainer.collapsed,
+        collapse_reasons=list(trainer.collapse_reasons),
+        early_stopped=stop is not None and not stop.startswith("collapse") or bool(stop and trainer.cfg.stop_on_collapse),
+        stop_reason=stop,
+        resumed_from_step=resumed_from,
+        wall_time_s=time.time() - t0,
+        steps_per_s=(trainer.global_step - start_step) / max(train_time, 1e-9),
+    )
+
+
+def load_checkpoint_meta(checkpoint_dir: str | Path) -> dict:
+    """The JSON metadata of one checkpoint directory."""
+    return json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+
+
+# --------------------------------------------------------------------------- evaluation of a checkpoint
+def evaluate_checkpoint(
+    checkpoint_dir: str | Path,
+    split: SplitArrays,
+    *,
+    features_key: str | None = None,
+    temperature: float = 0.5,
+    seed: int | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Replay a checkpoint's policy over a whole split (greedy and sampled at ``temperature``).
+
+    Returns ``{"metrics": {...}, "greedy": series, "temp": series}`` where each series is a dict of numpy
+    arrays aligned per decision: ``t`` (row in the split), ``timestamp``, ``action`` (0 flat, 1 long,
+    2 short), ``position``, ``net_return`` (position * returns[t+1] - costs) and ``regime``. Costs and
+    rules come from the checkpoint's env config; ``features_key`` defaults to the one it was trained on.
+    """
+    ck = load_checkpoint(checkpoint_dir, device=device)
+    meta = ck.meta
+    pcfg = PolicyConfig.from_dict(meta["policy_config"])
+    policy = RegimeConditionedPolicy(pcfg)
+    policy.load_state_dict(ck.model, strict=True)
+    env_cfg = EnvConfig(**meta["env_config"])
+    from himari_pipeline.rl.ppo import PPOConfig
+
+    ppo_cfg = PPOConfig.from_dict({**meta["ppo_config"], "device": device, "eval_temperature": temperature})
+    if seed is not None:
+        ppo_cfg = dataclasses.replace(ppo_cfg, eval_seed=seed)
+    key = features_key or meta.get("features_key", "features_denoised")
+    market = _market(split, key, device)
+    trainer = PPOTrainer(policy, market, env_cfg, dataclasses.replace(ppo_cfg, eval_greedy=True), val_market=market)
+    result = trainer.evaluate(market)
+    out: dict = {"metrics": result.metrics, "checkpoint": str(checkpoint_dir), "step": int(meta["step"])}
+    ts = np.asarray(split.timestamps)
+    for mode, s in result.series.items():
+        series = {k: v.detach().cpu().numpy() for k, v in s.items()}
+        series["timestamp"] = ts[series["t"]]
+        out[mode] = series
+    return out
+
+
+def series_metrics(net: np.ndarray, actions: np.ndarray, bars_per_year: float) -> dict[str, float]:
+    """Annualized Sharpe, total return and action shares of one replayed series."""
+    m = return_metrics(torch.as_tensor(net, dtype=torch.float64), bars_per_year)
+    m.update(action_shares(torch.as_tensor(actions, dtype=torch.long)))
+    return m
