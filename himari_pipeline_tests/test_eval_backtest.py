@@ -64,7 +64,9 @@ def test_matches_loop_reference_with_all_costs_and_leverage() -> None:
     n = 3000
     ret = np.r_[np.nan, rng.normal(0, 0.004, n - 1)]
     pos = rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.3, 0.2, 0.5])
-    c = CostModel(transaction_cost=0.0007, carry_cost=2e-5, borrow_rate_annual=0.08, leverage=1.5, max_leverage=2)
+    c = CostModel(
+        transaction_cost=0.0007, carry_cost=2e-5, borrow_rate_annual=0.08, leverage=1.5, max_leverage=2
+    )
     res = backtest(pos, ret, c, bars_per_year=105_120, initial=10_000.0)
     np.testing.assert_allclose(res.equity, _loop_reference(pos, ret, c, 105_120, 10_000.0), rtol=1e-10)
     np.testing.assert_allclose(res.exposure, 1.5 * pos[:-1])
@@ -163,3 +165,13 @@ def test_baseline_table_rows_net_of_same_costs() -> None:
     assert table.loc["buy_and_hold", "final_value"] == pytest.approx(bh.final_value)
     assert table.loc["buy_and_hold", "total_transaction_cost"] == pytest.approx(0.001)
     assert "sharpe_daily" in table.columns
+
+
+def test_ruin_fraction_treats_dust_as_zero() -> None:
+    ret = np.r_[np.nan, np.full(10, -0.5)]
+    pos = np.ones(11)
+    c = CostModel(transaction_cost=0.0)
+    assert not backtest(pos, ret, c, 8760).ruined  # 0.5**10 > 0
+    res = backtest(pos, ret, c, 8760, ruin_fraction=0.01)
+    assert res.ruined and res.ruin_bar == 7  # 0.5**7 = 0.0078 <= 0.01
+    assert res.equity[6] == pytest.approx(0.5**6) and (res.equity[7:] == 0).all()

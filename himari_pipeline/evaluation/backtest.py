@@ -14,7 +14,8 @@ Convention (DESIGN.md, same as :mod:`himari_pipeline.rl.env`): ``positions[i]`` 
 
 so ``equity`` has one value per bar close and ``net`` one per step. The position decided at the
 last bar earns nothing (there is no next return). Equity is floored at 0: at the first step with
-``1 + net <= 0`` the account is ruined, that step's return is -1, and every later step returns 0.
+``1 + net <= 0`` (or equity at or below ``ruin_fraction * initial``) the account is ruined, that
+step's return is -1, and every later step returns 0.
 """
 
 from __future__ import annotations
@@ -160,12 +161,19 @@ def backtest(
     costs: CostModel | None = None,
     bars_per_year: float = 105_120,
     initial: float = 1.0,
+    ruin_fraction: float = 0.0,
 ) -> BacktestResult:
-    """Backtest ``positions`` (decided at each close) against bar ``returns``; see the module doc."""
+    """Backtest ``positions`` (decided at each close) against bar ``returns``; see the module doc.
+
+    The account is ruined at the first close where equity <= ``ruin_fraction * initial`` (0: only a
+    loss of everything, as in the env; e.g. 1e-6 treats $0.01 left of $10,000 as the $0 it is).
+    """
     if not bars_per_year > 0:
         raise ValueError(f"bars_per_year must be > 0, got {bars_per_year}")
     if not initial > 0:
         raise ValueError(f"initial must be > 0, got {initial}")
+    if not 0 <= ruin_fraction < 1:
+        raise ValueError(f"ruin_fraction must be in [0, 1), got {ruin_fraction}")
     costs = costs or CostModel()
     pos, ret = _validate(positions, returns)
     exposure = costs.leverage * pos[:-1]
@@ -176,8 +184,8 @@ def backtest(
     tx, carry, borrow = step_costs(exposure, costs, bars_per_year)
     raw_net = gross - tx - carry - borrow
 
-    growth = 1.0 + raw_net
-    dead = np.flatnonzero(growth <= 0.0)
+    path = np.cumprod(np.maximum(1.0 + raw_net, 0.0))
+    dead = np.flatnonzero(path <= ruin_fraction)
     net = raw_net.copy()
     ruin_bar = None
     if len(dead):

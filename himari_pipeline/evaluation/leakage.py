@@ -37,8 +37,9 @@ def feature_return_correlations(
 ) -> pd.DataFrame:
     """Pearson and Spearman correlation of each feature at ``t`` with ``returns_next[t]`` (= r[t+1]).
 
-    Rows with any NaN (warm-up, last bar) are dropped. ``threshold = z_{1-alpha/(2F)} / sqrt(n)``
-    (two-sided, Bonferroni over F features); ``flagged`` when either |corr| exceeds it (a feature
+    Rows with any NaN (warm-up, last bar) are dropped. ``threshold = z_{1-alpha/(4F)} / sqrt(n)``
+    (two-sided, Bonferroni over the 2F tests: F features, Pearson and Spearman), so honest features
+    raise any flag with probability <= ``alpha``; ``flagged`` when either |corr| exceeds it (a feature
     that predicts the next bar beyond chance: either a real edge or a leak, look at it) and
     ``suspicious`` when either |corr| exceeds ``suspicious_abs_corr`` (on real markets: a leak).
     """
@@ -55,7 +56,7 @@ def feature_return_correlations(
     rx = pd.DataFrame(x).rank(method="average").to_numpy()
     ry = pd.Series(y).rank(method="average").to_numpy()
     spearman = _pearson_columns(rx, ry)
-    threshold = NormalDist().inv_cdf(1 - alpha / (2 * f)) / math.sqrt(n)
+    threshold = NormalDist().inv_cdf(1 - alpha / (4 * f)) / math.sqrt(n)
     worst = np.maximum(np.abs(pearson), np.abs(spearman))
     return pd.DataFrame(
         {

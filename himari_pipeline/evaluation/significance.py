@@ -185,22 +185,28 @@ def permutation_pvalue(
     block = min(block, m)
     nb, rem = divmod(m, block)
     within = np.arange(block, dtype=np.int64)
-    tail = np.arange(nb * block, m, dtype=np.int64)
+    r2 = np.concatenate([r, r])  # rotation without a modulo
+    weights = np.stack([a, ac], axis=1)
     chunk = max(1, int(4_000_000 // m))
     null = np.empty(n_perm)
     base = np.tile(np.arange(nb, dtype=np.int64), (chunk, 1))
     for start in range(0, n_perm, chunk):
         b = min(chunk, n_perm - start)
-        order = rng.permuted(base[:b], axis=1)
-        rot = rng.integers(0, m, size=b)
-        idx = (order[:, :, None] * block + within).reshape(b, nb * block)
-        if rem:
-            idx = np.concatenate([idx, np.broadcast_to(tail, (b, rem))], axis=1)
-        idx += rot[:, None]
-        idx %= m
-        rp = r[idx]
-        s1 = rp @ a - sum_c
-        s2 = (rp * rp) @ a2 - 2 * (rp @ ac) + sum_c2
+        if block == 1:  # plain permutation: shuffle copies in place, no gather
+            rp = np.tile(r, (b, 1))
+            for row in rp:
+                rng.shuffle(row)
+        else:
+            order = rng.permuted(base[:b], axis=1)
+            rot = rng.integers(0, m, size=b)
+            idx = np.empty((b, m), dtype=np.int64)
+            idx[:, : nb * block] = (order[:, :, None] * block + within).reshape(b, nb * block)
+            idx[:, nb * block :] = np.arange(nb * block, m)
+            idx += rot[:, None]
+            rp = r2[idx]
+        lin = rp @ weights
+        s1 = lin[:, 0] - sum_c
+        s2 = np.einsum("ij,ij,j->i", rp, rp, a2) - 2 * lin[:, 1] + sum_c2
         null[start : start + b] = sharpe_of(s1, s2)
     p = (1 + np.count_nonzero(null >= observed - 1e-12 * abs(observed))) / (1 + n_perm)
     return PermutationResult(float(p), observed, null)

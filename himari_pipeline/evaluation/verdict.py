@@ -44,7 +44,8 @@ class Gates:
     min_live_max_drawdown: float = -0.50  # live max drawdown must be above (less negative than) this
     live_sharpe_margin: float = 1.0  # live Sharpe >= live buy-and-hold Sharpe - margin (annualized)
     max_action_drift_tvd: float = 0.20  # total variation distance, train vs live action shares
-    warn_test_over_validation: float = 1.2  # warn when test Sharpe > this x validation Sharpe (> 0)
+    warn_test_over_validation: float = 1.1  # warn when test Sharpe > this x validation Sharpe (> 0)
+    warn_test_over_validation_abs: float = 0.5  # ... and more than this above it (annualized)
     implausible_sharpe: float = 5.0  # warn when any annualized Sharpe exceeds this
 
 
@@ -169,7 +170,12 @@ def judge(evidence: Mapping[str, Any], gates: Gates | None = None) -> Verdict:
         )
 
     val, test = _number(evidence, "validation_sharpe"), _number(evidence, "test_sharpe")
-    if val is not None and test is not None and val > 0 and test > g.warn_test_over_validation * val:
+    if (
+        val is not None
+        and test is not None
+        and val > 0
+        and test > max(g.warn_test_over_validation * val, val + g.warn_test_over_validation_abs)
+    ):
         v.warnings.append(
             f"test Sharpe {test:.2f} beats validation {val:.2f} by far: luck, leakage or a regime "
             "gift, not evidence of no overfitting"

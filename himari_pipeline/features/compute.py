@@ -64,7 +64,7 @@ def _true_range(h: np.ndarray, low: np.ndarray, c_prev: np.ndarray) -> np.ndarra
     return np.maximum(h - low, np.maximum(np.abs(h - c_prev), np.abs(low - c_prev)))
 
 
-def _adx(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 14) -> tuple[np.ndarray, ...]:
+def wilder_adx(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 14) -> tuple[np.ndarray, ...]:
     """ADX, +DI, -DI with Wilder smoothing (same DM rules as ``ta.trend.ADXIndicator``)."""
     up = h - _shift(h, 1)
     down = _shift(low, 1) - low
@@ -149,7 +149,7 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
         macd = MACD(cs, window_slow=26, window_fast=12, window_sign=9, fillna=False)
         f["macd_norm"] = macd.macd().to_numpy() / c
         f["macd_hist_norm"] = macd.macd_diff().to_numpy() / c
-        f["adx_14"], f["di_pos_14"], f["di_neg_14"] = _adx(h, low, c, 14)
+        f["adx_14"], f["di_pos_14"], f["di_neg_14"] = wilder_adx(h, low, c, 14)
         f["aroon_up_25"] = _aroon(h, 25, up=True) if n > 25 else np.full(n, np.nan)
         f["aroon_down_25"] = _aroon(low, 25, up=False) if n > 25 else np.full(n, np.nan)
 

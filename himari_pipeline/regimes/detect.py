@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
-from ta.trend import ADXIndicator
 
+from himari_pipeline.features.compute import wilder_adx
 from himari_pipeline.market.bars import bars_per_year, timeframe_delta
 
 REGIMES: tuple[str, ...] = ("LOW_VOL", "TRENDING", "HIGH_VOL", "CRISIS")
@@ -128,14 +128,9 @@ class RegimeParams:
 
 
 def _adx(bars: pd.DataFrame, window: int) -> np.ndarray:
-    """``ta`` ADX with its zero-filled warm-up (the first ``2 * window - 1`` rows) set to NaN."""
-    n = len(bars)
-    out = np.full(n, np.nan)
-    if n < 2 * window:
-        return out
-    adx = ADXIndicator(bars["high"], bars["low"], bars["close"], window=window, fillna=False).adx()
-    out[2 * window - 1 :] = adx.to_numpy(dtype=float)[2 * window - 1 :]
-    return out
+    """Wilder's ADX (``ta``'s formula, vectorized in the features module); NaN while warming up."""
+    h, low, c = (bars[k].to_numpy(dtype=float) for k in ("high", "low", "close"))
+    return wilder_adx(h, low, c, window)[0]
 
 
 def compute_indicators(

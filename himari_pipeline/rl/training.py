@@ -278,7 +278,7 @@ def train_experiment(
         evaluations=_evaluations(trainer.eval_history),
         collapsed=trainer.collapsed,
         collapse_reasons=list(trainer.collapse_reasons),
-        early_stopped=stop is not None and not stop.startswith("collapse") or bool(stop and trainer.cfg.stop_on_collapse),
+        early_stopped=stop is not None,
         stop_reason=stop,
         resumed_from_step=resumed_from,
         wall_time_s=time.time() - t0,

@@ -1,0 +1,181 @@
+"""Frozen experiment YAMLs (strict validation, stable hashes) and the train_experiment entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from himari_pipeline.rl.checkpoints import verify_no_pickle
+from himari_pipeline.rl.experiments import Experiment, list_experiments, load_experiment
+from himari_pipeline.rl.training import (
+    build_synthetic_splits,
+    evaluate_checkpoint,
+    last_checkpoint,
+    train_experiment,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    """Two years of synthetic 1h bars (2025 = live year); split context 16 keeps the embargo short."""
+    return build_synthetic_splits("planted", seed=3, start="2024-01-01", end="2025-12-31", context=16)
+
+
+def _write(tmp_path: Path, name: str, data: dict) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+# --------------------------------------------------------------------------- YAML and hashes
+def test_shipped_experiments_load():
+    names = list_experiments()
+    assert {"default", "log001_full", "smoke"} <= set(names)
+    full = load_experiment("log001_full").policy_config(n_features=44)
+    assert (full.context, full.n_layers, full.n_heads, full.d_model) == (100, 3, 4, 256)
+    default = load_experiment("default")
+    assert default.env_config().transaction_cost == 0.0015
+    assert default.env_config().reward == "pnl"
+    assert default.dataset == "SYNTH-PLANTED_1h"
+
+
+def test_config_hash_stable_and_canonical(tmp_path):
+    a = load_experiment("default")
+    assert a.config_hash() == load_experiment("default").config_hash()
+    # key order, formatting and spelled-out defaults do not change the hash
+    raw = yaml.safe_load(Path(a.source).read_text())
+    reordered = dict(reversed(list(raw.items())))
+    reordered["ppo"] = {**raw["ppo"], "clip_coef": 0.2, "gamma": 0.99}  # both defaults
+    b = load_experiment(_write(tmp_path, "default", reordered))
+    assert b.config_hash() == a.config_hash()
+    assert Experiment.from_dict(a.to_dict()).config_hash() == a.config_hash()
+    # the hash is the sha256 of the canonical JSON
+    import hashlib
+
+    blob = json.dumps(a.to_dict(), sort_keys=True, separators=(",", ":"))
+    assert a.config_hash() == hashlib.sha256(blob.encode()).hexdigest()
+    # any real change changes it
+    changed = {**raw, "ppo": {**raw["ppo"], "learning_rate": 1e-3}}
+    assert load_experiment(_write(tmp_path, "default", changed)).config_hash() != a.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ({"learning_rate": 1e-3}, "'learning_rate' in the experiment"),
+        ({"env": {"transaction_costs": 0.001}}, "'transaction_costs' in env"),
+        ({"ppo": {"eval_every": 10}}, "'eval_every' in ppo"),  # belongs to selection
+        ({"selection": {"num_envs": 8}}, "'num_envs' in selection"),
+        ({"policy": {"preset": "small", "d_modle": 8}}, "'d_modle' in policy"),
+        ({"policy": "huge"}, "unknown policy preset 'huge'"),
+        ({"features_key": "features"}, "features_key must be one of"),
+        ({"split": "bull"}, "split must be one of"),
+        ({"env": {"reward": "sharpe_magic"}}, "unknown reward"),
+    ],
+)
+def test_validation_errors_name_file_and_key(tmp_path, patch, needle):
+    data = {"name": "bad", "dataset": "SYNTH-PLANTED_1h", "policy": "small"}
+    data.update(patch)
+    path = _write(tmp_path, "bad", data)
+    with pytest.raises(ValueError) as err:
+        load_experiment(path)
+    assert needle in str(err.value)
+    if "in " in needle and "'" in needle:
+        assert str(path) in str(err.value)
+
+
+def test_name_rules(tmp_path):
+    with pytest.raises(ValueError, match="must equal the file name"):
+        load_experiment(_write(tmp_path, "other", {"name": "mismatch", "dataset": "X_1h"}))
+    with pytest.raises(ValueError, match="invalid experiment name"):
+        load_experiment("../default")
+    with pytest.raises(ValueError, match="missing required key 'dataset'"):
+        load_experiment(_write(tmp_path, "nodata", {"name": "nodata"}))
+    with pytest.raises(FileNotFoundError, match="known experiments"):
+        load_experiment("no_such_experiment")
+
+
+# --------------------------------------------------------------------------- training end to end
+def test_smoke_trains_checkpoints_and_resumes(tmp_path, splits):
+    exp = load_experiment("smoke")
+    out = tmp_path / "run"
+    s1 = train_experiment(exp, splits, out, progress=False, max_iterations=2, split_version="splitv1")
+    batch = exp.ppo["num_envs"] * exp.ppo["num_steps"]
+    assert s1.global_step == 2 * batch and s1.resumed_from_step is None
+    assert len(s1.evaluations) == 2 and [st for st, _ in s1.evaluations] == [batch, 2 * batch]
+    assert s1.best_checkpoint is not None and s1.best_step in (batch, 2 * batch)
+    assert np.isfinite(s1.best_metrics["greedy_sharpe"]) or s1.best_metrics["greedy_share_flat"] == 1.0
+    assert s1.steps_per_s > 0 and s1.wall_time_s > 0
+    last = last_checkpoint(out)
+    assert last is not None and last.name == f"step_{2 * batch:09d}"
+    verify_no_pickle(out)
+    meta = json.loads((last / "checkpoint.json").read_text())
+    assert meta["split_version"] == "splitv1"
+    assert meta["config_hash"] == exp.config_hash()
+    assert meta["experiment"] == "smoke" and meta["step"] == 2 * batch
+
+    # resume: the step counter continues from the last checkpoint
+    s2 = train_experiment(exp, splits, out, progress=False, max_iterations=2, split_version="splitv1")
+    assert s2.resumed_from_step == 2 * batch
+    assert s2.global_step == 4 * batch and s2.iterations == 4
+    assert [st for st, _ in s2.evaluations] == [batch * k for k in (1, 2, 3, 4)]
+
+    # resuming gives exactly the weights of an uninterrupted run
+    s3 = train_experiment(exp, splits, tmp_path / "straight", progress=False, max_iterations=4, split_version="splitv1")
+    assert s3.global_step == 4 * batch
+    w_resumed = load_file(str(last_checkpoint(out) / "model.safetensors"))
+    w_straight = load_file(str(last_checkpoint(tmp_path / "straight") / "model.safetensors"))
+    assert w_resumed.keys() == w_straight.keys()
+    for k in w_resumed:
+        torch.testing.assert_close(w_resumed[k], w_straight[k], rtol=0, atol=0)
+
+    # a different config or split version may not resume into this directory
+    other = Experiment.from_dict({**exp.to_dict(), "description": "changed"})
+    with pytest.raises(ValueError, match="config hash"):
+        train_experiment(other, splits, out, progress=False, max_iterations=1, split_version="splitv1")
+    with pytest.raises(ValueError, match="split version"):
+        train_experiment(exp, splits, out, progress=False, max_iterations=1, split_version="splitv2")
+
+    # evaluate_checkpoint replays any split; net returns match a hand computation
+    test = splits["test"]
+    r = evaluate_checkpoint(s2.best_checkpoint, test)
+    cost = exp.env["transaction_cost"]
+    for mode in ("greedy", "temp"):
+        ser = r[mode]
+        t = ser["t"]
+        assert t[0] == exp.policy["context"] - 1 and t[-1] == test.n_samples - 2
+        assert np.array_equal(np.diff(t), np.ones(len(t) - 1, dtype=t.dtype))
+        pos = ser["position"]
+        expect_pos = np.select([ser["action"] == 1, ser["action"] == 2], [1.0, -1.0], 0.0)
+        assert np.array_equal(pos, expect_pos)
+        prev = np.concatenate([[0.0], pos[:-1]])
+        expect = pos * test.returns[t + 1] - cost * np.abs(pos - prev)
+        np.testing.assert_allclose(ser["net_return"], expect, rtol=0, atol=1e-12)
+        assert np.array_equal(ser["timestamp"], test.timestamps[t])
+    sharpe = r["metrics"]["greedy_sharpe"]
+    net = r["greedy"]["net_return"]
+    if net.std() > 0:
+        assert sharpe == pytest.approx(net.mean() / net.std(ddof=1) * np.sqrt(8760.0), rel=1e-9)
+
+
+def test_split_preset_and_context_are_checked(tmp_path, splits):
+    exp = load_experiment("smoke")
+    bear = Experiment.from_dict({**exp.to_dict(), "split": "bear"})
+    with pytest.raises(ValueError, match="split preset 'bear'"):
+        train_experiment(bear, splits, tmp_path / "a", progress=False, max_iterations=1)
+    wide = Experiment.from_dict({**exp.to_dict(), "policy": {"preset": "small", "context": 32}})
+    with pytest.raises(ValueError, match="exceeds the splits' context"):
+        train_experiment(wide, splits, tmp_path / "b", progress=False, max_iterations=1)
