@@ -91,7 +91,8 @@ def main() -> None:
     total_ref = sum(ref[k][0] for k in core)
     print(
         f"features + EKF + regimes on the full profile: {total_full:.1f} s "
-        f"({n_full / total_full:,.0f} bars/s); 1h reference {total_ref:.1f} s; ratio {total_full / total_ref:.1f}x"
+        f"({n_full / total_full:,.0f} bars/s); 1h reference {total_ref:.1f} s; "
+        f"ratio {total_full / total_ref:.1f}x"
     )
     print(f"process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
