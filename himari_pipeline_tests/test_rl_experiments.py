@@ -134,7 +134,9 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, splits):
     assert [st for st, _ in s2.evaluations] == [batch * k for k in (1, 2, 3, 4)]
 
     # resuming gives exactly the weights of an uninterrupted run
-    s3 = train_experiment(exp, splits, tmp_path / "straight", progress=False, max_iterations=4, split_version="splitv1")
+    s3 = train_experiment(
+        exp, splits, tmp_path / "straight", progress=False, max_iterations=4, split_version="splitv1"
+    )
     assert s3.global_step == 4 * batch
     w_resumed = load_file(str(last_checkpoint(out) / "model.safetensors"))
     w_straight = load_file(str(last_checkpoint(tmp_path / "straight") / "model.safetensors"))

@@ -128,13 +128,19 @@ class Experiment:
         validate_name("experiment name", self.name)
         validate_name("dataset", self.dataset)
         if self.features_key not in FEATURES_KEYS:
-            raise ValueError(f"{where}: features_key must be one of {FEATURES_KEYS}, got {self.features_key!r}")
+            raise ValueError(
+                f"{where}: features_key must be one of {FEATURES_KEYS}, got {self.features_key!r}"
+            )
         if self.split not in FRACTION_PRESETS:
             raise ValueError(f"{where}: split must be one of {sorted(FRACTION_PRESETS)}, got {self.split!r}")
         if self.torch_threads is not None and int(self.torch_threads) < 1:
             raise ValueError(f"{where}: torch_threads must be >= 1 or null")
         self.policy = _policy_dict(self.policy, where)
-        for section, allowed in (("env", _ENV_FIELDS), ("ppo", _ALGO_FIELDS), ("selection", SELECTION_FIELDS)):
+        for section, allowed in (
+            ("env", _ENV_FIELDS),
+            ("ppo", _ALGO_FIELDS),
+            ("selection", SELECTION_FIELDS),
+        ):
             value = getattr(self, section) or {}
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: {section} must be a mapping")

@@ -73,7 +73,9 @@ def build_synthetic_splits(
     regs = detect_regimes(bars, timeframe)
     split_cfg = SplitConfig(fractions=fractions, live_year=live_year, context=context)
     plan = plan_splits(bars["timestamp"], required_warmup(feats, den, regs), split_cfg)
-    inputs = {"synthetic": {"variant": variant, "seed": seed, "timeframe": timeframe, "start": start, "end": end}}
+    inputs = {
+        "synthetic": {"variant": variant, "seed": seed, "timeframe": timeframe, "start": start, "end": end}
+    }
     return build_splits(bars, feats, den, regs, list(FEATURE_NAMES), plan, input_versions=inputs)
 
 
@@ -148,7 +150,9 @@ def _check_splits(exp: Experiment, splits: DatasetSplits, policy_cfg: PolicyConf
     want = list(FRACTION_PRESETS[exp.split])
     have = meta.get("config", {}).get("fractions")
     if have is not None and not np.allclose(have, want):
-        raise ValueError(f"experiment {exp.name!r} wants split preset {exp.split!r} {want}, splits have {have}")
+        raise ValueError(
+            f"experiment {exp.name!r} wants split preset {exp.split!r} {want}, splits have {have}"
+        )
     split_ctx = meta.get("config", {}).get("context")
     if split_ctx is not None and policy_cfg.context > int(split_ctx):
         raise ValueError(
@@ -321,7 +325,9 @@ def evaluate_checkpoint(
         ppo_cfg = dataclasses.replace(ppo_cfg, eval_seed=seed)
     key = features_key or meta.get("features_key", "features_denoised")
     market = _market(split, key, device)
-    trainer = PPOTrainer(policy, market, env_cfg, dataclasses.replace(ppo_cfg, eval_greedy=True), val_market=market)
+    trainer = PPOTrainer(
+        policy, market, env_cfg, dataclasses.replace(ppo_cfg, eval_greedy=True), val_market=market
+    )
     result = trainer.evaluate(market)
     out: dict = {"metrics": result.metrics, "checkpoint": str(checkpoint_dir), "step": int(meta["step"])}
     ts = np.asarray(split.timestamps)
