@@ -482,3 +482,23 @@ def check_splits(splits: DatasetSplits, min_embargo: int) -> list[str]:
             if (mu > 1e-3).any() or ((np.abs(sd - 1) > 1e-3) & (sd > 1e-6)).any():
                 problems.append(f"train {k} is not standardized (scaler not fitted on the train rows)")
     return problems
+
+
+def split_summary(splits: DatasetSplits, embargo: int, split_version: str) -> pd.DataFrame:
+    """One row per split: size, time range, embargo and regime shares (the lake's summary table)."""
+    rows = []
+    for name, arr in splits.splits.items():
+        dist = regime_distribution(arr.regime_ids) if arr.n_samples else {}
+        ts = pd.to_datetime(arr.timestamps, utc=True)
+        rows.append(
+            {
+                "split": name,
+                "n_rows": int(arr.n_samples),
+                "first_timestamp": ts[0] if arr.n_samples else pd.NaT,
+                "last_timestamp": ts[-1] if arr.n_samples else pd.NaT,
+                "embargo_bars": int(embargo),
+                **{f"share_{r.lower()}": float(dist.get(r, 0.0)) for r in REGIMES},
+                "split_version": split_version,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -34,6 +34,7 @@ RAW, FEATURES_T, DENOISED, REGIMES, SPLITS = (
     "regimes",
     "dataset_splits",
 )
+SPLIT_SUMMARY = "dataset_split_summary"
 POOL = "himari_lake"  # writers to the lake run one at a time (DuckDB: one writer per file)
 
 
@@ -246,6 +247,14 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake
             run_id=context.run_id,
             metadata={"plan": plan.to_dict(), "sizes": plan.sizes()},
         )
+    store.write_table(
+        SPLIT_SUMMARY,
+        key,
+        split_mod.split_summary(ds, plan.embargo, v.version),
+        inputs={SPLITS: v.version},
+        code_version=code_version(split_mod),
+        run_id=context.run_id,
+    )
     sizes = plan.sizes()
     dist = ds.metadata.get("regime_distribution", {})
     rows = "\n".join(
