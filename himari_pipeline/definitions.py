@@ -4,12 +4,13 @@ import dagster as dg
 
 from himari_pipeline.defs.data_assets import DATA_ASSETS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
-from himari_pipeline.defs.jobs import data_job
+from himari_pipeline.defs.jobs import data_job, train_job
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+from himari_pipeline.defs.training_assets import TRAINING_ASSETS, TRAINING_CHECKS
 
 defs = dg.Definitions(
-    assets=DATA_ASSETS,
-    asset_checks=DATA_CHECKS,
-    jobs=[data_job],
+    assets=[*DATA_ASSETS, *TRAINING_ASSETS],
+    asset_checks=[*DATA_CHECKS, *TRAINING_CHECKS],
+    jobs=[data_job, train_job],
     resources={"lake": LakeResource(), "settings": PipelineSettings()},
 )

@@ -23,6 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,33 @@ def _unknown(where: str, section: str, keys, allowed) -> None:
         )
 
 
+def _coerce(where: str, section: str, values: dict, cls: type) -> dict:
+    """Check each value against ``cls``'s field type (YAML reads ``1e-3`` as a string); ints -> floats."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        hint = hints[key]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        bases = {typing.get_origin(o) or o for o in options}
+        ok = value is None and type(None) in bases
+        if not ok and not isinstance(value, bool) and isinstance(value, int | float):
+            if float in bases and math.isfinite(value):
+                value, ok = float(value), True
+            elif int in bases and isinstance(value, int):
+                ok = True
+        elif not ok:
+            ok = any(
+                b is not float and b is not int and isinstance(value, b) for b in bases if b is not type(None)
+            )
+            ok = ok or (tuple in bases and isinstance(value, list))
+        if not ok:
+            raise ValueError(
+                f"{where}: {section}.{key} must be {hint}, got {value!r} ({type(value).__name__})"
+            )
+        out[key] = value
+    return out
+
+
 def _policy_dict(policy: str | dict, where: str) -> dict:
     """A preset name or mapping -> the full PolicyConfig dict (with ``preset`` kept for readability)."""
     if isinstance(policy, str):
@@ -99,7 +129,7 @@ def _policy_dict(policy: str | dict, where: str) -> dict:
     preset = policy.get("preset", "full")
     if preset not in POLICY_PRESETS:
         raise ValueError(f"{where}: unknown policy preset {preset!r}; choose one of {POLICY_PRESETS}")
-    overrides = {k: v for k, v in policy.items() if k != "preset"}
+    overrides = _coerce(where, "policy", {k: v for k, v in policy.items() if k != "preset"}, PolicyConfig)
     try:
         cfg = getattr(PolicyConfig, preset)(**overrides)
     except (TypeError, ValueError) as e:
@@ -145,7 +175,9 @@ class Experiment:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: {section} must be a mapping")
             _unknown(where, section, value, allowed)
-            setattr(self, section, dict(value))
+            setattr(
+                self, section, _coerce(where, section, value, EnvConfig if section == "env" else PPOConfig)
+            )
         try:  # fill in defaults so the hash does not depend on which defaults were spelled out
             env = dataclasses.asdict(EnvConfig(**self.env))
             ppo = dataclasses.asdict(PPOConfig(**self.ppo, **self.selection))

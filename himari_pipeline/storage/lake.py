@@ -36,7 +36,7 @@ from himari_pipeline.storage.hashing import file_sha256, frame_hash, normalize_f
 
 VERSIONS_TABLE = "himari_versions"
 _ROW = "_row"
-_PART = "dataset"
+_PART = "partition_key"
 
 
 class LakeError(RuntimeError):

@@ -1,0 +1,33 @@
+-- Every saved checkpoint (partition = experiment). `dataset` falls back to the dataset whose split
+-- version the checkpoint names (split versions are content hashes of one dataset's arrays).
+with checkpoints as (
+    select * from {{ source('lake', 'checkpoints') }}
+),
+
+split_datasets as (
+    select distinct split_version, dataset from {{ ref('stg_dataset_splits') }}
+)
+
+select
+    coalesce(c.experiment, c.partition_key) as experiment,
+    coalesce(c.dataset, d.dataset) as dataset,
+    c.config_hash,
+    c.split_version,
+    c.step,
+    c.checkpoint_path,
+    c.is_best,
+    c.collapsed,
+    c.val_greedy_sharpe,
+    c.val_sampled_sharpe,
+    c.val_total_return,
+    c.val_entropy,
+    c.val_share_flat,
+    c.val_share_long,
+    c.val_share_short,
+    c.weights_sha256,
+    row_number() over (
+        partition by coalesce(c.experiment, c.partition_key)
+        order by c.val_greedy_sharpe desc nulls last, c.step
+    ) as raw_val_sharpe_rank
+from checkpoints as c
+left join split_datasets as d on c.split_version = d.split_version

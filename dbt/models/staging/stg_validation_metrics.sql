@@ -1,0 +1,12 @@
+-- Validation numbers in long format (partition = experiment): one row per
+-- (experiment, checkpoint, section, subject, regime, metric).
+select
+    coalesce(experiment, partition_key) as experiment,
+    dataset,
+    checkpoint_step,
+    section,
+    subject,
+    regime,
+    metric,
+    value
+from {{ source('lake', 'validation_metrics') }}

@@ -1,0 +1,196 @@
+"""Training as an asset: `policy_checkpoints`, partitioned by experiment (one frozen YAML each)."""
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from himari_pipeline.datasets.arrays import load_npz
+from himari_pipeline.defs.data_assets import SPLITS
+from himari_pipeline.defs.metadata import png, result
+from himari_pipeline.defs.resources import LakeResource
+from himari_pipeline.rl import experiments as exp_mod
+from himari_pipeline.rl import ppo as ppo_mod
+from himari_pipeline.rl import training as training_mod
+from himari_pipeline.rl.experiments import list_experiments, load_experiment
+from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
+from himari_pipeline.rl.training_tables import checkpoints_table, training_curves_plot
+from himari_pipeline.storage.hashing import code_version
+
+CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
+experiments_partitions = dg.StaticPartitionsDefinition(list_experiments())
+TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod)
+
+
+def run_dir(lake_root: Path, experiment: str, config_hash: str, split_version: str) -> Path:
+    """Where a run's checkpoints live: one folder per (config, split) so a rerun resumes, new data restarts."""
+    return lake_root / "checkpoints" / experiment / f"{config_hash[:12]}-{split_version[:12]}"
+
+
+@dg.asset(
+    name="policy_checkpoints",
+    partitions_def=experiments_partitions,
+    deps=[dg.AssetDep(SPLITS, partition_mapping=dg.AllPartitionMapping())],
+    group_name="training",
+    kinds={"pytorch", "safetensors"},
+    owners=["team:research"],
+    code_version=TRAINING_CODE,
+    description="Transformer-PPO checkpoints of one experiment (experiments/<name>.yaml), trained on its "
+    "dataset's train split and evaluated on validation; safetensors + JSON, registered in the catalog.",
+)
+def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
+    exp = load_experiment(context.partition_key)
+    store = lake.get()
+    split_v = store.get_version(SPLITS, exp.dataset)
+    splits = load_npz(store.root / split_v.path)
+    out = run_dir(store.root, exp.name, exp.config_hash(), split_v.version)
+    _reward_scale_preflight(exp, splits)
+
+    history: list[dict] = []
+    last_line = [0.0]
+
+    def log_fn(step: int, metrics: dict) -> None:
+        history.append({"step": int(step), **{k: float(v) for k, v in metrics.items() if _is_num(v)}})
+        now = time.time()
+        if "eval/greedy_sharpe" in metrics or now - last_line[0] > 30:
+            last_line[0] = now
+            shown = {
+                k: round(float(v), 4) for k, v in metrics.items() if k.startswith(("eval/", "losses/ent"))
+            }
+            context.log.info(f"{exp.name}: step {step} {json.dumps(shown)}")
+
+    summary = training_mod.train_experiment(exp, splits, out, log_fn=log_fn, split_version=split_v.version)
+    table = checkpoints_table(summary, store.root, exp.dataset)
+    inputs = {SPLITS: split_v.version}
+    log_frame = pd.DataFrame(history) if history else pd.DataFrame({"step": pd.Series(dtype="int64")})
+    store.write_table(
+        TRAINING_LOG, exp.name, log_frame, inputs=inputs, code_version=TRAINING_CODE, run_id=context.run_id
+    )
+    v = store.write_table(
+        CHECKPOINTS,
+        exp.name,
+        table,
+        inputs=inputs,
+        code_version=TRAINING_CODE,
+        run_id=context.run_id,
+        metadata={"summary": summary.to_dict(), "config_hash": exp.config_hash(), "dataset": exp.dataset},
+    )
+    best = table.loc[table["is_best"]]
+    return result(
+        v,
+        experiment=dg.MetadataValue.json(exp.to_dict()),
+        dataset=dg.MetadataValue.text(exp.dataset),
+        split_version=dg.MetadataValue.text(split_v.short),
+        config_hash=dg.MetadataValue.text(exp.config_hash()[:12]),
+        checkpoints=dg.MetadataValue.int(len(table)),
+        best_step=dg.MetadataValue.int(int(best["step"].iloc[0]) if len(best) else -1),
+        best_val_sharpe=dg.MetadataValue.float(
+            float(best["val_greedy_sharpe"].iloc[0]) if len(best) else np.nan
+        ),
+        collapsed=dg.MetadataValue.bool(bool(summary.collapsed)),
+        steps_per_second=dg.MetadataValue.float(float(summary.steps_per_s)),
+        wall_time_s=dg.MetadataValue.float(float(summary.wall_time_s)),
+        run_dir=dg.MetadataValue.path(str(out)),
+        tensorboard=dg.MetadataValue.path(str(out / "tensorboard")),
+        leaderboard=dg.MetadataValue.md(_leaderboard_md(table)),
+        training_curves=png(training_curves_plot(log_frame, table, exp.name)),
+    )
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool)
+
+
+def _reward_scale_preflight(exp, splits) -> None:
+    """Fail before training when the configured reward is absurdly scaled (log 003)."""
+    import torch
+
+    from himari_pipeline.rl.env import MarketArrays, VecTradingEnv
+
+    market = MarketArrays.from_split(splits["train"], features_key=exp.features_key)
+    env = VecTradingEnv(market, exp.env_config(), num_envs=64, seed=0)
+    env.reset()
+    gen = torch.Generator().manual_seed(0)
+    rewards = []
+    for _ in range(64):
+        _, r, _, _ = env.step(torch.randint(0, 3, (64,), generator=gen))
+        rewards.append(r)
+    try:
+        reward_scale_diagnostic(torch.stack(rewards))
+    except RewardScaleError as exc:
+        raise RewardScaleError(f"experiment {exp.name!r}, reward {exp.env.get('reward')!r}: {exc}") from None
+
+
+def _leaderboard_md(table: pd.DataFrame) -> str:
+    cols = [
+        "step",
+        "val_greedy_sharpe",
+        "val_sampled_sharpe",
+        "val_total_return",
+        "val_entropy",
+        "val_share_flat",
+        "val_share_long",
+        "val_share_short",
+        "is_best",
+        "collapsed",
+    ]
+    return table[cols].to_markdown(index=False, floatfmt=".3f")
+
+
+@dg.asset_check(
+    asset="policy_checkpoints",
+    name="reward_scale",
+    blocking=True,
+    partitions_def=experiments_partitions,
+    description="Per-step rewards and value loss stay in a sane range during training (log 003).",
+)
+def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    log = lake.get().read_table(TRAINING_LOG, context.partition_key)
+    problems = []
+    if "rollout/reward_mean" in log:
+        worst_mean = float(np.nanmax(np.abs(log["rollout/reward_mean"])))
+        worst_std = float(np.nanmax(log["rollout/reward_std"]))
+        if not worst_mean <= 10:
+            problems.append(f"|reward mean| reached {worst_mean:.3g} (> 10)")
+        if not worst_std <= 100:
+            problems.append(f"reward std reached {worst_std:.3g} (> 100)")
+    if "losses/value_loss" in log:
+        worst_vl = float(np.nanmax(log["losses/value_loss"]))
+        if not worst_vl <= 1e6:
+            problems.append(f"value loss reached {worst_vl:.3g} (> 1e6)")
+    return dg.AssetCheckResult(
+        passed=not problems, description="; ".join(problems) or "sane", metadata={"iterations": len(log)}
+    )
+
+
+@dg.asset_check(
+    asset="policy_checkpoints",
+    name="no_action_collapse",
+    blocking=False,
+    partitions_def=experiments_partitions,
+    description="The selected checkpoint does not put >95% of validation decisions on one action "
+    "and its entropy stays above the floor (log 000). The validation report judges it too.",
+)
+def collapse_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    table = lake.get().read_table(CHECKPOINTS, context.partition_key)
+    best = table.loc[table["is_best"]]
+    if best.empty:
+        return dg.AssetCheckResult(passed=False, description="no best checkpoint")
+    row = best.iloc[0]
+    shares = {a: float(row[f"val_share_{a}"]) for a in ("flat", "long", "short")}
+    top = max(shares, key=shares.get)
+    collapsed = bool(row["collapsed"]) or shares[top] > 0.95
+    desc = f"best step {int(row['step'])}: {top} {shares[top]:.1%} of validation decisions"
+    return dg.AssetCheckResult(
+        passed=not collapsed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=desc,
+        metadata={k: float(v) for k, v in shares.items()},
+    )
+
+
+TRAINING_ASSETS = [policy_checkpoints]
+TRAINING_CHECKS = [reward_scale_check, collapse_check]

@@ -1,0 +1,178 @@
+"""The validation report end to end on a tiny trained run: sections, contract tables, HTML, verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from himari_pipeline.datasets.splits import DatasetSplits
+from himari_pipeline.evaluation.html import render_html, text_to_html, write_text_atomic
+from himari_pipeline.evaluation.report import (
+    METRICS_COLUMNS,
+    SUMMARY_COLUMNS,
+    Plot,
+    Section,
+    _load,
+    apply_leakage_gate,
+    build_validation_report,
+    replay_greedy,
+    resolve_checkpoints,
+)
+from himari_pipeline.evaluation.significance import probabilistic_sharpe_ratio
+from himari_pipeline.evaluation.verdict import Verdict
+from himari_pipeline.rl.experiments import load_experiment
+from himari_pipeline.rl.training import build_synthetic_splits, evaluate_checkpoint, train_experiment
+
+BPY = 8760.0
+TRUNC_OK = {"features": True, "features_denoised": True, "regimes": True}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    splits = build_synthetic_splits("planted", seed=3, start="2024-07-01", end="2025-12-31", context=16)
+    exp = load_experiment("smoke")
+    out = tmp_path_factory.mktemp("run")
+    train_experiment(exp, splits, out, progress=False, max_iterations=3)
+    return exp, splits, out
+
+
+@pytest.fixture(scope="module")
+def report(run):
+    exp, splits, out = run
+    return build_validation_report(
+        out, splits, exp, bars_per_year=BPY, truncation_results=TRUNC_OK, n_perm=300, n_shuffles=3
+    )
+
+
+def test_replay_matches_env_evaluator(run):
+    """The fast numpy replay gives exactly the env-stepping evaluator's decisions and returns."""
+    _, splits, out = run
+    best = json.loads((out / "best.json").read_text())["checkpoint"]
+    for name in ("step_000000128", best):
+        ck = _load(out / name)
+        ev = evaluate_checkpoint(out / name, splits["val"])["greedy"]
+        s = splits["val"]
+        rp = replay_greedy([ck.policy], [(s.features_denoised, s.regime_ids, s.returns)], ck.env_cfg)[0]
+        np.testing.assert_array_equal(rp.t, ev["t"])
+        np.testing.assert_array_equal(rp.action, ev["action"])
+        np.testing.assert_allclose(rp.net_return, ev["net_return"], rtol=0, atol=1e-15)
+
+
+def test_replay_applies_min_hold(run):
+    """With a 5-bar minimum hold no position lasts fewer than 5 decisions (except the final one)."""
+    _, splits, out = run
+    ck = _load(out / "step_000000128")
+    cfg = dataclasses.replace(ck.env_cfg, min_hold=5)
+    s = splits["val"]
+    rp = replay_greedy([ck.policy], [(s.features_denoised, s.regime_ids, s.returns)], cfg)[0]
+    change = np.flatnonzero(np.diff(rp.action) != 0) + 1
+    runs = np.diff(np.r_[0, change, len(rp.action)])
+    held_positions = [r for r, a in zip(runs[:-1], rp.action[np.r_[0, change][:-1]], strict=True) if a != 0]
+    assert all(r >= 5 for r in held_positions)
+
+
+def test_report_end_to_end(run, report, tmp_path):
+    exp, splits, out = run
+    best = json.loads((out / "best.json").read_text())
+    titles = [s.title for s in report.sections]
+    for i in range(1, 8):
+        assert any(t.startswith(f"{i}.") for t in titles), titles
+    # selection is the best pointer (validation), and its replayed validation Sharpe is the recorded one
+    assert report.checkpoint_step == best["step"]
+    assert math.isclose(report.evidence["validation_sharpe"], best["value"], rel_tol=1e-9)
+    assert report.n_checkpoints == 3
+
+    tables = report.tables()
+    vm, vs = tables["validation_metrics"], tables["validation_summary"]
+    assert tuple(vm.columns) == METRICS_COLUMNS and tuple(vs.columns) == SUMMARY_COLUMNS
+    assert len(vs) == 1 and vs["verdict"].iloc[0] in ("PASS", "FAIL")
+    assert vs["checkpoint_step"].dtype == np.int64 and vs["leak_flags"].dtype == np.int64
+    assert set(vm["subject"]) == {"policy", "buy_and_hold", "flat", "ma_crossover", "random_same_turnover"}
+    assert {"validation", "test", "live"} <= set(vm["section"])
+    assert set(vm["regime"]) <= {"ALL", "LOW_VOL", "TRENDING", "HIGH_VOL", "CRISIS"}
+    assert not vm.duplicated(["section", "subject", "regime", "metric"]).any()
+
+    # buy-and-hold on test by hand: the entry cost comes off the first step's return, then ride the rest
+    t0 = _load(report.checkpoint_path).env_cfg.context - 1  # the training env's context, not the yaml's
+    r = splits["test"].returns[t0 + 1 :]
+    hand = (1 + r[0] - exp.env_config().transaction_cost) * np.prod(1 + r[1:]) - 1
+    got = vm.query("section=='test' & subject=='buy_and_hold' & regime=='ALL' & metric=='cumulative_return'")
+    assert math.isclose(got["value"].iloc[0], hand, rel_tol=1e-9)
+    # PSR from the independent env evaluator's validation returns
+    ev = evaluate_checkpoint(report.checkpoint_path, splits["val"])["greedy"]
+    assert math.isclose(vs["psr"].iloc[0], probabilistic_sharpe_ratio(ev["net_return"]), rel_tol=1e-9)
+    assert 0 <= vs["pbo"].iloc[0] <= 1 and 0 < vs["perm_pvalue"].iloc[0] <= 1
+    assert report.verdict.reasons or report.verdict.passed
+    assert report.verdict.reasons  # the 3-iteration smoke policy cannot pass the gates
+    assert vs["reasons"].iloc[0] == "; ".join(report.verdict.reasons)
+
+    html = report.to_html()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "http://" not in html and "https://" not in html
+    assert html.count("data:image/png;base64,") >= 4
+    assert "Verdict: FAIL" in html and 'class="verdict fail"' in html
+    path = report.write_html(tmp_path / "r" / "report.html")
+    assert path.read_text() == html and [p.name for p in path.parent.iterdir()] == ["report.html"]
+    assert report.tables()["validation_summary"]["report_path"].iloc[0] == str(path)
+    md = report.to_markdown()
+    assert md.startswith("# Validation report") and "| buy_and_hold" in md
+
+
+def _leaky(splits: DatasetSplits, column: int) -> DatasetSplits:
+    out = {}
+    for name, s in splits.splits.items():
+        raw = s.features_raw.copy()
+        raw[:-1, column] = s.returns[1:]  # r[t+1] planted into feature `column` at t
+        raw[-1, column] = 0.0
+        out[name] = dataclasses.replace(s, features_raw=raw)
+    return DatasetSplits(out, splits.metadata)
+
+
+def test_planted_leak_fails_the_verdict(run, report):
+    exp, splits, out = run
+    name = f"raw_{splits.feature_names[5]}"
+    assert report.evidence["leak_suspicious_features"] == {}  # the honest data has no leak
+    leaky = build_validation_report(
+        out, _leaky(splits, 5), exp, bars_per_year=BPY, truncation_results=TRUNC_OK, n_perm=100, n_shuffles=2
+    )
+    assert leaky.verdict.passed is False and leaky.verdict.checks["leakage"] is False
+    assert any("leakage" in r and name in r for r in leaky.verdict.reasons)
+    assert name in leaky.section("2.").markdown
+    assert leaky.evidence["leak_suspicious_features"][name] > 0.99
+    assert leaky.tables()["validation_summary"]["leak_flags"].iloc[0] == 1
+    # the checkpoint was trained on other data: the report says so
+    assert any("split version" in w for w in leaky.verdict.warnings)
+
+
+def test_leakage_gate_on_truncation_failure():
+    v = apply_leakage_gate(Verdict(passed=True), {"truncation_results": {"features": True, "regimes": False}})
+    assert not v.passed and v.checks["leakage"] is False
+    assert v.reasons == ["leakage: truncation invariance failed for regimes"]
+    ok = apply_leakage_gate(Verdict(passed=True), {"truncation_results": {"features": True}})
+    assert ok.passed and ok.checks["leakage"] is True
+
+
+def test_resolve_checkpoints_from_a_list_selects_on_validation(run):
+    _, _, out = run
+    dirs = sorted(out.glob("step_*"))
+    selected, evaluated, n = resolve_checkpoints(dirs)
+    metas = {p: json.loads((p / "checkpoint.json").read_text()) for p in evaluated}
+    best = max(evaluated, key=lambda p: metas[p]["metrics"]["greedy_sharpe"])
+    assert selected == best and n == 3 and len(evaluated) == 3  # the end-of-run save has no metrics
+    assert selected == resolve_checkpoints(out)[0]
+
+
+def test_html_helpers(tmp_path):
+    out = text_to_html("a <b> & **bold** `x`\n\n- one\n- two")
+    assert "&lt;b&gt; &amp; <b>bold</b> <code>x</code>" in out and "<ul><li>one</li><li>two</li></ul>" in out
+    sec = Section("S", ["text", pd.DataFrame({"x": [1.5]}), Plot("cap", b"\x89PNG")])
+    page = render_html("T", True, [], ["careful"], [sec])
+    assert 'class="verdict pass"' in page and "data:image/png;base64,iVBORw==" in page and "careful" in page
+    p = write_text_atomic(tmp_path / "x.html", page)
+    assert p.read_text() == page and len(list(tmp_path.iterdir())) == 1
