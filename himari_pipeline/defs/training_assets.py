@@ -26,7 +26,7 @@ TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod)
 
 
 def run_dir(lake_root: Path, experiment: str, config_hash: str, split_version: str) -> Path:
-    """Where a run's checkpoints live: one folder per (config, split) so a rerun resumes, new data restarts."""
+    """One folder per (config, split): a rerun resumes, new data or a new config starts afresh."""
     return lake_root / "checkpoints" / experiment / f"{config_hash[:12]}-{split_version[:12]}"
 
 

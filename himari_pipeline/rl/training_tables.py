@@ -6,7 +6,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint
