@@ -1,7 +1,7 @@
 """The dbt project over the lake: builds, ranks experiments by DSR (not raw Sharpe), and its tests bite.
 
 A small lake is written with the real :class:`Lake` (contract-shaped tables for two datasets and two
-experiments, synthetic numbers), ``dbt build`` runs in a subprocess with the environment from
+experiments, synthetic numbers), ``dbt build`` runs in-process (``dbtRunner``, parsed once) with the environment from
 :func:`prepare_dbt_env`, and the marts are read back from ``marts.duckdb`` and compared with the
 numbers planted here.
 """
@@ -14,7 +14,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.cli.main import dbtRunner
 
@@ -165,7 +164,9 @@ def _summary(name: str, spec: dict, **override) -> pd.DataFrame:
         "report_path": f"artifacts/validation_report/{name}/report.html",
     }
     row.update(override)
-    return pd.DataFrame([row]).astype({"checkpoint_step": "int64", "n_checkpoints": "int64", "leak_flags": "int64"})
+    return pd.DataFrame([row]).astype(
+        {"checkpoint_step": "int64", "n_checkpoints": "int64", "leak_flags": "int64"}
+    )
 
 
 def _write_lake(root: Path) -> Lake:
@@ -203,11 +204,13 @@ def _close_dbt_duckdb() -> None:
         env.close()
 
 
-def _dbt(manifest, root: Path, *args: str) -> tuple[bool, dict[str, str]]:
-    """Run dbt in-process against the lake at ``root``; (success, {node name: status})."""
-    target = root / "dbt_target"
+def _dbt(manifest, root: Path, *args: str, out: Path | None = None) -> tuple[bool, dict[str, str]]:
+    """Run dbt in-process against the lake at ``root``, writing marts.duckdb and dbt's artifacts to
+    ``out`` (default: the lake root); returns (success, {node name: status})."""
+    out = out or root
+    target = out / "dbt_target"
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in prepare_dbt_env(root, target_path=target).items():
+        for key, value in prepare_dbt_env(root, marts_path=out / "marts.duckdb", target_path=target).items():
             mp.setenv(key, value)
         try:
             result = dbtRunner(manifest=manifest).invoke([*args, "--log-path", str(target / "logs")])
@@ -308,19 +311,22 @@ def test_dataset_summary_matches_the_planted_splits(built):
     assert row["split_coverage"] == pytest.approx(sum(SIZES.values()) / N_BARS)
 
 
-def test_singular_tests_fail_the_build(manifest, tmp_path):
-    root = tmp_path / "lake"
-    lake = _write_lake(root)
+def test_singular_tests_fail_the_build(manifest, built, tmp_path):
+    # Corrupts the shared lake after the marts above were built; this run writes its own marts file.
+    root = built[0]
+    lake = Lake(root)
     # a DSR of 1.5 is not a probability: the leaderboard test fails, everything else passes
-    lake.write_table("validation_summary", "exp-lucky", _summary("exp-lucky", EXPERIMENTS["exp-lucky"], dsr=1.5))
-    ok, status = _dbt(manifest, root, "build")
+    lake.write_table(
+        "validation_summary", "exp-lucky", _summary("exp-lucky", EXPERIMENTS["exp-lucky"], dsr=1.5)
+    )
+    ok, status = _dbt(manifest, root, "build", out=tmp_path)
     failed = {k for k, v in status.items() if v not in ("success", "pass")}
     assert not ok and failed == {"assert_leaderboard_probabilities_in_unit_interval"}, failed
     # test starts 40 bars early, inside val's embargo and over val's end: overlap and embargo both
     # fail, and the models built on the splits are skipped (a failed test blocks what is downstream)
     bars = _bars("2020-01-01")
     lake.write_table("dataset_split_summary", DATASETS[0], _split_summary(bars, "split-" + DATASETS[0], True))
-    ok, status = _dbt(manifest, root, "build", "--select", "stg_dataset_splits", "stg_datasets")
+    ok, status = _dbt(manifest, root, "build", "--select", "stg_dataset_splits", "stg_datasets", out=tmp_path)
     assert not ok
     assert status["assert_splits_do_not_overlap"] == "fail"
     assert status["assert_split_embargo_respected"] == "fail"
