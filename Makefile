@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install run run-full test lint bench ui clean-lake
+.PHONY: install system-deps run run-full test lint bench ui
 
 $(BIN)/himari: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,10 @@ run: install            ## materialize everything on the built-in default (1h sy
 run-full: install       ## the `full` profile: 5-minute bars 2020-2025
 	$(BIN)/himari run --profile full
 
-test: install           ## the whole test suite (what CI runs)
+system-deps:            ## Debian chromium + postgresql for the browser and PostgreSQL tests (as root)
+	bash scripts/install_system_deps.sh
+
+test: install system-deps  ## the whole test suite (what CI runs)
 	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks
 	$(BIN)/python -m pytest -q
 

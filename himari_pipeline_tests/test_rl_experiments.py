@@ -188,3 +188,33 @@ def test_split_preset_and_context_are_checked(tmp_path, splits):
     wide = Experiment.from_dict({**exp.to_dict(), "policy": {"preset": "small", "context": 32}})
     with pytest.raises(ValueError, match="exceeds the splits' context"):
         train_experiment(wide, splits, tmp_path / "b", progress=False, max_iterations=1)
+
+
+def test_reported_entropy_ignores_forced_decisions(splits):
+    """With min_hold, most decisions are forced (entropy 0); the collapse check must see the free ones."""
+    from himari_pipeline.rl.env import EnvConfig, MarketArrays
+    from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
+    from himari_pipeline.rl.ppo import PPOConfig, PPOTrainer
+
+    torch.manual_seed(0)
+    market = MarketArrays.from_split(splits["train"])
+    policy = RegimeConditionedPolicy(
+        PolicyConfig.small(n_features=market.num_features, context=8, d_model=16)
+    )
+    cfg = PPOConfig(num_envs=4, num_steps=48, num_minibatches=1, seed=0)
+    trainer = PPOTrainer(policy, market, EnvConfig(min_hold=12, episode_length=64), cfg)
+    trainer.train(max_iterations=1)  # starts the envs
+    r = trainer.collect_rollout()
+    trainer.compute_gae(r)
+    with torch.no_grad():
+        enc = policy.encode_indices(market.features, market.regime_ids, r.obs_t).reshape(-1, 16)
+        logits, _ = policy.heads(enc, r.regimes.reshape(-1), r.position_state.reshape(-1, 3))
+        mask = r.masks.reshape(-1, 3)
+        logp = torch.log_softmax(masked_logits(logits, mask), -1)
+        ent = -(logp.exp() * logp).sum(-1)
+    free = mask.sum(-1) > 1
+    assert 0 < int(free.sum()) < free.numel()  # some decisions forced, some free
+    assert float(ent[~free].abs().max()) == 0.0
+    stats = trainer.loss_on(r, ent_coef=0.0)
+    assert stats["entropy"] == pytest.approx(float(ent[free].mean()), rel=1e-5)
+    assert stats["entropy"] > float(ent.mean())

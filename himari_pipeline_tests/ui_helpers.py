@@ -63,6 +63,7 @@ class DagsterUI:
     base_url: str
     home: Path
     log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def run(self, run_id: str) -> dict:
@@ -96,7 +97,9 @@ class DagsterUI:
 def _spawn(cmd: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     # own session: stopping it can signal the whole group (code servers, run workers) by its id
     with open(log, "wb") as fh:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _wait_ready(ui: DagsterUI, timeout: float) -> None:
@@ -155,7 +158,12 @@ def processes_with_env(name: str, value: str) -> list[int]:
 
 @contextmanager
 def running_ui(
-    workspace: Path, home: Path, env: dict[str, str], log_dir: Path, daemon: bool = True, timeout: float = 120.0
+    workspace: Path,
+    home: Path,
+    env: dict[str, str],
+    log_dir: Path,
+    daemon: bool = True,
+    timeout: float = 120.0,
 ):
     """Run ``dagster_webserver`` (and ``dagster-daemon``, which dequeues launched runs) until exit.
 
@@ -164,7 +172,7 @@ def running_ui(
     """
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    ui = DagsterUI(f"http://127.0.0.1:{port}", home, log_dir)
+    ui = DagsterUI(f"http://127.0.0.1:{port}", home, log_dir, dict(env))
     cwd = workspace.parent
     ws = ["-w", str(workspace)]
     try:
@@ -178,7 +186,9 @@ def running_ui(
         )
         if daemon:
             ui.procs.append(
-                _spawn([sys.executable, "-m", "dagster._daemon", "run", *ws], env, cwd, log_dir / "daemon.log")
+                _spawn(
+                    [sys.executable, "-m", "dagster._daemon", "run", *ws], env, cwd, log_dir / "daemon.log"
+                )
             )
         _wait_ready(ui, timeout)
         yield ui

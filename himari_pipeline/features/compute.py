@@ -1,32 +1,36 @@
-"""Compute the 44 catalog features from canonical OHLCV bars, causally.
+"""Compute the 44 catalog features from canonical OHLCV bars, causally and exactly append-ably.
 
-Indicators come from ``ta`` 0.11 (always ``fillna=False``) where ``ta`` is causal, NaN-honest and
-fast. Checked in ta's source and avoided: TRIX, KST, Vortex (``shift(fill_value=full-sample mean)``),
-DPO (full-sample mean fill), Ichimoku (``visual=True`` shifts forward) and anything with
-``fillna=True`` (``bfill``). Re-implemented here with ta's formula, vectorised:
-ADX/DI and ATR (ta loops in Python and emits 0 instead of NaN during warm-up, so warm-up rows would
-not be marked), CCI, Aroon and MFI (ta uses ``rolling().apply`` with a Python callback: 15 s on
-631k bars). Every window is trailing and every recursion runs forward, so a row depends on its
-prefix only (tested by truncation invariance). Degenerate windows (e.g. a flat 14-bar range) give
-NaN, never a filled value; infinities are turned into NaN.
+Formulas follow ``ta`` 0.11 (``fillna=False``). Checked in ta's source and avoided: TRIX, KST, Vortex
+(``shift(fill_value=full-sample mean)``), DPO (full-sample mean fill), Ichimoku (``visual=True``
+shifts forward) and anything with ``fillna=True`` (``bfill``). ``ta`` itself is used only where its
+result depends on the window's values alone (Stochastic %K, Williams %R: rolling min/max).
+
+Everything else is computed here so that a row can be continued from a stored tail bit-for-bit
+(:mod:`himari_pipeline.incremental`), with one implementation behind both entry points:
+
+* rolling sums, means, variances, correlations and mean absolute deviations are summed afresh for
+  every window by a numba kernel (:func:`rolling_sum`, :func:`rolling_var`, ...), so a value depends
+  on the window's values only, not on the rounding accumulated since the start of the series as in
+  pandas' online rolling algorithms (which differ by ~1e-16 relative);
+* exponential moving averages (EMA, MACD, RSI, TSI, Wilder's ATR/ADX) run through
+  :class:`EWMRunner`, a numba copy of pandas' ``ewm(adjust=False).mean()`` recursion (bit-identical
+  to pandas, NaN handling and ``min_periods`` included) whose state can be stored and resumed;
+* rolling min/max and argmax are selections, exact by construction.
+
+Every window is trailing and every recursion runs forward, so a row depends on its prefix only
+(tested by truncation invariance). Degenerate windows (e.g. a flat 14-bar range) give NaN, never a
+filled value; infinities are turned into NaN.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numba
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from ta.momentum import (
-    RSIIndicator,
-    StochasticOscillator,
-    StochRSIIndicator,
-    TSIIndicator,
-    UltimateOscillator,
-    WilliamsRIndicator,
-)
-from ta.trend import MACD, EMAIndicator, SMAIndicator
-from ta.volatility import BollingerBands
-from ta.volume import ChaikinMoneyFlowIndicator
+from ta.momentum import StochasticOscillator, WilliamsRIndicator
 
 from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.market.bars import BAR_COLUMNS
@@ -35,22 +39,256 @@ from himari_pipeline.market.bars import BAR_COLUMNS
 #: bars: ``logret_288`` and ``rv_288``). Rows ``>= WARMUP_BARS`` are complete on clean bars.
 WARMUP_BARS: int = 288
 
+#: Bars a feature row at ``t`` may reach back (``t - FEATURE_LOOKBACK`` .. ``t``) when EWM states are
+#: carried: the 288-bar windows plus the one-bar differences inside them.
+FEATURE_LOOKBACK: int = WARMUP_BARS + 1
+
 _LN2 = float(np.log(2.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Window-only rolling statistics (a fresh sum per window: the value depends on the window alone)
+# --------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _roll_sum_kernel(x, n, out):  # pragma: no cover - numba
+    for t in range(n - 1, len(x)):
+        s = 0.0
+        for j in range(t - n + 1, t + 1):
+            s += x[j]
+        out[t] = s
+
+
+@numba.njit(cache=True)
+def _roll_var_kernel(x, n, ddof, out):  # pragma: no cover - numba
+    for t in range(n - 1, len(x)):
+        s = 0.0
+        lo = hi = x[t - n + 1]
+        for j in range(t - n + 1, t + 1):
+            s += x[j]
+            lo = min(lo, x[j])
+            hi = max(hi, x[j])
+        if np.isnan(s) or np.isinf(s):
+            continue
+        if lo == hi:  # a constant window has no variance (not the rounding residue of its mean)
+            out[t] = 0.0
+            continue
+        m = s / n
+        ss = 0.0
+        for j in range(t - n + 1, t + 1):
+            d = x[j] - m
+            ss += d * d
+        out[t] = ss / (n - ddof)
+
+
+@numba.njit(cache=True)
+def _roll_corr_kernel(x, y, n, out):  # pragma: no cover - numba
+    for t in range(n - 1, len(x)):
+        sx = 0.0
+        sy = 0.0
+        const_x = True
+        const_y = True
+        for j in range(t - n + 1, t + 1):
+            sx += x[j]
+            sy += y[j]
+            const_x = const_x and x[j] == x[t]
+            const_y = const_y and y[j] == y[t]
+        if np.isnan(sx) or np.isnan(sy) or np.isinf(sx) or np.isinf(sy) or const_x or const_y:
+            continue  # NaN, or a constant side (no correlation, not the rounding residue of its mean)
+        mx = sx / n
+        my = sy / n
+        sxx = 0.0
+        syy = 0.0
+        sxy = 0.0
+        for j in range(t - n + 1, t + 1):
+            dx = x[j] - mx
+            dy = y[j] - my
+            sxx += dx * dx
+            syy += dy * dy
+            sxy += dx * dy
+        if sxx > 0.0 and syy > 0.0:
+            out[t] = sxy / np.sqrt(sxx * syy)
+
+
+@numba.njit(cache=True)
+def _roll_mad_kernel(x, n, out):  # pragma: no cover - numba
+    for t in range(n - 1, len(x)):
+        s = 0.0
+        for j in range(t - n + 1, t + 1):
+            s += x[j]
+        m = s / n
+        a = 0.0
+        for j in range(t - n + 1, t + 1):
+            a += abs(x[j] - m)
+        out[t] = a / n
+
+
+def _f64(x: np.ndarray | pd.Series) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+
+
+def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
+    """Trailing ``n``-bar sum, NaN until ``n`` values (or when one of them is NaN)."""
+    x = _f64(x)
+    out = np.full(len(x), np.nan)
+    _roll_sum_kernel(x, int(n), out)
+    return out
+
+
+def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Trailing ``n``-bar mean (``rolling_sum / n``)."""
+    return rolling_sum(x, n) / n
+
+
+def rolling_var(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
+    """Trailing ``n``-bar variance, two-pass per window; exactly 0 on a constant window."""
+    x = _f64(x)
+    out = np.full(len(x), np.nan)
+    _roll_var_kernel(x, int(n), int(ddof), out)
+    return out
+
+
+def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
+    """Square root of :func:`rolling_var`."""
+    return np.sqrt(rolling_var(x, n, ddof))
+
+
+def rolling_corr(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """Trailing ``n``-bar Pearson correlation, two-pass per window; NaN if either side is constant."""
+    x, y = _f64(x), _f64(y)
+    out = np.full(len(x), np.nan)
+    _roll_corr_kernel(x, y, int(n), out)
+    return out
+
+
+def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
+    """Trailing ``n``-bar mean absolute deviation from the window mean."""
+    x = _f64(x)
+    out = np.full(len(x), np.nan)
+    _roll_mad_kernel(x, int(n), out)
+    return out
+
+
+def _rolling_min(x: np.ndarray, n: int) -> np.ndarray:
+    return pd.Series(x).rolling(n, min_periods=n).min().to_numpy()
+
+
+def _rolling_max(x: np.ndarray, n: int) -> np.ndarray:
+    return pd.Series(x).rolling(n, min_periods=n).max().to_numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Resumable exponential moving averages (pandas' ewm(adjust=False).mean(), bit for bit)
+# --------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _ewm_kernel(x, alpha, minp, state, out):  # pragma: no cover - numba
+    # state = [weighted (NaN before the first observation), old_wt, nobs]; updated in place
+    w = state[0]
+    old_wt = state[1]
+    nobs = state[2]
+    fac = 1.0 - alpha
+    for i in range(len(x)):
+        cur = x[i]
+        obs = not np.isnan(cur)
+        if obs:
+            nobs += 1.0
+        if not np.isnan(w):
+            old_wt *= fac
+            if obs:
+                if w != cur:
+                    w = old_wt * w + alpha * cur
+                    w /= old_wt + alpha
+                old_wt = 1.0
+        elif obs:
+            w = cur
+        out[i] = w if nobs >= minp else np.nan
+    state[0] = w
+    state[1] = old_wt
+    state[2] = nobs
+
+
+def ewm_alpha(span: float | None = None, alpha: float | None = None) -> float:
+    """The smoothing factor exactly as pandas derives it (through the centre of mass)."""
+    if span is not None:
+        com = (span - 1) / 2.0
+    elif alpha is not None:
+        com = (1 - alpha) / alpha
+    else:
+        raise ValueError("ewm_alpha: give span or alpha")
+    return 1.0 / (1.0 + com)
+
+
+def _fresh_ewm_state() -> list[float]:
+    return [float("nan"), 1.0, 0.0]
+
+
+class EWMRunner:
+    """Runs the named EWMs of one computation and can resume them from stored states.
+
+    Each EWM processes rows ``[start, len(x))`` (rows before ``start`` are NaN), beginning from
+    ``states[key]`` (a fresh state when ``states`` is None). The state reached just before row
+    ``snapshot`` is recorded in :attr:`recorded` (after the last row when ``snapshot`` is None).
+    A state is ``[weighted, old_wt, nobs]`` (JSON-ready floats; ``weighted`` is NaN before the first
+    observation). With the defaults the runner is a plain, full-sample-free ``ewm(...).mean()``.
+    """
+
+    def __init__(
+        self,
+        states: Mapping[str, list[float]] | None = None,
+        start: int = 0,
+        snapshot: int | None = None,
+    ) -> None:
+        if snapshot is not None and snapshot < start:
+            raise ValueError(f"EWMRunner: snapshot {snapshot} precedes start {start}")
+        self.states = None if states is None else dict(states)
+        self.start = int(start)
+        self.snapshot = snapshot
+        self.recorded: dict[str, list[float]] = {}
+
+    def mean(self, key: str, x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:
+        """``pd.Series(x).ewm(alpha=alpha, adjust=False, min_periods=min_periods).mean()``, resumable."""
+        if key in self.recorded:
+            raise ValueError(f"EWMRunner: key {key!r} used twice")
+        if self.states is None:
+            st = np.array(_fresh_ewm_state())
+        elif key in self.states:
+            st = np.array(self.states[key], dtype=np.float64)
+        else:
+            raise KeyError(f"EWMRunner: no stored state for {key!r}; stored: {sorted(self.states)}")
+        x = _f64(x)
+        out = np.full(len(x), np.nan)
+        snap = len(x) if self.snapshot is None else min(self.snapshot, len(x))
+        minp = float(max(int(min_periods), 1))
+        if self.start < snap:
+            _ewm_kernel(x[self.start : snap], float(alpha), minp, st, out[self.start : snap])
+        self.recorded[key] = [float(v) for v in st]
+        if snap < len(x):
+            _ewm_kernel(x[snap:], float(alpha), minp, st, out[snap:])
+        return out
+
+
+def _wilder(x: np.ndarray, n: int, ewm: EWMRunner, key: str) -> np.ndarray:
+    """Wilder's smoothing (EMA with alpha = 1/n), NaN until ``n`` observations."""
+    return ewm.mean(key, x, ewm_alpha(alpha=1.0 / n), n)
+
+
+def _ema(x: np.ndarray, n: int, ewm: EWMRunner, key: str) -> np.ndarray:
+    """ta's EMA: span ``n``, ``min_periods = n``."""
+    return ewm.mean(key, x, ewm_alpha(span=n), n)
+
+
+# --------------------------------------------------------------------------------------------------
+# Indicators
+# --------------------------------------------------------------------------------------------------
 
 
 def _shift(x: np.ndarray, k: int) -> np.ndarray:
     out = np.full_like(x, np.nan)
     out[k:] = x[:-k]
     return out
-
-
-def _wilder(x: pd.Series, n: int) -> pd.Series:
-    """Wilder's smoothing (EMA with alpha = 1/n), NaN until ``n`` observations."""
-    return x.ewm(alpha=1.0 / n, adjust=False, min_periods=n).mean()
-
-
-def _window_view(x: np.ndarray, n: int) -> np.ndarray:
-    return sliding_window_view(x, n)
 
 
 def _pad_front(values: np.ndarray, n_total: int) -> np.ndarray:
@@ -64,39 +302,47 @@ def _true_range(h: np.ndarray, low: np.ndarray, c_prev: np.ndarray) -> np.ndarra
     return np.maximum(h - low, np.maximum(np.abs(h - c_prev), np.abs(low - c_prev)))
 
 
-def wilder_adx(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 14) -> tuple[np.ndarray, ...]:
-    """ADX, +DI, -DI with Wilder smoothing (same DM rules as ``ta.trend.ADXIndicator``)."""
+def wilder_adx(
+    h: np.ndarray,
+    low: np.ndarray,
+    c: np.ndarray,
+    n: int = 14,
+    ewm: EWMRunner | None = None,
+    key: str = "adx",
+) -> tuple[np.ndarray, ...]:
+    """ADX, +DI, -DI with Wilder smoothing (same DM rules as ``ta.trend.ADXIndicator``).
+
+    ``ewm`` (default: a fresh :class:`EWMRunner`) runs the four smoothings under keys ``key + "_..."``.
+    """
+    ewm = EWMRunner() if ewm is None else ewm
     up = h - _shift(h, 1)
     down = _shift(low, 1) - low
     pdm = np.where((up > down) & (up > 0), up, 0.0)
     ndm = np.where((down > up) & (down > 0), down, 0.0)
     pdm[0] = ndm[0] = np.nan
     tr = _true_range(h, low, _shift(c, 1))
-    s_tr = _wilder(pd.Series(tr), n).to_numpy()
+    s_tr = _wilder(tr, n, ewm, f"{key}_tr")
     with np.errstate(divide="ignore", invalid="ignore"):
-        di_pos = 100.0 * _wilder(pd.Series(pdm), n).to_numpy() / s_tr
-        di_neg = 100.0 * _wilder(pd.Series(ndm), n).to_numpy() / s_tr
+        di_pos = 100.0 * _wilder(pdm, n, ewm, f"{key}_pdm") / s_tr
+        di_neg = 100.0 * _wilder(ndm, n, ewm, f"{key}_ndm") / s_tr
         total = di_pos + di_neg
         dx = np.where(total > 0, 100.0 * np.abs(di_pos - di_neg) / np.where(total > 0, total, 1.0), 0.0)
     dx[np.isnan(total)] = np.nan
-    adx = _wilder(pd.Series(dx), n).to_numpy()
+    adx = _wilder(dx, n, ewm, f"{key}_dx")
     return adx, di_pos, di_neg
 
 
 def _aroon(x: np.ndarray, n: int, up: bool) -> np.ndarray:
     """ta's Aroon: ``argmax`` (first occurrence) over the last ``n + 1`` bars / n x 100."""
-    view = _window_view(x, n + 1)
+    view = sliding_window_view(x, n + 1)
     idx = view.argmax(axis=1) if up else view.argmin(axis=1)
     return _pad_front(idx.astype(np.float64) / n * 100, len(x))
 
 
 def _cci(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 20, constant: float = 0.015) -> np.ndarray:
-    """ta's CCI formula with the mean absolute deviation computed on a sliding window view."""
+    """ta's CCI formula: (typical price - its SMA) / (constant x mean absolute deviation)."""
     tp = (h + low + c) / 3.0
-    sma = pd.Series(tp).rolling(n, min_periods=n).mean().to_numpy()
-    view = _window_view(tp, n)
-    mad = np.abs(view - view.mean(axis=1, keepdims=True)).mean(axis=1)
-    return (tp - sma) / (constant * _pad_front(mad, len(tp)))
+    return (tp - rolling_mean(tp, n)) / (constant * rolling_mad(tp, n))
 
 
 def _mfi(h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, n: int = 14) -> np.ndarray:
@@ -109,9 +355,33 @@ def _mfi(h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, n: int = 
     pos = np.where(mfr >= 0, mfr, 0.0)
     neg = np.where(mfr < 0, -mfr, 0.0)
     pos[np.isnan(mfr)] = neg[np.isnan(mfr)] = np.nan  # np.where turned NaN into 0
-    pos = pd.Series(pos).rolling(n, min_periods=n).sum().to_numpy()
-    neg = pd.Series(neg).rolling(n, min_periods=n).sum().to_numpy()
-    return 100.0 - 100.0 / (1.0 + pos / neg)
+    return 100.0 - 100.0 / (1.0 + rolling_sum(pos, n) / rolling_sum(neg, n))
+
+
+def _rsi(c: np.ndarray, c_prev: np.ndarray, n: int, ewm: EWMRunner) -> np.ndarray:
+    """ta's RSI: Wilder-smoothed gains / losses (the first bar's NaN difference counts as 0)."""
+    diff = c - c_prev
+    up = np.where(diff > 0, diff, 0.0)
+    down = -np.where(diff < 0, diff, 0.0)
+    emaup = ewm.mean("rsi_up", up, ewm_alpha(alpha=1.0 / n), n)
+    emadn = ewm.mean("rsi_down", down, ewm_alpha(alpha=1.0 / n), n)
+    return np.where(emadn == 0, 100.0, 100.0 - 100.0 / (1.0 + emaup / emadn))
+
+
+def _tsi(c: np.ndarray, c_prev: np.ndarray, slow: int, fast: int, ewm: EWMRunner) -> np.ndarray:
+    """ta's TSI: doubly smoothed momentum over doubly smoothed absolute momentum, x 100."""
+    diff = c - c_prev
+    smoothed = _ema(_ema(diff, slow, ewm, "tsi_slow"), fast, ewm, "tsi_fast")
+    smoothed_abs = _ema(_ema(np.abs(diff), slow, ewm, "tsi_abs_slow"), fast, ewm, "tsi_abs_fast")
+    return smoothed / smoothed_abs * 100.0
+
+
+def _ultimate(h: np.ndarray, low: np.ndarray, c: np.ndarray, c_prev: np.ndarray) -> np.ndarray:
+    """ta's Ultimate Oscillator (7, 14, 28; weights 4, 2, 1)."""
+    tr = np.fmax(h - low, np.fmax(np.abs(h - c_prev), np.abs(low - c_prev)))  # pandas max skips NaN
+    bp = c - np.minimum(low, c_prev)  # NaN on the first bar
+    avg = [rolling_sum(bp, w) / rolling_sum(tr, w) for w in (7, 14, 28)]
+    return 100.0 * (4.0 * avg[0] + 2.0 * avg[1] + 1.0 * avg[2]) / 7.0
 
 
 def _check_bars(bars: pd.DataFrame) -> None:
@@ -126,79 +396,94 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     ``warmup`` is True on the first ``WARMUP_BARS`` rows, where some window is not yet full; those
     NaNs are kept, never back-filled. Row ``t`` depends on ``bars[: t + 1]`` only.
     """
+    return compute_features_resumable(bars)[0]
+
+
+def compute_features_resumable(
+    bars: pd.DataFrame,
+    ewm_states: Mapping[str, list[float]] | None = None,
+    start: int = 0,
+    snapshot: int | None = None,
+    row_offset: int = 0,
+) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """:func:`compute_features` with its EWM states exposed, the entry point for appending.
+
+    The EWMs run over rows ``[start, n)`` from ``ewm_states`` (fresh when None) and their states
+    just before row ``snapshot`` are returned. ``row_offset`` is the global index of ``bars``' first
+    row (for the ``warmup`` flag). With the defaults this is exactly :func:`compute_features`.
+    Rows before ``start + FEATURE_LOOKBACK`` of a resumed slice are incomplete; callers drop them.
+    """
     _check_bars(bars)
+    ewm = EWMRunner(ewm_states, start, snapshot)
     n = len(bars)
     o, h, low, c, v = (
         bars[col].to_numpy(dtype=np.float64) for col in ("open", "high", "low", "close", "volume")
     )
-    cs, hs, ls, vs = (pd.Series(x) for x in (c, h, low, v))
     f: dict[str, np.ndarray] = {}
     if n < 2:  # sliding windows need at least one full window; too short for any feature
-        return _assemble(bars, {name: np.full(n, np.nan) for name in FEATURE_NAMES})
+        return _assemble(bars, {name: np.full(n, np.nan) for name in FEATURE_NAMES}, row_offset), {}
 
     with np.errstate(divide="ignore", invalid="ignore"):
+        c_prev = _shift(c, 1)
         # returns
         for k in (1, 3, 12, 48, 96, 288):
             f[f"logret_{k}"] = np.log(c / _shift(c, k)) if k < n else np.full(n, np.nan)
         f["logret_oc"] = np.log(c / o)
 
         # trend
-        f["close_sma_10"] = c / SMAIndicator(cs, 10, fillna=False).sma_indicator().to_numpy() - 1.0
-        f["close_sma_50"] = c / SMAIndicator(cs, 50, fillna=False).sma_indicator().to_numpy() - 1.0
-        f["close_ema_100"] = c / EMAIndicator(cs, 100, fillna=False).ema_indicator().to_numpy() - 1.0
-        macd = MACD(cs, window_slow=26, window_fast=12, window_sign=9, fillna=False)
-        f["macd_norm"] = macd.macd().to_numpy() / c
-        f["macd_hist_norm"] = macd.macd_diff().to_numpy() / c
-        f["adx_14"], f["di_pos_14"], f["di_neg_14"] = wilder_adx(h, low, c, 14)
+        f["close_sma_10"] = c / rolling_mean(c, 10) - 1.0
+        f["close_sma_50"] = c / rolling_mean(c, 50) - 1.0
+        f["close_ema_100"] = c / _ema(c, 100, ewm, "ema_100") - 1.0
+        macd = _ema(c, 12, ewm, "macd_fast") - _ema(c, 26, ewm, "macd_slow")
+        f["macd_norm"] = macd / c
+        f["macd_hist_norm"] = (macd - _ema(macd, 9, ewm, "macd_signal")) / c
+        f["adx_14"], f["di_pos_14"], f["di_neg_14"] = wilder_adx(h, low, c, 14, ewm, "adx")
         f["aroon_up_25"] = _aroon(h, 25, up=True) if n > 25 else np.full(n, np.nan)
         f["aroon_down_25"] = _aroon(low, 25, up=False) if n > 25 else np.full(n, np.nan)
 
         # momentum
-        f["rsi_14"] = RSIIndicator(cs, 14, fillna=False).rsi().to_numpy()
-        f["stoch_rsi_14"] = StochRSIIndicator(cs, 14, 3, 3, fillna=False).stochrsi().to_numpy()
-        stoch = StochasticOscillator(hs, ls, cs, window=14, smooth_window=3, fillna=False)
-        f["stoch_k_14"] = stoch.stoch().to_numpy()
-        f["stoch_d_14"] = stoch.stoch_signal().to_numpy()
-        f["williams_r_14"] = WilliamsRIndicator(hs, ls, cs, lbp=14, fillna=False).williams_r().to_numpy()
-        f["cci_20"] = _cci(h, low, c, 20) if n >= 20 else np.full(n, np.nan)
-        f["tsi_25_13"] = TSIIndicator(cs, window_slow=25, window_fast=13, fillna=False).tsi().to_numpy()
-        f["ultimate_osc"] = (
-            UltimateOscillator(hs, ls, cs, 7, 14, 28, fillna=False).ultimate_oscillator().to_numpy()
+        rsi = _rsi(c, c_prev, 14, ewm)
+        f["rsi_14"] = rsi
+        rsi_lo, rsi_hi = _rolling_min(rsi, 14), _rolling_max(rsi, 14)
+        f["stoch_rsi_14"] = (rsi - rsi_lo) / (rsi_hi - rsi_lo)
+        hs, ls, cs = pd.Series(h), pd.Series(low), pd.Series(c)
+        stoch_k = (
+            StochasticOscillator(hs, ls, cs, window=14, smooth_window=3, fillna=False).stoch().to_numpy()
         )
+        f["stoch_k_14"] = stoch_k
+        f["stoch_d_14"] = rolling_mean(stoch_k, 3)
+        f["williams_r_14"] = WilliamsRIndicator(hs, ls, cs, lbp=14, fillna=False).williams_r().to_numpy()
+        f["cci_20"] = _cci(h, low, c, 20)
+        f["tsi_25_13"] = _tsi(c, c_prev, 25, 13, ewm)
+        f["ultimate_osc"] = _ultimate(h, low, c, c_prev)
 
         # volatility
-        c_prev = _shift(c, 1)
-        f["atr_14_ratio"] = _wilder(pd.Series(_true_range(h, low, c_prev)), 14).to_numpy() / c
-        bb = BollingerBands(cs, window=20, window_dev=2, fillna=False)
-        f["bb_pctb_20"] = bb.bollinger_pband().to_numpy()
-        f["bb_width_20"] = bb.bollinger_wband().to_numpy() / 100.0
-        r1 = pd.Series(f["logret_1"])
+        f["atr_14_ratio"] = _wilder(_true_range(h, low, c_prev), 14, ewm, "atr") / c
+        mavg, mstd = rolling_mean(c, 20), rolling_std(c, 20, ddof=0)
+        hband, lband = mavg + 2.0 * mstd, mavg - 2.0 * mstd
+        f["bb_pctb_20"] = (c - lband) / np.where(hband != lband, hband - lband, np.nan)
+        f["bb_width_20"] = (hband - lband) / mavg * 100.0 / 100.0
+        r1 = f["logret_1"]
         for k in (12, 48, 288):
-            f[f"rv_{k}"] = r1.rolling(k, min_periods=k).std().to_numpy()
+            f[f"rv_{k}"] = rolling_std(r1, k)
         hl = np.log(h / low)
-        f["parkinson_24"] = np.sqrt(
-            pd.Series(hl * hl).rolling(24, min_periods=24).mean().to_numpy() / (4 * _LN2)
-        )
+        f["parkinson_24"] = np.sqrt(rolling_mean(hl * hl, 24) / (4 * _LN2))
         co = np.log(c / o)
-        gk_bar = 0.5 * hl * hl - (2 * _LN2 - 1.0) * co * co
-        gk = pd.Series(gk_bar).rolling(24, min_periods=24).mean().to_numpy()
+        gk = rolling_mean(0.5 * hl * hl - (2 * _LN2 - 1.0) * co * co, 24)
         f["garman_klass_24"] = np.sqrt(np.maximum(gk, 0.0))
         f["hl_range"] = hl
 
         # volume
-        vmean48 = vs.rolling(48, min_periods=48).mean().to_numpy()
-        vstd48 = vs.rolling(48, min_periods=48).std().to_numpy()
-        f["volume_z_48"] = (v - vmean48) / vstd48
-        f["volume_ratio_288"] = v / vs.rolling(288, min_periods=288).mean().to_numpy()
+        f["volume_z_48"] = (v - rolling_mean(v, 48)) / rolling_std(v, 48)
+        f["volume_ratio_288"] = v / rolling_mean(v, 288)
         signed_v = np.where(c < c_prev, -v, v)  # ta's OBV increment
         signed_v[0] = np.nan
-        obv_chg = pd.Series(signed_v).rolling(24, min_periods=24).sum().to_numpy()
-        f["obv_change_24"] = np.clip(obv_chg / vs.rolling(24, min_periods=24).sum().to_numpy(), -1.0, 1.0)
+        f["obv_change_24"] = np.clip(rolling_sum(signed_v, 24) / rolling_sum(v, 24), -1.0, 1.0)
         f["mfi_14"] = _mfi(h, low, c, v, 14)
-        f["cmf_20"] = (
-            ChaikinMoneyFlowIndicator(hs, ls, cs, vs, window=20, fillna=False).chaikin_money_flow().to_numpy()
-        )
-        f["volume_ret_corr_48"] = r1.abs().rolling(48, min_periods=48).corr(vs).to_numpy()
+        mfv = ((c - low) - (h - c)) / (h - low)
+        mfv = np.where(np.isnan(mfv), 0.0, mfv) * v  # ta: fillna(0) for a flat bar
+        f["cmf_20"] = rolling_sum(mfv, 20) / rolling_sum(v, 20)
+        f["volume_ret_corr_48"] = rolling_corr(np.abs(r1), v, 48)
 
         # calendar (the bar's close time, UTC)
         ts = pd.DatetimeIndex(bars["timestamp"])
@@ -210,17 +495,17 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
         f["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
         f["dow_sin"] = np.sin(2 * np.pi * dow / 7.0)
         f["dow_cos"] = np.cos(2 * np.pi * dow / 7.0)
-    return _assemble(bars, f)
+    return _assemble(bars, f, row_offset), ewm.recorded
 
 
-def _assemble(bars: pd.DataFrame, f: dict[str, np.ndarray]) -> pd.DataFrame:
+def _assemble(bars: pd.DataFrame, f: dict[str, np.ndarray], row_offset: int = 0) -> pd.DataFrame:
     n = len(bars)
     cols: dict[str, object] = {"timestamp": bars["timestamp"].to_numpy()}
     for name in FEATURE_NAMES:
         x = np.asarray(f[name], dtype=np.float64)
         x[np.isinf(x)] = np.nan
         cols[name] = x
-    cols["warmup"] = np.arange(n) < WARMUP_BARS
+    cols["warmup"] = row_offset + np.arange(n) < WARMUP_BARS
     out = pd.DataFrame(cols)
     out["timestamp"] = bars["timestamp"].reset_index(drop=True)
     return out

@@ -3,7 +3,9 @@
 Every input is trailing (DESIGN.md causality convention): at bar ``t`` we use bars ``<= t`` only.
 
 * ``vol``: realized volatility, rolling std of log close returns over ``vol_window_hours``
-  (annualized with the data's calendar, for readability only; the percentile is scale-free).
+  (annualized with the data's calendar, for readability only; the percentile is scale-free),
+  summed afresh per window (:func:`~himari_pipeline.features.compute.rolling_std`) so that it
+  depends on the window's values only and can be continued exactly from a stored tail.
 * ``vol_pct``: percentile rank of ``vol[t]`` among the last ``pct_window_days`` of ``vol`` values
   (``rolling(w).rank(pct=True)``), valid once ``pct_min_days`` of values exist. No threshold is fitted
   on the full sample.
@@ -19,6 +21,11 @@ with *exit* thresholds loosened by the margins (``vol_pct_margin``, ``adx_margin
 ``drawdown_margin``), and a new regime is only adopted after the current one has been held
 ``min_dwell`` bars (entering CRISIS is never delayed).
 
+The state machine can be resumed (:func:`label_regimes` takes and returns the held label and the
+bars it has been held), and ADX's Wilder smoothings run through a resumable
+:class:`~himari_pipeline.features.compute.EWMRunner`: :mod:`himari_pipeline.incremental` appends
+new bars without recomputing history and gets exactly the full computation's rows.
+
 Confidence is ``logistic(d) = 0.5 * (1 + tanh(d / 2))`` of the signed distance ``d`` of the inputs
 from the *entry* thresholds that define the held regime, each distance in units of its scale
 (``conf_scale_vol_pct``, ``conf_scale_adx``, ``conf_scale_drawdown``), taking the binding (minimum)
@@ -33,7 +40,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.features.compute import wilder_adx
+from himari_pipeline.features.compute import EWMRunner, rolling_std, wilder_adx
 from himari_pipeline.market.bars import bars_per_year, timeframe_delta
 
 REGIMES: tuple[str, ...] = ("LOW_VOL", "TRENDING", "HIGH_VOL", "CRISIS")
@@ -127,41 +134,82 @@ class RegimeParams:
         }
 
 
-def _adx(bars: pd.DataFrame, window: int) -> np.ndarray:
+def _adx(bars: pd.DataFrame, window: int, ewm: EWMRunner | None = None) -> np.ndarray:
     """Wilder's ADX (``ta``'s formula, vectorized in the features module); NaN while warming up."""
     h, low, c = (bars[k].to_numpy(dtype=float) for k in ("high", "low", "close"))
-    return wilder_adx(h, low, c, window)[0]
+    return wilder_adx(h, low, c, window, ewm, "adx")[0]
 
 
 def compute_indicators(
     bars: pd.DataFrame, timeframe: str, params: RegimeParams = RegimeParams()
 ) -> pd.DataFrame:
     """The causal diagnostics ``vol``, ``vol_pct``, ``adx``, ``drawdown`` (NaN while warming up)."""
+    return compute_indicators_resumable(bars, timeframe, params)[0]
+
+
+def compute_indicators_resumable(
+    bars: pd.DataFrame,
+    timeframe: str,
+    params: RegimeParams = RegimeParams(),
+    ewm_states: dict[str, list[float]] | None = None,
+    start: int = 0,
+    snapshot: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """:func:`compute_indicators` with ADX's EWM states exposed (see ``EWMRunner``).
+
+    With the defaults it is exactly :func:`compute_indicators`. Resumed on a slice, rows before
+    ``start + regime_lookback(...)`` are incomplete; callers drop them.
+    """
     w = params.window_bars(timeframe)
+    ewm = EWMRunner(ewm_states, start, snapshot)
     close = bars["close"].astype(float).reset_index(drop=True)
-    logret = np.log(close).diff()
-    vol = logret.rolling(w["vol"], min_periods=w["vol"]).std() * np.sqrt(bars_per_year(timeframe))
+    logret = np.log(close).diff().to_numpy()
+    vol = pd.Series(rolling_std(logret, w["vol"]) * np.sqrt(bars_per_year(timeframe)))
     vol_pct = vol.rolling(w["pct"], min_periods=w["pct_min"]).rank(pct=True)
     peak = close.rolling(w["dd"], min_periods=1).max()
     drawdown = close / peak - 1.0
-    return pd.DataFrame(
+    adx = _adx(bars.reset_index(drop=True), w["adx"], ewm)
+    ind = pd.DataFrame(
         {
             "timestamp": bars["timestamp"].reset_index(drop=True),
             "vol": vol.to_numpy(dtype=float),
             "vol_pct": vol_pct.to_numpy(dtype=float),
-            "adx": _adx(bars.reset_index(drop=True), w["adx"]),
+            "adx": adx,
             "drawdown": drawdown.to_numpy(dtype=float),
         }
     )
+    return ind, ewm.recorded
+
+
+def regime_lookback(timeframe: str, params: RegimeParams = RegimeParams()) -> int:
+    """Bars a regime row at ``t`` reaches back when ADX's EWM states are carried.
+
+    ``vol_pct`` ranks ``pct`` vol values, each from ``vol`` returns (one bar before each); the
+    drawdown's peak spans ``dd`` bars.
+    """
+    w = params.window_bars(timeframe)
+    return max(w["pct"] + w["vol"], w["dd"])
 
 
 def _label(vol_pct: np.ndarray, adx: np.ndarray, dd: np.ndarray, p: RegimeParams) -> np.ndarray:
     """Forward state machine with hysteresis; -1 where an input is NaN (warm-up)."""
+    return _label_resumable(vol_pct, adx, dd, p)[0]
+
+
+def _label_resumable(
+    vol_pct: np.ndarray,
+    adx: np.ndarray,
+    dd: np.ndarray,
+    p: RegimeParams,
+    state: int = WARMUP_ID,
+    held: int = 0,
+) -> tuple[np.ndarray, int, int]:
+    """:func:`_label` continued from ``(state, held)``; also returns the final ``(state, held)``."""
     n = len(vol_pct)
     out = np.full(n, WARMUP_ID, dtype=np.int8)
     valid = ~(np.isnan(vol_pct) | np.isnan(adx) | np.isnan(dd))
     vp, ax, dw = vol_pct.tolist(), adx.tolist(), dd.tolist()
-    state, held = WARMUP_ID, 0
+    state, held = int(state), int(held)
     for t in np.flatnonzero(valid).tolist():
         v, a, d = vp[t], ax[t], dw[t]
         # Exit thresholds apply to the regime currently held, entry thresholds to the others.
@@ -182,7 +230,7 @@ def _label(vol_pct: np.ndarray, adx: np.ndarray, dd: np.ndarray, p: RegimeParams
         else:
             held += 1
         out[t] = state
-    return out
+    return out, state, held
 
 
 def _confidence(ids: np.ndarray, vol_pct: np.ndarray, adx: np.ndarray, dd: np.ndarray, p: RegimeParams):
@@ -209,23 +257,34 @@ def detect_regimes(bars: pd.DataFrame, timeframe: str, params: RegimeParams = Re
     Returns columns ``REGIME_COLUMNS``: ``regime_id`` int8 (-1 in warm-up), ``regime`` str
     (``"WARMUP"`` in warm-up), ``confidence`` float64 in [0, 1] (NaN in warm-up).
     """
-    ind = compute_indicators(bars, timeframe, params)
+    return label_regimes(compute_indicators(bars, timeframe, params), params)[0]
+
+
+def label_regimes(
+    ind: pd.DataFrame, params: RegimeParams = RegimeParams(), state: int = WARMUP_ID, held: int = 0
+) -> tuple[pd.DataFrame, int, int]:
+    """The regime table for indicator rows (:func:`compute_indicators`), continuing the state machine.
+
+    ``state``/``held`` are the label held before the first row and for how many bars; returns the
+    table and the pair after the last row.
+    """
     vp, ax, dd = (ind[c].to_numpy(dtype=float) for c in ("vol_pct", "adx", "drawdown"))
-    ids = _label(vp, ax, dd, params)
+    ids, state, held = _label_resumable(vp, ax, dd, params, state, held)
     conf = np.where(ids >= 0, _confidence(ids, vp, ax, dd, params), np.nan)
     names = np.array(("WARMUP",) + REGIMES, dtype=object)[ids.astype(int) + 1]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
-            "timestamp": ind["timestamp"],
+            "timestamp": ind["timestamp"].reset_index(drop=True),
             "regime_id": ids,
             "regime": names,
             "confidence": conf.astype(np.float64),
-            "vol": ind["vol"],
-            "vol_pct": ind["vol_pct"],
-            "adx": ind["adx"],
-            "drawdown": ind["drawdown"],
+            "vol": ind["vol"].reset_index(drop=True),
+            "vol_pct": ind["vol_pct"].reset_index(drop=True),
+            "adx": ind["adx"].reset_index(drop=True),
+            "drawdown": ind["drawdown"].reset_index(drop=True),
         }
     )
+    return table, state, held
 
 
 def regime_warmup(regime_ids: np.ndarray | pd.Series) -> int:

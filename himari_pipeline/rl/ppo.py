@@ -442,10 +442,14 @@ class PPOTrainer:
             v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean()
         entropy_loss = entropy.mean()
         loss = pg_loss - ent_coef * entropy_loss + cfg.vf_coef * v_loss
+        # reported entropy: over decisions with a choice (min-hold/cooldown masks force the rest, whose
+        # entropy is 0 by construction and would read as a collapse); NaN when every decision was forced
+        free = r.masks[sel].reshape(-1, N_ACTIONS).sum(-1) > 1
+        free_entropy = entropy[free].mean() if bool(free.any()) else entropy.new_tensor(float("nan"))
         stats = {
             "policy_loss": pg_loss.detach(),
             "value_loss": v_loss.detach(),
-            "entropy": entropy_loss.detach(),
+            "entropy": free_entropy.detach(),
             "old_approx_kl": old_approx_kl,
             "approx_kl": approx_kl,
             "clipfrac": clipfrac,

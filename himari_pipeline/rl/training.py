@@ -82,7 +82,11 @@ def build_synthetic_splits(
 # --------------------------------------------------------------------------- summary
 @dataclass
 class TrainingSummary:
-    """What one :func:`train_experiment` call produced."""
+    """What one :func:`train_experiment` call produced.
+
+    ``evaluations`` holds every validation of the run (resumed history included) as ``(step, metrics)``;
+    ``steps_per_s`` counts this call's env steps over its whole training time, validations included.
+    """
 
     experiment: str
     config_hash: str

@@ -1,5 +1,6 @@
 -- One row per experiment (partition = experiment): verdict and significance evidence for its
--- selected checkpoint.
+-- selected checkpoint. A NaN probability becomes NULL (missing evidence), so it cannot sort first
+-- (DuckDB orders NaN above every number).
 select
     coalesce(experiment, partition_key) as experiment,
     dataset,
@@ -14,10 +15,10 @@ select
     live_bh_sharpe,
     live_max_drawdown,
     live_final_value,
-    psr,
-    dsr,
-    pbo,
-    perm_pvalue,
+    case when isnan(psr) then null else psr end as psr,
+    case when isnan(dsr) then null else dsr end as dsr,
+    case when isnan(pbo) then null else pbo end as pbo,
+    case when isnan(perm_pvalue) then null else perm_pvalue end as perm_pvalue,
     leak_flags,
     report_path
 from {{ source('lake', 'validation_summary') }}

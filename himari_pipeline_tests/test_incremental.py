@@ -1,0 +1,178 @@
+"""Appending bars continues features, EKF and regimes exactly as the full recompute would."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from himari_pipeline.ekf import EKFParams, denoise_features
+from himari_pipeline.features import WARMUP_BARS, compute_features
+from himari_pipeline.features.compute import (
+    EWMRunner,
+    ewm_alpha,
+    rolling_corr,
+    rolling_mad,
+    rolling_mean,
+    rolling_std,
+    rolling_sum,
+    rolling_var,
+)
+from himari_pipeline.incremental import AppendState, append, initial_state
+from himari_pipeline.regimes import RegimeParams, detect_regimes, regime_warmup
+from himari_pipeline_tests.test_features import random_walk_bars
+from himari_pipeline_tests.test_regimes import switching_walk
+
+N_BARS = 3000
+
+
+def assert_same(got: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Bit-for-bit equality (NaN matching NaN), same columns and dtypes."""
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), ref.reset_index(drop=True), check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def walk() -> pd.DataFrame:
+    return switching_walk(N_BARS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def full(walk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    feats = compute_features(walk)
+    return feats, denoise_features(feats, EKFParams.for_features()), detect_regimes(walk, "1h")
+
+
+def run_chunks(bars: pd.DataFrame, k: int, chunks: list[int], timeframe: str, **params):
+    """Initial state on ``bars[:k]``, then append the rest in chunks of the given sizes (cycled)."""
+    f, d, r, state = initial_state(bars.iloc[:k], timeframe, **params)
+    out = [[f], [d], [r]]
+    i, j = k, 0
+    while i < len(bars):
+        size = chunks[j % len(chunks)]
+        state = AppendState.from_json(state.to_json())  # what a daily job stores and reloads
+        f, d, r, state = append(state, bars.iloc[i : i + size], timeframe)
+        for lst, rows in zip(out, (f, d, r), strict=True):
+            lst.append(rows)
+        i, j = i + size, j + 1
+    return [pd.concat(lst, ignore_index=True) for lst in out], state
+
+
+def test_ewm_runner_is_pandas_ewm_bit_for_bit_and_resumes() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=3000)
+    x[:3] = np.nan  # leading NaN, a gap, a constant run
+    x[100:105] = np.nan
+    x[200:230] = 1.5
+    for kw, minp in (
+        ({"span": 12}, 12),
+        ({"span": 100}, 100),
+        ({"alpha": 1 / 14}, 14),
+        ({"alpha": 1 / 168}, 1),
+    ):
+        ref = pd.Series(x).ewm(**kw, adjust=False, min_periods=minp).mean().to_numpy()
+        whole = EWMRunner().mean("k", x, ewm_alpha(**kw), minp)
+        np.testing.assert_array_equal(whole, ref)
+        for k in (0, 2, 102, 1500, 3000):  # stop before row k, resume from the stored state
+            first = EWMRunner(snapshot=k)
+            first.mean("k", x[:k], ewm_alpha(**kw), minp)
+            state = json.loads(json.dumps(first.recorded))
+            rest = EWMRunner(state).mean("k", x[k:], ewm_alpha(**kw), minp)
+            np.testing.assert_array_equal(rest, ref[k:])
+    with pytest.raises(KeyError, match="no stored state"):
+        EWMRunner({"other": [1.0, 1.0, 5.0]}).mean("k", x, 0.1, 1)
+
+
+def test_rolling_kernels_match_numpy_and_depend_on_the_window_only() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.lognormal(3, 1, 700), rng.normal(size=700)
+    x[10] = np.nan
+    t, n = 400, 48
+    w, wy = x[t - n + 1 : t + 1], y[t - n + 1 : t + 1]
+    assert rolling_sum(x, n)[t] == pytest.approx(w.sum(), rel=1e-13)
+    assert rolling_mean(x, n)[t] == pytest.approx(w.mean(), rel=1e-13)
+    assert rolling_var(x, n)[t] == pytest.approx(w.var(ddof=1), rel=1e-12)
+    assert rolling_std(x, n, ddof=0)[t] == pytest.approx(w.std(), rel=1e-12)
+    assert rolling_corr(x, y, n)[t] == pytest.approx(np.corrcoef(w, wy)[0, 1], rel=1e-12)
+    assert rolling_mad(x, n)[t] == pytest.approx(np.abs(w - w.mean()).mean(), rel=1e-12)
+    # NaN until the window is full, and while it holds a NaN
+    assert np.isnan(rolling_mean(x, n)[: n - 1]).all() and np.isnan(rolling_mean(x, n)[10 : 10 + n]).all()
+    # a constant window has exactly zero variance (pandas' convention), so a z-score is NaN, not noise
+    assert rolling_var(np.full(60, 0.1), 48)[-1] == 0.0
+    assert np.isnan(rolling_corr(np.full(60, 0.1), y[:60], 48)[-1])
+    # window-only: the values on a suffix are bit-identical to the full series' (pandas' are not)
+    for f in (
+        rolling_sum,
+        rolling_mean,
+        rolling_var,
+        rolling_mad,
+        lambda a, m: rolling_corr(a, y[-len(a) :], m),
+    ):
+        np.testing.assert_array_equal(f(x[333:], n)[n:], f(x, n)[333 + n :])
+
+
+@pytest.mark.parametrize("k", [40, WARMUP_BARS + 1, 744, 2200, N_BARS - 5])
+def test_append_in_one_chunk_equals_full_recompute(walk, full, k: int) -> None:
+    """k: inside the warm-up, right after the feature warm-up, right after the regime warm-up
+    (743 rows at 1h), past the stored-tail length (EWM states carried), near the end."""
+    tables, state = run_chunks(walk, k, [N_BARS], "1h")
+    for got, ref in zip(tables, full, strict=True):
+        assert_same(got, ref)
+    assert state.n_bars == N_BARS and len(state.tail) == min(N_BARS, state.tail_length)
+    assert regime_warmup(tables[2]["regime_id"]) == 743
+
+
+def test_append_day_by_day_and_uneven_chunks_equals_full_recompute(walk, full) -> None:
+    tables, state = run_chunks(walk, 2250, [24, 1, 7, 24, 61], "1h")
+    for got, ref in zip(tables, full, strict=True):
+        assert_same(got, ref)
+    assert state.feature_ewm is not None and state.regime_ewm is not None
+    # the state machine really was carried: the last label and how long it has been held
+    ids = full[2]["regime_id"].to_numpy()
+    run = len(ids) - np.flatnonzero(ids != ids[-1])[-1] - 1
+    assert state.regime_label == ids[-1] and state.regime_held >= run
+
+
+def test_append_5m_with_custom_regime_params() -> None:
+    bars = random_walk_bars(2600, seed=5)
+    params = RegimeParams(pct_window_days=4, pct_min_days=1, dd_window_days=1, adx_window_hours=2)
+    feats = compute_features(bars)
+    ref = (feats, denoise_features(feats, EKFParams.for_features()), detect_regimes(bars, "5m", params))
+    tables, state = run_chunks(bars, 1700, [288, 100], "5m", regime_params=params)
+    for got, r in zip(tables, ref, strict=True):
+        assert_same(got, r)
+    assert state.regime_params == params
+    assert (tables[2]["regime_id"].iloc[-500:] >= 0).all()
+
+
+def test_state_json_round_trip_is_exact_and_strict(walk) -> None:
+    *_, state = initial_state(walk.iloc[:2500], "1h")
+    text = state.to_json()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    again = AppendState.from_json(text)
+    assert again.to_json() == text
+    assert_same(again.tail, state.tail)
+    assert again.feature_ewm == state.feature_ewm or all(
+        np.array_equal(a, b, equal_nan=True)
+        for a, b in zip(again.feature_ewm.values(), state.feature_ewm.values(), strict=True)
+    )
+    np.testing.assert_array_equal(again.ekf.P, state.ekf.P)
+    a = append(state, walk.iloc[2500:2524], "1h")
+    b = append(again, walk.iloc[2500:2524], "1h")
+    for x, y in zip(a[:3], b[:3], strict=True):
+        assert_same(x, y)
+
+
+def test_append_rejects_bad_input(walk) -> None:
+    *_, state = initial_state(walk.iloc[:300], "1h")
+    with pytest.raises(ValueError, match="not after the last stored bar"):
+        append(state, walk.iloc[299:310], "1h")
+    with pytest.raises(ValueError, match="timeframe"):
+        append(state, walk.iloc[300:310], "5m")
+    with pytest.raises(ValueError, match="strictly increase"):
+        append(state, walk.iloc[[300, 302, 301]], "1h")
+    with pytest.raises(ValueError, match="lack column"):
+        append(state, walk.iloc[300:310].drop(columns="volume"), "1h")
+    with pytest.raises(ValueError, match="version"):
+        AppendState.from_dict({**state.to_dict(), "version": 99})
