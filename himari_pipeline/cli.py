@@ -28,23 +28,51 @@ def _fail(msg: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _run(instance, job: str, key: str | None) -> bool:
+    from himari_pipeline.runner import run_job
+
+    label = key or job
+    typer.echo(f"[{label}] {job} ...")
+    out = run_job(instance, job, key)
+    status = "ok" if out.success else "FAILED"
+    typer.echo(f"[{label}] {job} {status} (run {out.run_id})")
+    for check in out.failed_checks:
+        typer.secho(f"[{label}]   failed check: {check}", fg=typer.colors.RED)
+    if out.error:
+        typer.secho(f"[{label}]   error: {out.error}", fg=typer.colors.RED)
+    return out.success
+
+
 def _materialize(keys: list[str]) -> bool:
     from himari_pipeline.instance import get_instance
-    from himari_pipeline.runner import ensure_partitions, run_job
+    from himari_pipeline.runner import ensure_partitions
 
     instance = get_instance()
     ensure_partitions(instance, keys)
+    return all([_run(instance, "data_job", key) for key in keys])
+
+
+def _train_and_validate(experiments: list[str]) -> bool:
+    """Train, validate and (gate permitting) promote each experiment, then build the dbt marts."""
+    from himari_pipeline.instance import get_instance
+    from himari_pipeline.storage.lake import Lake
+
+    instance = get_instance()
     ok = True
-    for key in keys:
-        typer.echo(f"[{key}] materializing data_job ...")
-        out = run_job(instance, "data_job", key)
-        status = "ok" if out.success else "FAILED"
-        typer.echo(f"[{key}] {status} (run {out.run_id})")
-        for check in out.failed_checks:
-            typer.secho(f"[{key}]   failed check: {check}", fg=typer.colors.RED)
-        if out.error:
-            typer.secho(f"[{key}]   error: {out.error}", fg=typer.colors.RED)
-        ok &= out.success
+    for name in experiments:
+        if not _run(instance, "train_job", name):
+            ok = False
+            continue
+        _run(instance, "validate_job", name)  # a FAIL verdict blocks promotion; that is not an error
+        lake = Lake(lake_root())
+        summary = lake.read_table("validation_summary", name).iloc[-1]
+        color = typer.colors.GREEN if summary["verdict"] == "PASS" else typer.colors.RED
+        typer.secho(
+            f"[{name}] verdict {summary['verdict']}: {summary['reasons'] or 'all gates passed'}", fg=color
+        )
+        typer.echo(f"[{name}] HTML report: {lake.root / summary['report_path']}")
+    ok &= _run(instance, "marts_job", None)
+    typer.echo(f"marts: {lake_root() / 'marts.duckdb'}")
     return ok
 
 

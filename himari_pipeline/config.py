@@ -32,9 +32,10 @@ class Profile:
     name: str
     timeframe: str
     datasets: tuple[str, ...]
+    experiments: tuple[str, ...]
 
 
 PROFILES: dict[str, Profile] = {
-    "default": Profile("default", "1h", ("SYNTH-PLANTED_1h", "SYNTH-NULL_1h")),
-    "full": Profile("full", "5m", ("SYNTH-PLANTED_5m", "SYNTH-NULL_5m")),
+    "default": Profile("default", "1h", ("SYNTH-PLANTED_1h", "SYNTH-NULL_1h"), ("default",)),
+    "full": Profile("full", "5m", ("SYNTH-PLANTED_5m", "SYNTH-NULL_5m"), ("log001_full",)),
 }

@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
 from himari_pipeline.causality import check_truncation_invariance, default_prefixes
 from himari_pipeline.datasets import arrays as split_arrays
@@ -27,9 +28,38 @@ def _prefix_count(settings: PipelineSettings) -> int:
     return int(os.environ.get("HIMARI_TRUNCATION_PREFIXES", settings.truncation_prefixes))
 
 
-def _truncation(context, compute, bars, stored, settings) -> dg.AssetCheckResult:
+CHECK_RESULTS = "check_results"
+
+
+def record_check(
+    store, dataset: str, check: str, asset: str, passed: bool, summary: str, run_id: str
+) -> None:
+    """Keep a check's outcome in the lake (partition ``<dataset>.<check>``) next to the version it judged.
+
+    The validation report reads these, so its leakage section shows the upstream causality proof for
+    exactly the data the checkpoint was trained on.
+    """
+    row = pd.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "check_name": check,
+                "asset": asset,
+                "passed": bool(passed),
+                "summary": summary,
+                "checked_version": store.get_version(asset, dataset).version,
+                "run_id": run_id,
+            }
+        ]
+    )
+    store.write_table(CHECK_RESULTS, f"{dataset}.{check}", row, run_id=run_id)
+
+
+def _truncation(context, compute, bars, stored, settings, store, asset: str) -> dg.AssetCheckResult:
     ks = default_prefixes(len(bars), count=_prefix_count(settings), min_rows=min(500, len(bars) // 2))
     report = check_truncation_invariance(compute, bars, full=stored, prefixes=ks)
+    check = f"{asset}_truncation_invariance"
+    record_check(store, context.partition_key, check, asset, report.ok, report.summary(), context.run_id)
     return dg.AssetCheckResult(
         passed=report.ok,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -150,7 +180,9 @@ def regimes_truncation(context, lake: LakeResource, settings: PipelineSettings) 
     def compute(bars):
         return detect_regimes(bars, timeframe, params)
 
-    return _truncation(context, compute, store.read_table(RAW, key), store.read_table(REGIMES, key), settings)
+    return _truncation(
+        context, compute, store.read_table(RAW, key), store.read_table(REGIMES, key), settings, store, REGIMES
+    )
 
 
 @dg.asset_check(

@@ -30,3 +30,20 @@ train_job = dg.define_asset_job(
     config=IN_PROCESS,
     description="Train one experiment (its dataset's splits must be materialized) and check the run.",
 )
+
+validate_job = dg.define_asset_job(
+    "validate_job",
+    selection=dg.AssetSelection.groups("validation"),
+    partitions_def=experiments_partitions,
+    executor_def=dg.multi_or_in_process_executor,
+    config=IN_PROCESS,
+    description="Validation report, promotion gate and (if it passes) the promoted policy of one experiment.",
+)
+
+marts_job = dg.define_asset_job(
+    "marts_job",
+    selection=dg.AssetSelection.groups("marts"),
+    executor_def=dg.multi_or_in_process_executor,
+    config=IN_PROCESS,
+    description="dbt build of the marts over the lake: leaderboard, per-regime performance, datasets.",
+)

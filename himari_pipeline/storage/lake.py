@@ -20,10 +20,11 @@ import contextlib
 import glob
 import json
 import os
+import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ import duckdb
 import pandas as pd
 
 from himari_pipeline.market.bars import validate_name
+from himari_pipeline.storage.extensions import extensions_for, load_extension
 from himari_pipeline.storage.hashing import file_sha256, frame_hash, normalize_frame
 
 VERSIONS_TABLE = "himari_versions"
@@ -147,6 +149,8 @@ class Lake:
             Path(self.catalog).parent.mkdir(parents=True, exist_ok=True)
         with _PROCESS_LOCK:
             con = _process_connection()
+            for name in extensions_for(self.catalog, self.data_path):  # postgres catalog, s3:// files
+                load_extension(con, name)
             deadline = time.monotonic() + self.lock_timeout_s
             delay = 0.05
             while True:
@@ -213,14 +217,14 @@ class Lake:
             if found and found[-1].version == digest and found[-1].inputs == inputs:
                 return found[-1]
             con.register("staged", staged)
-            con.execute("BEGIN")
-            try:
+
+            def body() -> Version:
                 con.execute("CALL lake.set_commit_message('himari', ?)", [tag])
                 self._ensure_table(con, asset, staged)
                 con.execute(f'DELETE FROM lake."{asset}" WHERE {_PART} = ?', [partition])
                 cols = ", ".join(f'"{c}"' for c in staged.columns)
                 con.execute(f'INSERT INTO lake."{asset}" ({cols}) SELECT {cols} FROM staged')
-                version = self._register(
+                return self._register(
                     con,
                     asset,
                     partition,
@@ -235,10 +239,9 @@ class Lake:
                     None,
                     metadata,
                 )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+
+            try:
+                version = self._transaction(con, body)
             finally:
                 con.unregister("staged")
             return self._with_snapshot(con, version, tag)
@@ -279,10 +282,10 @@ class Lake:
         tag = f"{asset}/{partition}/{uuid.uuid4().hex}"
         rel = str(dest.relative_to(self.root))
         with self.connect() as con:
-            con.execute("BEGIN")
-            try:
+
+            def body() -> Version:
                 con.execute("CALL lake.set_commit_message('himari', ?)", [tag])
-                version = self._register(
+                return self._register(
                     con,
                     asset,
                     partition,
@@ -297,11 +300,31 @@ class Lake:
                     rel,
                     metadata,
                 )
+
+            return self._with_snapshot(con, self._transaction(con, body), tag)
+
+    def _transaction(self, con: duckdb.DuckDBPyConnection, body: Callable[[], Version]) -> Version:
+        """Run ``body`` in one transaction; retry it when a concurrent writer committed first.
+
+        Only a shared catalog (PostgreSQL) has concurrent writers: DuckLake then rejects the later
+        commit that touches the same table ("Transaction conflict"), and the whole write is redone
+        on the new snapshot.
+        """
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.02
+        while True:
+            con.execute("BEGIN")
+            try:
+                result = body()
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            return self._with_snapshot(con, version, tag)
+                return result
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended it
+                    con.execute("ROLLBACK")
+                if "transaction conflict" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.5)
 
     @staticmethod
     def _ensure_table(con: duckdb.DuckDBPyConnection, asset: str, staged: pd.DataFrame) -> None:

@@ -1,0 +1,59 @@
+"""The dbt marts over the lake as Dagster assets (dagster-dbt); dbt tests become asset checks."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from himari_pipeline.dbt_project import dbt_project_dir, prepare_dbt_env
+from himari_pipeline.defs.data_assets import POOL
+from himari_pipeline.defs.resources import LakeResource
+
+MANIFEST = dbt_project_dir() / "target" / "manifest.json"
+
+
+def ensure_manifest(force: bool = False) -> Path:
+    """Run ``dbt parse`` when the manifest is missing or older than a model, test or config file."""
+    sources = [
+        p for p in dbt_project_dir().rglob("*") if p.suffix in {".sql", ".yml"} and "target" not in p.parts
+    ]
+    stale = not MANIFEST.exists() or any(p.stat().st_mtime > MANIFEST.stat().st_mtime for p in sources)
+    if force or stale:
+        from dbt.cli.main import dbtRunner
+
+        os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        res = dbtRunner().invoke(
+            [
+                "parse",
+                "--project-dir",
+                str(dbt_project_dir()),
+                "--profiles-dir",
+                str(dbt_project_dir()),
+                "--quiet",
+            ]
+        )
+        if not res.success:
+            raise RuntimeError(f"dbt parse failed: {res.exception}")
+    return MANIFEST
+
+
+class _Translator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props) -> str:
+        return "marts"
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    dagster_dbt_translator=_Translator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+    pool=POOL,
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=5),
+)
+def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource):
+    """`dbt build` over the lake (read-only attach) into ``<lake>/marts.duckdb``."""
+    os.environ.update(prepare_dbt_env(lake.get().root))
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=str(dbt_project_dir()), profiles_dir=str(dbt_project_dir()))

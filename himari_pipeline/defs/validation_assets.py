@@ -1,0 +1,223 @@
+"""Validation and promotion: `validation_report` per experiment, the promotion gate, `promoted_policy`."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from himari_pipeline.datasets.arrays import load_npz
+from himari_pipeline.defs.data_assets import DENOISED, FEATURES_T, REGIMES, SPLITS
+from himari_pipeline.defs.data_checks import CHECK_RESULTS
+from himari_pipeline.defs.metadata import png, result
+from himari_pipeline.defs.resources import LakeResource
+from himari_pipeline.defs.training_assets import CHECKPOINTS, experiments_partitions, run_dir
+from himari_pipeline.evaluation import report as report_mod
+from himari_pipeline.evaluation import verdict as verdict_mod
+from himari_pipeline.market.bars import bars_per_year, parse_dataset_key
+from himari_pipeline.rl.experiments import load_experiment
+from himari_pipeline.storage.hashing import code_version
+from himari_pipeline.storage.lake import Lake, LakeError
+
+REPORT_HTML, METRICS, SUMMARY, PROMOTED = (
+    "validation_report",
+    "validation_metrics",
+    "validation_summary",
+    "promoted",
+)
+REPORT_CODE = code_version(report_mod, verdict_mod)
+TRUNCATION_CHECKS = {a: f"{a}_truncation_invariance" for a in (FEATURES_T, DENOISED, REGIMES)}
+
+
+def truncation_results(store: Lake, dataset: str, split_inputs: dict[str, str]) -> dict[str, bool]:
+    """Upstream truncation-invariance outcomes for exactly the versions the splits were built from.
+
+    A check that never ran on that version counts as failed: no proof, no promotion.
+    """
+    out = {}
+    for asset, check in TRUNCATION_CHECKS.items():
+        try:
+            row = store.read_table(CHECK_RESULTS, f"{dataset}.{check}").iloc[-1]
+            out[check] = bool(row["passed"]) and row["checked_version"] == split_inputs.get(asset)
+        except LakeError:
+            out[check] = False
+    return out
+
+
+_COMMON = {
+    "partitions_def": experiments_partitions,
+    "group_name": "validation",
+    "owners": ["team:research"],
+    "code_version": REPORT_CODE,
+}
+
+
+@dg.multi_asset(
+    name="validate_experiment",
+    specs=[
+        dg.AssetSpec(
+            REPORT_HTML,
+            kinds={"python", "html"},
+            deps=["policy_checkpoints", dg.AssetDep(SPLITS, partition_mapping=dg.AllPartitionMapping())],
+            description="The report that cannot be fooled: test next to validation, leakage, zero/noise/ones "
+            "inputs, shuffle and block-permutation tests, the held-out live year against buy-and-hold, "
+            "PSR/DSR/PBO over every checkpoint evaluated, and a verdict with reasons (self-contained HTML).",
+            **_COMMON,
+        ),
+        dg.AssetSpec(
+            METRICS,
+            kinds={"duckdb", "parquet"},
+            deps=[REPORT_HTML],
+            **_COMMON,
+            description="Every number of the report in long format (section, subject, regime, metric).",
+        ),
+        dg.AssetSpec(
+            SUMMARY,
+            kinds={"duckdb", "parquet"},
+            deps=[REPORT_HTML],
+            **_COMMON,
+            description="One row per experiment: verdict, reasons, Sharpe by split, PSR/DSR/PBO, p-value.",
+        ),
+    ],
+    partitions_def=experiments_partitions,
+    can_subset=False,
+)
+def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
+    exp = load_experiment(context.partition_key)
+    store = lake.get()
+    ck = store.get_version(CHECKPOINTS, exp.name)
+    split_v = store.get_version(SPLITS, exp.dataset, ck.inputs[SPLITS])
+    splits = load_npz(store.root / split_v.path)
+    _, timeframe = parse_dataset_key(exp.dataset)
+    truncation = truncation_results(store, exp.dataset, split_v.inputs)
+    report = report_mod.build_validation_report(
+        run_dir(store.root, exp.name, exp.config_hash(), split_v.version),
+        splits,
+        exp,
+        bars_per_year=bars_per_year(timeframe),
+        truncation_results=truncation,
+    )
+    inputs = {CHECKPOINTS: ck.version, SPLITS: split_v.version}
+    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+        html = report.write_html(Path(tmp) / f"{exp.name}.html")
+        v = store.write_file(
+            REPORT_HTML,
+            exp.name,
+            html,
+            inputs=inputs,
+            code_version=REPORT_CODE,
+            run_id=context.run_id,
+            metadata={"verdict": report.verdict.passed},
+        )
+    tables = report.tables(report_path=v.path)
+    written = {
+        name: store.write_table(
+            name,
+            exp.name,
+            tables[name],
+            inputs={REPORT_HTML: v.version},
+            code_version=REPORT_CODE,
+            run_id=context.run_id,
+        )
+        for name in (METRICS, SUMMARY)
+    }
+    verdict = "PASS" if report.verdict.passed else "FAIL"
+    context.log.info(f"{exp.name}: verdict {verdict}; report at {store.root / v.path}")
+    plots = {f"plot_{i}": png(p.png, p.caption) for i, p in enumerate(_plots(report)[:4])}
+    yield result(written[METRICS], asset_key=METRICS)
+    yield result(
+        written[SUMMARY],
+        asset_key=SUMMARY,
+        summary=dg.MetadataValue.md(tables[SUMMARY].T.to_markdown(header=False)),
+    )
+    yield result(
+        v,
+        asset_key=REPORT_HTML,
+        verdict=dg.MetadataValue.text(verdict),
+        reasons=dg.MetadataValue.md("\n".join(f"- {r}" for r in report.verdict.reasons) or "none"),
+        warnings=dg.MetadataValue.md("\n".join(f"- {w}" for w in report.verdict.warnings) or "none"),
+        report=dg.MetadataValue.md(_strip_images(report.to_markdown())),
+        html_report=dg.MetadataValue.path(str(store.root / v.path)),
+        truncation_invariance=dg.MetadataValue.json(truncation),
+        **plots,
+    )
+
+
+def _plots(report) -> list:
+    return [p for s in report.sections for p in s.plots]
+
+
+def _strip_images(md: str) -> str:
+    """The report's Markdown without inline images (they are shown as separate plot entries)."""
+    return "\n".join(line for line in md.splitlines() if not line.lstrip().startswith("![")).strip()
+
+
+@dg.asset_check(
+    asset=SUMMARY,
+    name="promotion_gate",
+    blocking=True,
+    partitions_def=experiments_partitions,
+    description="Blocks promotion unless the report's verdict is PASS: no truncation-invariance "
+    "failure or leak, no collapse, significant DSR and permutation p-value, a live year that is not "
+    "ruined and holds up against buy-and-hold, limited action drift (README: promotion gates).",
+)
+def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    summary = lake.get().read_table(SUMMARY, context.partition_key).iloc[-1]
+    passed = summary["verdict"] == "PASS"
+    return dg.AssetCheckResult(
+        passed=passed,
+        description=("PASS" if passed else "FAIL: " + str(summary["reasons"]))[:2000],
+        metadata={
+            "dsr": float(summary["dsr"]),
+            "perm_pvalue": float(summary["perm_pvalue"]),
+            "live_sharpe": float(summary["live_sharpe"]),
+            "live_bh_sharpe": float(summary["live_bh_sharpe"]),
+        },
+    )
+
+
+@dg.asset(
+    name="promoted_policy",
+    partitions_def=experiments_partitions,
+    deps=[SUMMARY],
+    group_name="validation",
+    kinds={"safetensors"},
+    owners=["team:research"],
+    description="The checkpoint that passed the promotion gate, copied to the lake's promoted registry.",
+)
+def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
+    store = lake.get()
+    exp = context.partition_key
+    summary = store.read_table(SUMMARY, exp).iloc[-1]
+    if summary["verdict"] != "PASS":  # the blocking gate normally stops us before this
+        raise dg.Failure(f"{exp}: the validation verdict is {summary['verdict']}: {summary['reasons']}")
+    table = store.read_table(CHECKPOINTS, exp)
+    best = table.loc[table["step"] == int(summary["checkpoint_step"])].iloc[0]
+    src = store.root / best["checkpoint_path"]
+    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+        archive = shutil.make_archive(str(Path(tmp) / f"{exp}-step{int(best['step'])}"), "tar", src)
+        report_v = store.get_version(REPORT_HTML, exp)
+        v = store.write_file(
+            PROMOTED,
+            exp,
+            archive,
+            inputs={REPORT_HTML: report_v.version},
+            run_id=context.run_id,
+            metadata={"checkpoint_path": best["checkpoint_path"]},
+        )
+    return result(
+        v,
+        checkpoint=dg.MetadataValue.path(str(src)),
+        step=dg.MetadataValue.int(int(best["step"])),
+        dsr=dg.MetadataValue.float(float(summary["dsr"])),
+    )
+
+
+def summary_frame(store: Lake, experiment: str) -> pd.DataFrame:
+    """The stored validation summary row of one experiment."""
+    return store.read_table(SUMMARY, experiment)
+
+
+VALIDATION_ASSETS = [validate_experiment, promoted_policy]
+VALIDATION_CHECKS = [promotion_gate]
