@@ -82,15 +82,22 @@ def run(
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", "-d", help="dataset keys SYMBOL_TF")
     ] = None,
+    experiment: Annotated[
+        list[str] | None, typer.Option("--experiment", "-e", help="experiments/<name>.yaml to train")
+    ] = None,
+    data_only: Annotated[bool, typer.Option(help="stop after the data assets")] = False,
 ) -> None:
-    """Materialize every asset for the profile's datasets (both synthetic variants by default)."""
+    """Materialize everything: the profile's datasets (both synthetic variants by default), then train,
+    validate and promote its experiments, then the dbt marts; prints where the HTML reports are."""
     if profile not in PROFILES:
         _fail(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
     keys = list(dataset or PROFILES[profile].datasets)
     if not _materialize(keys):
         _fail("some runs failed (see above)")
-    typer.echo(f"lake: {lake_root()}")
     _print_versions(None, None)
+    if not data_only and not _train_and_validate(list(experiment or PROFILES[profile].experiments)):
+        _fail("some runs failed (see above)")
+    typer.echo(f"lake: {lake_root()}")
 
 
 @app.command()

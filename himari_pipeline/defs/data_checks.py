@@ -59,7 +59,7 @@ def _truncation(context, compute, bars, stored, settings, store, asset: str) -> 
     ks = default_prefixes(len(bars), count=_prefix_count(settings), min_rows=min(500, len(bars) // 2))
     report = check_truncation_invariance(compute, bars, full=stored, prefixes=ks)
     check = f"{asset}_truncation_invariance"
-    record_check(store, context.partition_key, check, asset, report.ok, report.summary(), context.run_id)
+    record_check(store, context.partition_key, check, asset, report.ok, report.summary(), context.run.run_id)
     return dg.AssetCheckResult(
         passed=report.ok,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -145,6 +145,8 @@ def features_truncation(context, lake: LakeResource, settings: PipelineSettings)
         store.read_table(RAW, key),
         store.read_table(FEATURES_T, key),
         settings,
+        store,
+        FEATURES_T,
     )
 
 
@@ -162,7 +164,13 @@ def denoised_truncation(context, lake: LakeResource, settings: PipelineSettings)
         return ekf_mod.denoise_features(features_mod.compute_features(bars), params)
 
     return _truncation(
-        context, compute, store.read_table(RAW, key), store.read_table(DENOISED, key), settings
+        context,
+        compute,
+        store.read_table(RAW, key),
+        store.read_table(DENOISED, key),
+        settings,
+        store,
+        DENOISED,
     )
 
 

@@ -1,5 +1,6 @@
 """The dbt marts over the lake as Dagster assets (dagster-dbt); dbt tests become asset checks."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -51,8 +52,22 @@ class _Translator(DagsterDbtTranslator):
 )
 def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource):
     """`dbt build` over the lake (read-only attach) into ``<lake>/marts.duckdb``."""
-    os.environ.update(prepare_dbt_env(lake.get().root))
-    yield from dbt.cli(["build"], context=context).stream()
+    with _environ(prepare_dbt_env(lake.get().root)):  # the dbt subprocess reads the lake location from env
+        yield from dbt.cli(["build"], context=context).stream()
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def dbt_resource() -> DbtCliResource:

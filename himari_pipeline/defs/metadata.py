@@ -36,8 +36,8 @@ def png(data: bytes, alt: str = "plot") -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})")
 
 
-def result(v: Version, **extra) -> dg.MaterializeResult:
+def result(v: Version, asset_key: str | None = None, **extra) -> dg.MaterializeResult:
     """A MaterializeResult carrying the lake version as the Dagster data version."""
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(v.short), metadata={**version_metadata(v), **extra}
+        asset_key=asset_key, data_version=dg.DataVersion(v.short), metadata={**version_metadata(v), **extra}
     )

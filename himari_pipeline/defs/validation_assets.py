@@ -125,12 +125,6 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
     verdict = "PASS" if report.verdict.passed else "FAIL"
     context.log.info(f"{exp.name}: verdict {verdict}; report at {store.root / v.path}")
     plots = {f"plot_{i}": png(p.png, p.caption) for i, p in enumerate(_plots(report)[:4])}
-    yield result(written[METRICS], asset_key=METRICS)
-    yield result(
-        written[SUMMARY],
-        asset_key=SUMMARY,
-        summary=dg.MetadataValue.md(tables[SUMMARY].T.to_markdown(header=False)),
-    )
     yield result(
         v,
         asset_key=REPORT_HTML,
@@ -141,6 +135,12 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
         html_report=dg.MetadataValue.path(str(store.root / v.path)),
         truncation_invariance=dg.MetadataValue.json(truncation),
         **plots,
+    )
+    yield result(written[METRICS], asset_key=METRICS)
+    yield result(
+        written[SUMMARY],
+        asset_key=SUMMARY,
+        summary=dg.MetadataValue.md(tables[SUMMARY].T.to_markdown(headers=["value"])),
     )
 
 

@@ -1,0 +1,184 @@
+"""Automation: a sensor on the raw-file folder, a daily append schedule and a weekly retrain schedule.
+
+* ``raw_files_sensor`` watches ``<raw>/<SYMBOL>/<TIMEFRAME>/`` for new or changed files (cursor: JSON
+  ``{dataset: {file name: [size, mtime_ns]}}``), adds the dataset partition when it is new and
+  requests one ``data_job`` run per affected dataset. The run key is a hash of the dataset's file
+  state, so one file state never triggers twice; folders that are not valid dataset names are
+  skipped with a log line.
+* ``daily_append_schedule`` (00:15 UTC) requests ``data_job`` for every dataset partition the
+  instance knows: new bars are appended (see ``data_assets``), unchanged data gives the same versions.
+* ``weekly_retrain_schedule`` (Sunday 02:00 UTC) requests ``train_job`` for every experiment.
+  :data:`WEEKLY_JOBS` lists (job, cron) pairs; each gets a weekly schedule (a schedule runs one job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from himari_pipeline import sources
+from himari_pipeline.config import raw_dir
+from himari_pipeline.defs.jobs import data_job, train_job
+from himari_pipeline.defs.partitions import datasets_partitions
+from himari_pipeline.defs.resources import PipelineSettings
+from himari_pipeline.market.bars import dataset_key
+
+FileState = dict[str, list[int]]  # file name -> [size, mtime_ns]
+
+RAW_SENSOR_INTERVAL_S = 60
+DAILY_APPEND_CRON = "15 0 * * *"
+#: Jobs run weekly on every partition of their partitions definition, with their cron (UTC).
+#: Later jobs should start after earlier ones finish (e.g. append ``(validate_job, "0 8 * * 0")``).
+WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str]] = [(train_job, "0 2 * * 0")]
+TRIGGER_TAG = "himari/trigger"
+
+
+def scan_raw_files(root: Path) -> tuple[dict[str, FileState], list[str]]:
+    """Supported files per dataset key under ``root/<SYMBOL>/<TIMEFRAME>/`` and the folders skipped (why)."""
+    found: dict[str, FileState] = {}
+    skipped: list[str] = []
+    root = Path(root)
+    if not root.is_dir():
+        return found, skipped
+    for sym_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for tf_dir in sorted(p for p in sym_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                key = dataset_key(sym_dir.name, tf_dir.name)
+            except ValueError as exc:
+                skipped.append(f"{tf_dir}: {exc}")
+                continue
+            if sources.is_synthetic(key):
+                skipped.append(f"{tf_dir}: {sym_dir.name} is reserved for the built-in synthetic market")
+                continue
+            files: FileState = {}
+            for path in sources.dataset_files(key, root):
+                try:
+                    st = os.stat(path)
+                except OSError:  # removed while scanning
+                    continue
+                files[path.name] = [int(st.st_size), int(st.st_mtime_ns)]
+            if files:
+                found[key] = files
+    return found, skipped
+
+
+def file_state_key(key: str, files: FileState) -> str:
+    """Run key of one dataset's file state: the same files (names, sizes, mtimes) give the same key."""
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{key}:{digest}"
+
+
+def _load_cursor(cursor: str | None) -> dict[str, FileState]:
+    if not cursor:
+        return {}
+    try:
+        data = json.loads(cursor)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dg.sensor(
+    name="raw_files_sensor",
+    job=data_job,
+    minimum_interval_seconds=RAW_SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="New or changed files in data_lake/raw/<SYMBOL>/<TIMEFRAME>/ add the dataset partition "
+    "(if new) and run data_job for it, once per file state.",
+)
+def raw_files_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings):
+    root = Path(settings.raw_dir or raw_dir())
+    seen = _load_cursor(context.cursor)
+    current, skipped = scan_raw_files(root)
+    for reason in skipped:
+        context.log.warning(f"raw_files_sensor: skipped {reason}")
+    cursor = json.dumps(current, sort_keys=True)
+    changed = sorted(k for k, files in current.items() if seen.get(k) != files)
+    if not changed:
+        return dg.SensorResult(skip_reason=f"no new or changed files in {root}", cursor=cursor)
+    known = set(context.instance.get_dynamic_partitions(datasets_partitions.name))
+    new = [k for k in changed if k not in known]
+    for key in changed:
+        context.log.info(
+            f"raw_files_sensor: {key} {'new' if key in new else 'changed'}: {sorted(current[key])}"
+        )
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                partition_key=key,
+                run_key=file_state_key(key, current[key]),
+                tags={TRIGGER_TAG: "raw_files_sensor"},
+            )
+            for key in changed
+        ],
+        dynamic_partitions_requests=[datasets_partitions.build_add_request(new)] if new else [],
+        cursor=cursor,
+    )
+
+
+@dg.schedule(
+    name="daily_append_schedule",
+    cron_schedule=DAILY_APPEND_CRON,
+    execution_timezone="UTC",
+    job=data_job,
+    description="Every day at 00:15 UTC: data_job for every dataset (new bars are appended; unchanged "
+    "data keeps its versions).",
+)
+def daily_append_schedule(context: dg.ScheduleEvaluationContext):
+    keys = sorted(context.instance.get_dynamic_partitions(datasets_partitions.name))
+    if not keys:
+        return dg.SkipReason("no dataset partitions yet")
+    day = _day(context)
+    return [
+        dg.RunRequest(
+            partition_key=k, run_key=f"daily:{day}:{k}", tags={TRIGGER_TAG: "daily_append_schedule"}
+        )
+        for k in keys
+    ]
+
+
+def _day(context: dg.ScheduleEvaluationContext) -> str:
+    when = context.scheduled_execution_time
+    return when.strftime("%Y-%m-%d") if when is not None else "manual"
+
+
+def weekly_schedule(
+    job: dg.UnresolvedAssetJobDefinition, cron: str, name: str | None = None
+) -> dg.ScheduleDefinition:
+    """A weekly schedule requesting ``job`` for every partition of its partitions definition."""
+    sched_name = name or f"weekly_{job.name}_schedule"
+
+    @dg.schedule(
+        name=sched_name,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        job=job,
+        description=f"Weekly ({cron}, UTC): {job.name} for every partition.",
+    )
+    def _weekly(context: dg.ScheduleEvaluationContext):
+        keys = job.partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
+        if not keys:
+            return dg.SkipReason(f"{job.name}: no partitions")
+        day = _day(context)
+        return [
+            dg.RunRequest(
+                partition_key=k, run_key=f"weekly:{job.name}:{day}:{k}", tags={TRIGGER_TAG: sched_name}
+            )
+            for k in keys
+        ]
+
+    return _weekly
+
+
+WEEKLY_SCHEDULES: list[dg.ScheduleDefinition] = [
+    weekly_schedule(job, cron, name="weekly_retrain_schedule" if i == 0 else None)
+    for i, (job, cron) in enumerate(WEEKLY_JOBS)
+]
+weekly_retrain_schedule = WEEKLY_SCHEDULES[0]
+
+SENSORS = [raw_files_sensor]
+SCHEDULES = [daily_append_schedule, *WEEKLY_SCHEDULES]
