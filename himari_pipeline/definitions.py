@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from himari_pipeline.defs.automation import SCHEDULES, SENSORS
 from himari_pipeline.defs.data_assets import DATA_ASSETS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.dbt_assets import dbt_marts, dbt_resource
@@ -15,6 +16,8 @@ defs = dg.Definitions(
     assets=[*DATA_ASSETS, *TRAINING_ASSETS, *VALIDATION_ASSETS, dbt_marts],
     asset_checks=[*DATA_CHECKS, *TRAINING_CHECKS, *VALIDATION_CHECKS],
     jobs=[data_job, train_job, validate_job, marts_job],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources={
         "lake": LakeResource(),
         "settings": PipelineSettings(**settings_overrides()),

@@ -132,7 +132,7 @@ def test_cli_ingest_validates_then_materializes_and_lists_versions(cli_env):
     runner = CliRunner()
     out = runner.invoke(app, ["ingest", str(good), "--symbol", "BTCUSDT", "--timeframe", "1h"])
     assert out.exit_code == 0, out.output
-    assert "BTCUSDT_1h] ok" in out.output
+    assert "BTCUSDT_1h] data_job ok" in out.output
     assert (tmp_path / "lake" / "raw" / "BTCUSDT" / "1h" / "BTCUSDT-1h.csv").exists()
     listing = runner.invoke(app, ["versions", "--dataset", "BTCUSDT_1h"])
     assert listing.exit_code == 0

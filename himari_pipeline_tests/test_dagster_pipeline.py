@@ -12,8 +12,8 @@ import pytest
 
 from himari_pipeline.defs.data_assets import DATA_ASSETS, SPLITS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
-from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.dbt_assets import dbt_marts, dbt_resource
+from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import CHECKPOINTS, TRAINING_ASSETS, TRAINING_CHECKS
 from himari_pipeline.defs.validation_assets import SUMMARY, VALIDATION_ASSETS, VALIDATION_CHECKS
 from himari_pipeline.rl.checkpoints import META_FILE

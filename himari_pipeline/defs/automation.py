@@ -22,7 +22,7 @@ import dagster as dg
 
 from himari_pipeline import sources
 from himari_pipeline.config import raw_dir
-from himari_pipeline.defs.jobs import data_job, train_job
+from himari_pipeline.defs.jobs import data_job, train_job, validate_job
 from himari_pipeline.defs.partitions import datasets_partitions
 from himari_pipeline.defs.resources import PipelineSettings
 from himari_pipeline.market.bars import dataset_key
@@ -33,7 +33,10 @@ RAW_SENSOR_INTERVAL_S = 60
 DAILY_APPEND_CRON = "15 0 * * *"
 #: Jobs run weekly on every partition of their partitions definition, with their cron (UTC).
 #: Later jobs should start after earlier ones finish (e.g. append ``(validate_job, "0 8 * * 0")``).
-WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str]] = [(train_job, "0 2 * * 0")]
+WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str]] = [
+    (train_job, "0 2 * * 0"),  # Sunday 02:00 UTC: retrain every experiment
+    (validate_job, "0 8 * * 0"),  # Sunday 08:00 UTC: re-validate (and gate) every experiment
+]
 TRIGGER_TAG = "himari/trigger"
 
 

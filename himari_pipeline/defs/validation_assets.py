@@ -97,6 +97,7 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
         exp,
         bars_per_year=bars_per_year(timeframe),
         truncation_results=truncation,
+        split_version=split_v.version,
     )
     inputs = {CHECKPOINTS: ck.version, SPLITS: split_v.version}
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:

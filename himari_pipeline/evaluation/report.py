@@ -558,8 +558,13 @@ def build_validation_report(
     leak_max_abs_corr: float = 0.3,
     ablation_batch: int = 512,
     seed: int = 0,
+    split_version: str | None = None,
 ) -> ValidationReport:
-    """Judge the run's best-by-validation checkpoint on ``splits`` (see the module doc)."""
+    """Judge the run's best-by-validation checkpoint on ``splits`` (see the module doc).
+
+    ``split_version`` names the splits as the checkpoints recorded them (the lake's version of the
+    ``.npz``); by default the splits' own content hash, as :func:`train_experiment` records it.
+    """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -578,7 +583,7 @@ def build_validation_report(
     exp_name = experiment.name if experiment is not None else sel.meta.get("experiment", "unknown")
     dataset = experiment.dataset if experiment is not None else "unknown"
     warnings: list[str] = []
-    split_version = splits.content_hash()[:16]
+    split_version = split_version or splits.content_hash()[:16]
     if sel.meta.get("split_version") not in (None, split_version):
         warnings.append(
             f"the checkpoint was trained on split version {sel.meta.get('split_version')}, "

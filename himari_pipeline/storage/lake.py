@@ -111,8 +111,12 @@ def _sql_str(value: str) -> str:
 
 
 def _is_lock_error(exc: Exception) -> bool:
+    """Another process holds the catalog file, or set up a fresh shared catalog at the same moment."""
     msg = str(exc).lower()
-    return "lock" in msg or "conflicting" in msg or "being used by another process" in msg
+    if "failed to initialize ducklake" in msg:  # two first ATTACHes of an empty PostgreSQL catalog
+        return "already exists" in msg or "duplicate key" in msg
+    busy = ("lock", "conflicting", "being used by another process", "transaction conflict")
+    return any(s in msg for s in busy)
 
 
 class Lake:
@@ -159,16 +163,18 @@ class Lake:
                         f"ATTACH {_sql_str('ducklake:' + self.catalog)} AS lake "
                         f"(DATA_PATH {_sql_str(self.data_path.rstrip('/') + '/')}, DATA_INLINING_ROW_LIMIT 0)"
                     )
+                    if not self._registry_ready:
+                        self._ensure_registry(con)
+                        self._registry_ready = True
                     break
                 except duckdb.Error as exc:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("DETACH DATABASE IF EXISTS lake")
                     if not _is_lock_error(exc) or time.monotonic() > deadline:
                         raise
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
             try:
-                if not self._registry_ready:
-                    self._ensure_registry(con)
-                    self._registry_ready = True
                 yield con
             finally:
                 with contextlib.suppress(duckdb.Error):

@@ -1,0 +1,94 @@
+"""The step executor, chosen by configuration (``HIMARI_EXECUTOR``), never by editing the jobs.
+
+- ``in_process`` (default): every step in the run's process (package: dagster);
+- ``multiprocess``: one process per step on the run's machine (dagster);
+- ``k8s``: one Kubernetes Job per step (dagster-k8s);
+- ``celery``: one Celery task per step, pulled by workers (dagster-celery).
+
+``HIMARI_EXECUTOR_CONFIG`` (JSON or YAML mapping) becomes the jobs' default executor config, e.g.
+``{"job_namespace": "himari", "max_concurrent": 8}`` for k8s or ``{"broker": "pyamqp://..."}`` for
+celery; ``HIMARI_MAX_CONCURRENT`` caps the multiprocess executor. Run config given at launch time
+(launchpad, ``dagster job launch -c``) still overrides both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import dagster as dg
+import yaml
+
+EXECUTOR_ENV = "HIMARI_EXECUTOR"
+CONFIG_ENV = "HIMARI_EXECUTOR_CONFIG"
+MAX_CONCURRENT_ENV = "HIMARI_MAX_CONCURRENT"
+
+#: name -> (module, attribute, pip package) for the executors that live in integration libraries
+CLUSTER_EXECUTORS: dict[str, tuple[str, str, str]] = {
+    "k8s": ("dagster_k8s", "k8s_job_executor", "dagster-k8s"),
+    "celery": ("dagster_celery", "celery_executor", "dagster-celery"),
+}
+LOCAL_EXECUTORS = ("in_process", "multiprocess")
+
+
+class ExecutorConfigError(ValueError):
+    """``HIMARI_EXECUTOR`` names an unknown executor, its package is missing, or its config is bad."""
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """An executor and the jobs' default run config for it (pass both to ``define_asset_job``)."""
+
+    name: str
+    executor_def: dg.ExecutorDefinition
+    run_config: dict = field(default_factory=dict)
+
+
+def _library_version() -> str:
+    """The integration-library version that matches this dagster (1.13.27 -> 0.29.27)."""
+    major, minor, patch = (dg.__version__.split(".") + ["0", "0"])[:3]
+    return f"0.{int(minor) + 16}.{patch}" if major == "1" else "<matching dagster " + dg.__version__ + ">"
+
+
+def _executor_config(env: Mapping[str, str]) -> dict:
+    raw = env.get(CONFIG_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        cfg = yaml.safe_load(raw)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise ExecutorConfigError(f"{CONFIG_ENV} is not valid JSON/YAML: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise ExecutorConfigError(f"{CONFIG_ENV} must be a mapping, got {type(cfg).__name__}")
+    return cfg
+
+
+def executor_from_env(env: Mapping[str, str] | None = None) -> ExecutorChoice:
+    """The executor named by ``HIMARI_EXECUTOR`` (default ``in_process``) with its default run config."""
+    env = os.environ if env is None else env
+    name = env.get(EXECUTOR_ENV, "").strip().lower().replace("-", "_") or "in_process"
+    cfg = _executor_config(env)
+    if name == "in_process":
+        return ExecutorChoice(
+            name, dg.multi_or_in_process_executor, {"execution": {"config": {"in_process": cfg}}}
+        )
+    if name == "multiprocess":
+        if MAX_CONCURRENT_ENV in env:
+            cfg = {**cfg, "max_concurrent": int(env[MAX_CONCURRENT_ENV])}
+        return ExecutorChoice(
+            name, dg.multi_or_in_process_executor, {"execution": {"config": {"multiprocess": cfg}}}
+        )
+    if name not in CLUSTER_EXECUTORS:
+        known = ", ".join([*LOCAL_EXECUTORS, *CLUSTER_EXECUTORS])
+        raise ExecutorConfigError(f"{EXECUTOR_ENV}={name!r} is not an executor; expected one of: {known}")
+    module, attr, package = CLUSTER_EXECUTORS[name]
+    try:
+        executor_def = getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise ExecutorConfigError(
+            f"{EXECUTOR_ENV}={name} needs the {package} package, which is not installed: "
+            f"pip install '{package}=={_library_version()}' (in the image that runs the code location)"
+        ) from exc
+    return ExecutorChoice(name, executor_def, {"execution": {"config": cfg}} if cfg else {})
