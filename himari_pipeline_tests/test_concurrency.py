@@ -77,7 +77,8 @@ def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
         [
             sys.executable,
             "-c",
-            "import dagster as dg, sys; dg.DagsterInstance.get().add_dynamic_partitions('datasets', sys.argv[1:])",
+            "import sys, dagster as dg\n"
+            "dg.DagsterInstance.get().add_dynamic_partitions('datasets', sys.argv[1:])",
             *datasets,
         ],
         env=env,

@@ -49,8 +49,14 @@ def trained(tmp_path_factory):
 def validated(trained):
     tmp, _, dataset, resources, instance = trained
     everything = [*DATA_ASSETS, *TRAINING_ASSETS, *VALIDATION_ASSETS, *VALIDATION_CHECKS]
-    res = dg.materialize(everything, partition_key="smoke", instance=instance, resources=resources,
-                         selection=VALIDATION_ASSETS, raise_on_error=False)
+    res = dg.materialize(
+        everything,
+        partition_key="smoke",
+        instance=instance,
+        resources=resources,
+        selection=VALIDATION_ASSETS,
+        raise_on_error=False,
+    )
     return tmp, res
 
 
@@ -105,8 +111,11 @@ def test_validation_report_is_written_and_the_gate_decides_promotion(validated):
 def test_dbt_marts_build_over_the_lake(validated, monkeypatch):
     tmp, _ = validated
     monkeypatch.setenv("HIMARI_LAKE_ROOT", str(tmp / "lake"))
-    res = dg.materialize([dbt_marts], resources={"lake": LakeResource(root=str(tmp / "lake")),
-                                                 "dbt": dbt_resource()}, raise_on_error=False)
+    res = dg.materialize(
+        [dbt_marts],
+        resources={"lake": LakeResource(root=str(tmp / "lake")), "dbt": dbt_resource()},
+        raise_on_error=False,
+    )
     assert res.success
     checks = res.get_asset_check_evaluations()
     assert checks and all(e.passed for e in checks), [e.check_name for e in checks if not e.passed]
