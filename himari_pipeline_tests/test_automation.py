@@ -157,4 +157,8 @@ def test_sensor_and_schedules_load_in_a_definitions_object(tmp_path):
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     assert repo.get_sensor_def("raw_files_sensor").job_name == "data_job"
-    assert {s.name for s in repo.schedule_defs} == {"daily_append_schedule", "weekly_retrain_schedule"}
+    assert {s.name for s in repo.schedule_defs} == {
+        "daily_append_schedule",
+        "weekly_retrain_schedule",
+        "weekly_revalidate_schedule",
+    }

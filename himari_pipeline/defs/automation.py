@@ -8,7 +8,7 @@
 * ``daily_append_schedule`` (00:15 UTC) requests ``data_job`` for every dataset partition the
   instance knows: new bars are appended (see ``data_assets``), unchanged data gives the same versions.
 * ``weekly_retrain_schedule`` (Sunday 02:00 UTC) requests ``train_job`` for every experiment.
-  :data:`WEEKLY_JOBS` lists (job, cron) pairs; each gets a weekly schedule (a schedule runs one job).
+  :data:`WEEKLY_JOBS` lists (job, cron, name); each gets a weekly schedule (a schedule runs one job).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ RAW_SENSOR_INTERVAL_S = 60
 DAILY_APPEND_CRON = "15 0 * * *"
 #: Jobs run weekly on every partition of their partitions definition, with their cron (UTC).
 #: Later jobs should start after earlier ones finish (e.g. append ``(validate_job, "0 8 * * 0")``).
-WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str]] = [
-    (train_job, "0 2 * * 0"),  # Sunday 02:00 UTC: retrain every experiment
-    (validate_job, "0 8 * * 0"),  # Sunday 08:00 UTC: re-validate (and gate) every experiment
+WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str, str]] = [
+    (train_job, "0 2 * * 0", "weekly_retrain_schedule"),  # Sunday 02:00 UTC: retrain every experiment
+    (validate_job, "0 8 * * 0", "weekly_revalidate_schedule"),  # Sunday 08:00 UTC: re-validate and gate
 ]
 TRIGGER_TAG = "himari/trigger"
 
@@ -178,8 +178,7 @@ def weekly_schedule(
 
 
 WEEKLY_SCHEDULES: list[dg.ScheduleDefinition] = [
-    weekly_schedule(job, cron, name="weekly_retrain_schedule" if i == 0 else None)
-    for i, (job, cron) in enumerate(WEEKLY_JOBS)
+    weekly_schedule(job, cron, name) for job, cron, name in WEEKLY_JOBS
 ]
 weekly_retrain_schedule = WEEKLY_SCHEDULES[0]
 

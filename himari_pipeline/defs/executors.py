@@ -91,4 +91,23 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> ExecutorChoice:
             f"{EXECUTOR_ENV}={name} needs the {package} package, which is not installed: "
             f"pip install '{package}=={_library_version()}' (in the image that runs the code location)"
         ) from exc
-    return ExecutorChoice(name, executor_def, {"execution": {"config": cfg}} if cfg else {})
+    run_config = {"execution": {"config": cfg}} if cfg else {}
+    _validate(name, executor_def, run_config)
+    return ExecutorChoice(name, executor_def, run_config)
+
+
+@dg.op
+def _probe_op() -> None:
+    """The one step of the probe job that validates executor config."""
+
+
+def _validate(name: str, executor_def: dg.ExecutorDefinition, run_config: dict) -> None:
+    """Check ``run_config`` against the executor's schema now, not when a run reaches the cluster."""
+    probe = dg.GraphDefinition(name="himari_executor_probe", node_defs=[_probe_op]).to_job(
+        executor_def=executor_def
+    )
+    try:
+        dg.validate_run_config(probe, run_config)
+    except dg.DagsterInvalidConfigError as exc:
+        reason = str(exc).split(" Expected:")[0]  # the schema dump that follows is hundreds of lines
+        raise ExecutorConfigError(f"{CONFIG_ENV} is not valid for the {name} executor: {reason}") from exc
