@@ -10,7 +10,7 @@ $(BIN)/himari: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned (2.13.0 CPU wheel); any other torch requirement pulls GBs of CUDA packages.
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,cluster]'
 	touch $(BIN)/himari
 
 install: $(BIN)/himari
