@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from himari_pipeline.datasets.splits import ARRAY_DTYPES, ARRAY_FIELDS, DatasetSplits, SplitArrays
+from himari_pipeline.storage.atomic import atomic_open
 
 METADATA_KEY = "metadata_json"
 
@@ -35,16 +35,8 @@ def export_npz(splits: DatasetSplits, path: str | os.PathLike, compressed: bool 
         for k in ARRAY_FIELDS:
             payload[f"{name}/{k}"] = np.ascontiguousarray(getattr(s, k), dtype=ARRAY_DTYPES[k])
         payload[f"{name}/n_samples"] = np.array(s.n_samples, dtype=np.int64)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compressed else np.savez)(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        (np.savez_compressed if compressed else np.savez)(f, **payload)
     return path
 
 

@@ -17,7 +17,7 @@ from himari_pipeline.rl import ppo as ppo_mod
 from himari_pipeline.rl import training as training_mod
 from himari_pipeline.rl.experiments import list_experiments, load_experiment
 from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
-from himari_pipeline.rl.training_tables import checkpoints_table, training_curves_plot
+from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
 from himari_pipeline.storage.hashing import code_version
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
@@ -125,18 +125,7 @@ def _reward_scale_preflight(exp, splits) -> None:
 
 
 def _leaderboard_md(table: pd.DataFrame) -> str:
-    cols = [
-        "step",
-        "val_greedy_sharpe",
-        "val_sampled_sharpe",
-        "val_total_return",
-        "val_entropy",
-        "val_share_flat",
-        "val_share_long",
-        "val_share_short",
-        "is_best",
-        "collapsed",
-    ]
+    cols = ["step", *[c for c in CHECKPOINT_COLUMNS if c.startswith("val_")], "is_best", "collapsed"]
     return table[cols].to_markdown(index=False, floatfmt=".3f")
 
 
