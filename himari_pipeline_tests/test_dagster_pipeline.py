@@ -77,6 +77,8 @@ def test_checkpoints_are_materialized_with_lineage_to_the_split(trained):
         assert meta["split_version"] == split_v.version
         assert meta["config_hash"] == load_experiment("smoke").config_hash()
         assert not list((lake.root / path).glob("*.pt")) and list((lake.root / path).glob("*.safetensors"))
+    run = lake.root / table["checkpoint_path"].iloc[0].rsplit("/", 1)[0]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard event file"
     mat = res.get_asset_materialization_events()[0].materialization
     assert {"training_curves", "leaderboard", "best_val_sharpe", "split_version"} <= set(mat.metadata)
 

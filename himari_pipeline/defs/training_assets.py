@@ -51,8 +51,10 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
 
     history: list[dict] = []
     last_line = [0.0]
+    tensorboard = ppo_mod.TensorBoardLogger(out / "tensorboard")
 
     def log_fn(step: int, metrics: dict) -> None:
+        tensorboard(step, metrics)
         history.append({"step": int(step), **{k: float(v) for k, v in metrics.items() if _is_num(v)}})
         now = time.time()
         if "eval/greedy_sharpe" in metrics or now - last_line[0] > 30:
@@ -62,7 +64,12 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
             }
             context.log.info(f"{exp.name}: step {step} {json.dumps(shown)}")
 
-    summary = training_mod.train_experiment(exp, splits, out, log_fn=log_fn, split_version=split_v.version)
+    try:
+        summary = training_mod.train_experiment(
+            exp, splits, out, log_fn=log_fn, split_version=split_v.version
+        )
+    finally:
+        tensorboard.close()
     table = checkpoints_table(summary, store.root, exp.dataset)
     inputs = {SPLITS: split_v.version}
     log_frame = pd.DataFrame(history) if history else pd.DataFrame({"step": pd.Series(dtype="int64")})
