@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install system-deps run run-full test lint bench ui
+.PHONY: install system-deps run run-full test test-e2e lint bench ui
 
 $(BIN)/himari: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,9 @@ system-deps:            ## Debian chromium + postgresql for the browser and Post
 test: install system-deps  ## the whole test suite (what CI runs)
 	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks
 	$(BIN)/python -m pytest -q
+
+test-e2e: install       ## opt-in: train default + default_null, assert planted significant, null not (~8 min)
+	$(BIN)/python -m pytest -q -m e2e himari_pipeline_tests/test_e2e_controls.py
 
 lint: install
 	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks

@@ -68,13 +68,17 @@ def _train_and_validate(experiments: list[str]) -> bool:
         if not _run(instance, "train_job", name):
             ok = False
             continue
-        _run(instance, "validate_job", name)  # a FAIL verdict blocks promotion; that is not an error
+        if not _run(instance, "validate_job", name, expected_check="promotion_gate"):
+            ok = False  # the report itself failed (a FAIL verdict only blocks promotion)
+            continue
         lake = Lake(lake_root())
         summary = lake.read_table("validation_summary", name).iloc[-1]
-        color = typer.colors.GREEN if summary["verdict"] == "PASS" else typer.colors.RED
+        passed = summary["verdict"] == "PASS"
         typer.secho(
-            f"[{name}] verdict {summary['verdict']}: {summary['reasons'] or 'all gates passed'}", fg=color
+            f"[{name}] verdict {summary['verdict']}: {summary['reasons'] or 'all gates passed'}",
+            fg=typer.colors.GREEN if passed else typer.colors.RED,
         )
+        typer.echo(f"[{name}] promoted: {'yes' if passed else 'no (blocked by the promotion gate)'}")
         typer.echo(f"[{name}] HTML report: {lake.root / summary['report_path']}")
     ok &= _run(instance, "marts_job", None)
     typer.echo(f"marts: {lake_root() / 'marts.duckdb'}")
