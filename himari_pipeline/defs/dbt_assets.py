@@ -1,7 +1,10 @@
 """The dbt marts over the lake as Dagster assets (dagster-dbt); dbt tests become asset checks."""
 
 import contextlib
+import fcntl
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -14,28 +17,38 @@ from himari_pipeline.defs.resources import LakeResource
 MANIFEST = dbt_project_dir() / "target" / "manifest.json"
 
 
-def ensure_manifest(force: bool = False) -> Path:
-    """Run ``dbt parse`` when the manifest is missing or older than a model, test or config file."""
+def _manifest_stale() -> bool:
     sources = [
         p for p in dbt_project_dir().rglob("*") if p.suffix in {".sql", ".yml"} and "target" not in p.parts
     ]
-    stale = not MANIFEST.exists() or any(p.stat().st_mtime > MANIFEST.stat().st_mtime for p in sources)
-    if force or stale:
-        from dbt.cli.main import dbtRunner
+    return not MANIFEST.exists() or any(p.stat().st_mtime > MANIFEST.stat().st_mtime for p in sources)
 
-        os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        res = dbtRunner().invoke(
-            [
+
+def ensure_manifest(force: bool = False) -> Path:
+    """Run ``dbt parse`` when the manifest is missing or older than a model, test or config file.
+
+    Several processes may load the definitions at once (run workers, the webserver): a file lock
+    makes one of them parse while the others wait and then reuse its manifest.
+    """
+    if not (force or _manifest_stale()):
+        return MANIFEST
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    with open(MANIFEST.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if force or _manifest_stale():
+            from dbt.cli.main import dbtRunner
+
+            os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            args = [
                 "parse",
                 "--project-dir",
                 str(dbt_project_dir()),
                 "--profiles-dir",
                 str(dbt_project_dir()),
-                "--quiet",
             ]
-        )
-        if not res.success:
-            raise RuntimeError(f"dbt parse failed: {res.exception}")
+            res = dbtRunner().invoke([*args, "--quiet"])
+            if not res.success:
+                raise RuntimeError(f"dbt parse failed: {res.exception}")
     return MANIFEST
 
 
@@ -71,4 +84,9 @@ def _environ(values: dict[str, str]):
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=str(dbt_project_dir()), profiles_dir=str(dbt_project_dir()))
+    """dbt from this interpreter's environment (the venv need not be activated), else from PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+    return DbtCliResource(
+        project_dir=str(dbt_project_dir()), profiles_dir=str(dbt_project_dir()), dbt_executable=executable
+    )
