@@ -55,7 +55,12 @@ def record_check(
     store.write_table(CHECK_RESULTS, f"{dataset}.{check}", row, run_id=run_id)
 
 
-def _truncation(context, compute, bars, stored, settings, store, asset: str) -> dg.AssetCheckResult:
+def _truncation(context, compute, settings: PipelineSettings, store, asset: str) -> dg.AssetCheckResult:
+    """Compare the stored ``asset`` table with ``compute`` re-run on prefixes of the stored raw bars."""
+    bars, stored = (
+        store.read_table(RAW, context.partition_key),
+        store.read_table(asset, context.partition_key),
+    )
     ks = default_prefixes(len(bars), count=_prefix_count(settings), min_rows=min(500, len(bars) // 2))
     report = check_truncation_invariance(compute, bars, full=stored, prefixes=ks)
     check = f"{asset}_truncation_invariance"
@@ -138,16 +143,7 @@ def _no_nan_after_warmup(table) -> dg.AssetCheckResult:
     description="Recomputing features on bars[:k] gives identical rows, for several k.",
 )
 def features_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
-    store, key = lake.get(), context.partition_key
-    return _truncation(
-        context,
-        features_mod.compute_features,
-        store.read_table(RAW, key),
-        store.read_table(FEATURES_T, key),
-        settings,
-        store,
-        FEATURES_T,
-    )
+    return _truncation(context, features_mod.compute_features, settings, lake.get(), FEATURES_T)
 
 
 @dg.asset_check(
@@ -163,15 +159,7 @@ def denoised_truncation(context, lake: LakeResource, settings: PipelineSettings)
     def compute(bars):
         return ekf_mod.denoise_features(features_mod.compute_features(bars), params)
 
-    return _truncation(
-        context,
-        compute,
-        store.read_table(RAW, key),
-        store.read_table(DENOISED, key),
-        settings,
-        store,
-        DENOISED,
-    )
+    return _truncation(context, compute, settings, store, DENOISED)
 
 
 @dg.asset_check(
@@ -188,9 +176,7 @@ def regimes_truncation(context, lake: LakeResource, settings: PipelineSettings) 
     def compute(bars):
         return detect_regimes(bars, timeframe, params)
 
-    return _truncation(
-        context, compute, store.read_table(RAW, key), store.read_table(REGIMES, key), settings, store, REGIMES
-    )
+    return _truncation(context, compute, settings, store, REGIMES)
 
 
 @dg.asset_check(
