@@ -28,7 +28,7 @@ test: install system-deps  ## the whole test suite (what CI runs)
 	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks
 	$(BIN)/python -m pytest -q
 
-test-e2e: install       ## opt-in: train default + default_null, assert planted significant, null not (~8 min)
+test-e2e: install       ## only the end-to-end controls: planted significant, null not (~4 min)
 	$(BIN)/python -m pytest -q -m e2e himari_pipeline_tests/test_e2e_controls.py
 
 lint: install
