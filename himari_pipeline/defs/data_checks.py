@@ -94,7 +94,7 @@ def bars_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg
         report = validate_bars(bars, timeframe=timeframe, file=f"lake:{RAW}/{key}", gap_policy="report")
     except BarValidationError as exc:
         return dg.AssetCheckResult(passed=False, description=str(exc))
-    return dg.AssetCheckResult(passed=True, metadata={"gaps": len(getattr(report, "gaps", []))})
+    return dg.AssetCheckResult(passed=True, metadata={"gaps": len(report.gaps)})
 
 
 @dg.asset_check(

@@ -5,7 +5,6 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from himari_pipeline.datasets.arrays import load_npz
 from himari_pipeline.defs.data_assets import DENOISED, FEATURES_T, REGIMES, SPLITS
@@ -213,11 +212,6 @@ def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
         step=dg.MetadataValue.int(int(best["step"])),
         dsr=dg.MetadataValue.float(float(summary["dsr"])),
     )
-
-
-def summary_frame(store: Lake, experiment: str) -> pd.DataFrame:
-    """The stored validation summary row of one experiment."""
-    return store.read_table(SUMMARY, experiment)
 
 
 VALIDATION_ASSETS = [validate_experiment, promoted_policy]

@@ -77,6 +77,16 @@ __all__ = [
 ]
 
 ACTIONS: tuple[str, ...] = ("flat", "long", "short")  # action ids 0, 1, 2
+#: Columns of the per-regime policy tables shown in the report.
+REGIME_TABLE_COLUMNS: tuple[str, ...] = (
+    "bars",
+    "share_of_bars",
+    "sharpe",
+    "cumulative_return",
+    "long_share",
+    "short_share",
+    "flat_share",
+)
 SUBJECTS: tuple[str, ...] = ("policy", "buy_and_hold", "flat", "ma_crossover", "random_same_turnover")
 SECTION_OF_SPLIT = {"train": "train", "val": "validation", "test": "test", "live": "live"}
 METRICS_COLUMNS: tuple[str, ...] = (
@@ -657,19 +667,7 @@ def build_validation_report(
     for n in ("val", "test"):
         run = runs[n]
         s1.add(f"**{SECTION_OF_SPLIT[n]}: policy per regime** (regime known at each decision)")
-        s1.add(
-            run.by_regime["policy"][
-                [
-                    "bars",
-                    "share_of_bars",
-                    "sharpe",
-                    "cumulative_return",
-                    "long_share",
-                    "short_share",
-                    "flat_share",
-                ]
-            ]
-        )
+        s1.add(run.by_regime["policy"][list(REGIME_TABLE_COLUMNS)])
         s1.add(f"**{SECTION_OF_SPLIT[n]}: action distribution per regime** (log 001)")
         s1.add(_shares_by_regime(run.replay.action, run.regimes[: len(run.replay.action)]))
         base = pd.DataFrame({s: run.stats[s] for s in SUBJECTS}).T[
@@ -857,17 +855,7 @@ def build_validation_report(
         drift,
         Plot("action mix per segment", report_plots.action_share_bars(drift, "greedy action shares")),
         "**Live: policy per regime**",
-        live.by_regime["policy"][
-            [
-                "bars",
-                "share_of_bars",
-                "sharpe",
-                "cumulative_return",
-                "long_share",
-                "short_share",
-                "flat_share",
-            ]
-        ],
+        live.by_regime["policy"][list(REGIME_TABLE_COLUMNS)],
         "**Live: action distribution per regime**",
         _shares_by_regime(live.replay.action, live.regimes[: len(live.replay.action)]),
     )
