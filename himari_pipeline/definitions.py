@@ -7,6 +7,7 @@ from himari_pipeline.defs.data_assets import DATA_ASSETS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.dbt_assets import dbt_marts, dbt_resource
 from himari_pipeline.defs.jobs import data_job, marts_job, train_job, validate_job
+from himari_pipeline.defs.progress import LOGGERS
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import TRAINING_ASSETS, TRAINING_CHECKS
 from himari_pipeline.defs.validation_assets import VALIDATION_ASSETS, VALIDATION_CHECKS
@@ -18,6 +19,7 @@ defs = dg.Definitions(
     jobs=[data_job, train_job, validate_job, marts_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
+    loggers=LOGGERS,
     resources={
         "lake": LakeResource(),
         "settings": PipelineSettings(**settings_overrides()),

@@ -31,12 +31,14 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.ekf.model import EKFParams
-from himari_pipeline.ekf.vectorized import EKFState, denoise_features_with_state
+from himari_pipeline.ekf.vectorized import EKFState, denoise_features_with_state, ekf_filter
 from himari_pipeline.features.compute import FEATURE_LOOKBACK, compute_features_resumable
 from himari_pipeline.market.bars import BAR_COLUMNS, timeframe_delta
 from himari_pipeline.regimes.detect import (
     WARMUP_ID,
     RegimeParams,
+    _confidence,
+    _label_resumable,
     compute_indicators_resumable,
     label_regimes,
     regime_lookback,
@@ -290,4 +292,98 @@ def initial_state(
     return append(AppendState.empty(timeframe, regime_params, ekf_params), bars, timeframe)
 
 
-__all__ = ["EWM_MARGIN", "AppendState", "append", "initial_state"]
+def features_bar_by_bar(bars: pd.DataFrame, start: int = 0) -> pd.DataFrame:
+    """Feature rows ``start..n-1`` of ``bars``, each computed by appending its bar alone.
+
+    Row ``t`` comes from the append path given ``bars[: t + 1]`` and nothing later: the same slices,
+    EWM states and calls as :func:`append` with one new bar at a time (the state before ``start``
+    from :func:`initial_state` on ``bars[:start]``). Bit-identical to the full table when the code
+    is causal; a row that peeks at a later bar differs.
+    """
+    from himari_pipeline.features.catalog import FEATURE_NAMES
+    from himari_pipeline.features.compute import WARMUP_BARS, feature_arrays_resumable
+
+    bars = bars[list(BAR_COLUMNS)].reset_index(drop=True)
+    n = len(bars)
+    need = FEATURE_LOOKBACK + EWM_MARGIN
+    ewm_start, ewm = 0, None
+    if start > 0:  # the state after bars[:start], as append() from the empty state leaves it
+        _, ewm_start = _resume_window(0, start, 0, need)
+        ewm = feature_arrays_resumable(bars.iloc[:start], None, snapshot=ewm_start)[1] if ewm_start else None
+    out = np.full((n - start, len(FEATURE_NAMES)), np.nan)
+    for t in range(start, n):
+        first, nxt = _resume_window(t, t + 1, ewm_start, need)
+        f, rec = feature_arrays_resumable(
+            bars.iloc[first : t + 1], ewm, start=ewm_start - first, snapshot=nxt - first
+        )
+        out[t - start] = [f[name][-1] for name in FEATURE_NAMES]
+        ewm_start, ewm = nxt, (rec if nxt > 0 else None)
+    out[np.isinf(out)] = np.nan
+    table = pd.DataFrame(out, columns=list(FEATURE_NAMES))
+    table.insert(0, "timestamp", bars["timestamp"].iloc[start:].reset_index(drop=True))
+    table["warmup"] = np.arange(start, n) < WARMUP_BARS
+    return table
+
+
+def regimes_bar_by_bar(
+    bars: pd.DataFrame, timeframe: str, params: RegimeParams | None = None, start: int = 0
+) -> pd.DataFrame:
+    """Regime rows ``start..n-1``, each by appending its bar alone (see :func:`features_bar_by_bar`)."""
+    params = params or RegimeParams()
+    bars = bars[list(BAR_COLUMNS)].reset_index(drop=True)
+    n = len(bars)
+    state = AppendState.empty(timeframe, params)
+    if start > 0:
+        state = initial_state(bars.iloc[:start], timeframe, params)[3]
+    ewm_start, ewm, label, held = (
+        state.regime_ewm_start,
+        state.regime_ewm,
+        state.regime_label,
+        state.regime_held,
+    )
+    need = state.regime_tail
+    rows = []
+    for t in range(start, n):
+        first, nxt = _resume_window(t, t + 1, ewm_start, need)
+        ind, rec = compute_indicators_resumable(
+            bars.iloc[first : t + 1], timeframe, params, ewm, start=ewm_start - first, snapshot=nxt - first
+        )
+        ind = ind.iloc[-1:]
+        vp, ax, dd = (ind[c].to_numpy(dtype=float) for c in ("vol_pct", "adx", "drawdown"))
+        ids, label, held = _label_resumable(vp, ax, dd, params, label, held)
+        conf = _confidence(ids, vp, ax, dd, params) if ids[0] >= 0 else np.array([np.nan])
+        rows.append((ids[0], conf[0], *ind[["vol", "vol_pct", "adx", "drawdown"]].to_numpy()[0]))
+        ewm_start, ewm = nxt, (rec if nxt > 0 else None)
+    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+    table = pd.DataFrame(arr[:, 1:], columns=["confidence", "vol", "vol_pct", "adx", "drawdown"])
+    table.insert(0, "regime_id", arr[:, 0].astype(np.int8))
+    table.insert(0, "timestamp", bars["timestamp"].iloc[start:].reset_index(drop=True))
+    return table
+
+
+def denoised_row_by_row(features: pd.DataFrame, params: EKFParams, start: int = 0) -> pd.DataFrame:
+    """EKF-denoised rows ``start..n-1`` of a feature table, each by filtering its feature row alone
+    from the state after the previous rows (the append path of ``features_denoised``)."""
+    names = list(params.names)
+    x = features[names].to_numpy(dtype=np.float64)
+    state = None
+    if start > 0:
+        state = ekf_filter(x[:start], params)[1]
+    out = np.empty((len(x) - start, len(names)))
+    for t in range(start, len(x)):
+        row, state = ekf_filter(x[t : t + 1], params, state)
+        out[t - start] = row[0]
+    table = features.iloc[start:].reset_index(drop=True).copy()
+    table[names] = out
+    return table
+
+
+__all__ = [
+    "EWM_MARGIN",
+    "AppendState",
+    "append",
+    "denoised_row_by_row",
+    "features_bar_by_bar",
+    "initial_state",
+    "regimes_bar_by_bar",
+]

@@ -3,34 +3,64 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from himari_pipeline.config import dagster_home
 
-DAGSTER_YAML = """\
-# Written by himari on first use. Lake writers share one pool of size 1 (DuckDB: one writer per file).
+#: First line of a dagster.yaml that himari wrote (and may therefore rewrite when its defaults change).
+MARKER = "# Written by himari"
+
+DAGSTER_YAML = f"""\
+{MARKER} (delete this line to keep your own edits: himari then never rewrites the file).
+# Lake writers share one pool of size 1 (DuckDB: one writer process per file).
 concurrency:
   pools:
     default_limit: 1
+# Crash recovery, run by the daemon (`himari ui` starts it): a launched run that never starts is
+# failed after start_timeout_seconds, and the pool slots of a finished run (e.g. one whose process
+# was killed) are freed free_slots_after_run_end_seconds after it ended.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  poll_interval_seconds: 15
+  free_slots_after_run_end_seconds: 10
 telemetry:
   enabled: false
 """
 
 
 def ensure_dagster_home() -> Path:
-    """Create ``DAGSTER_HOME`` (with a dagster.yaml) if needed and export it."""
-    home = dagster_home()
+    """Create ``DAGSTER_HOME`` (with the project's dagster.yaml) if needed and export it.
+
+    A dagster.yaml that himari wrote (first line :data:`MARKER`) is brought up to date; any other
+    dagster.yaml is the operator's and is left alone.
+    """
+    home = dagster_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(DAGSTER_YAML)
+    if not cfg.exists() or (cfg.read_text().startswith(MARKER) and cfg.read_text() != DAGSTER_YAML):
+        tmp = cfg.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+        tmp.write_text(DAGSTER_YAML)
+        os.replace(tmp, cfg)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
-def get_instance():
-    """The project's persistent DagsterInstance."""
+def get_instance(recover: bool = True):
+    """The project's persistent DagsterInstance.
+
+    With ``recover`` (the default), runs whose process is gone are marked failed and the pool slots
+    they or other finished runs still hold are freed first (see :mod:`himari_pipeline.operations`),
+    so a run killed earlier never blocks this one; what was repaired is printed to stderr.
+    """
     import dagster as dg
 
     ensure_dagster_home()
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    if recover:
+        from himari_pipeline.operations import recover_stale_state
+
+        for line in recover_stale_state(instance):
+            print(f"himari: {line}", file=sys.stderr)
+    return instance

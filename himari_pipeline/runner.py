@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -11,15 +11,32 @@ from himari_pipeline.market.bars import parse_dataset_key
 
 
 @dataclass
+class CheckOutcome:
+    """One asset check evaluation of a run."""
+
+    name: str  # asset:check
+    passed: bool
+    severity: str  # ERROR or WARN
+    description: str = ""
+
+
+@dataclass
 class RunOutcome:
-    """What one job run did."""
+    """What one job run did: ``success`` is the Dagster run's status (a WARN check does not fail it)."""
 
     job: str
     partition: str | None
     success: bool
     run_id: str
-    failed_checks: list[str]
+    checks: list[CheckOutcome] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [c.name for c in self.checks if not c.passed]
+
+    def failed(self, check_name: str) -> bool:
+        return any(not c.passed and c.name.endswith(f":{check_name}") for c in self.checks)
 
 
 def ensure_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:
@@ -33,19 +50,33 @@ def ensure_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:
 
 
 def run_job(
-    instance: dg.DagsterInstance, job_name: str, partition: str | None = None, run_config: dict | None = None
+    instance: dg.DagsterInstance,
+    job_name: str,
+    partition: str | None = None,
+    run_config: dict | None = None,
+    quiet: bool = False,
 ) -> RunOutcome:
-    """Execute ``job_name`` in process (one partition) and summarise the result."""
+    """Execute ``job_name`` in process (one partition) and summarise the result.
+
+    ``quiet`` replaces Dagster's console logs by one short line per step, check and asset message.
+    """
     from himari_pipeline.definitions import defs
+    from himari_pipeline.defs.progress import QUIET_RUN_CONFIG
 
     job = defs.resolve_job_def(job_name)
+    config = {**(QUIET_RUN_CONFIG if quiet else {}), **(run_config or {})}
     res = job.execute_in_process(
-        instance=instance, partition_key=partition, run_config=run_config or {}, raise_on_error=False
+        instance=instance, partition_key=partition, run_config=config, raise_on_error=False
     )
-    failed = [
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
-        for e in res.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    checks = [
+        CheckOutcome(
+            f"{d.asset_key.to_user_string()}:{d.check_name}", d.passed, d.severity.value, d.description or ""
+        )
+        for d in (
+            e.asset_check_evaluation_data
+            for e in res.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        )
     ]
     error = None
     if not res.success:
@@ -53,7 +84,7 @@ def run_job(
         if errs:
             info = errs[0].step_failure_data.error
             error = f"{errs[0].step_key}: {_root_message(info)}"
-    return RunOutcome(job_name, partition, res.success and not failed, res.run_id, failed, error)
+    return RunOutcome(job_name, partition, res.success, res.run_id, checks, error)
 
 
 def _root_message(info) -> str:

@@ -8,6 +8,10 @@ compared with the numbers planted here.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -17,7 +21,7 @@ import pytest
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.cli.main import dbtRunner
 
-from himari_pipeline.dbt_project import prepare_dbt_env
+from himari_pipeline.dbt_project import dbt_project_dir, prepare_dbt_env
 from himari_pipeline.storage.lake import Lake
 
 DATASETS = ("SYNTH-PLANTED_1h", "SYNTH-NULL_1h")
@@ -339,3 +343,28 @@ def test_singular_tests_fail_the_build(manifest, built, tmp_path):
     assert status["assert_splits_do_not_overlap"] == "fail"
     assert status["assert_split_embargo_respected"] == "fail"
     assert status["stg_datasets"] == "skipped"
+
+
+@pytest.mark.timeout(300)
+def test_dbt_build_from_the_dbt_folder_as_the_readme_says_over_a_moved_lake(tmp_path):
+    """dbt/README.md "By hand": activate the venv, install DuckLake once, `cd dbt && dbt build` (the lake
+    defaults to ../data_lake). The lake was written somewhere else and moved into the checkout: its
+    catalog records the old absolute data path, and the build still reads every table."""
+    written = tmp_path / "written_here" / "data_lake"
+    _write_lake(written)
+    checkout = tmp_path / "checkout"
+    shutil.copytree(dbt_project_dir(), checkout / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.move(written, checkout / "data_lake")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HIMARI_", "DBT_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the activated venv
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    install = "from himari_pipeline.dbt_project import ensure_ducklake_installed as f; f()"
+    subprocess.run(["python", "-c", install], cwd=checkout, env=env, check=True, timeout=120)
+    res = subprocess.run(
+        ["dbt", "build"], cwd=checkout / "dbt", env=env, capture_output=True, text=True, timeout=280
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "does not match existing data path" not in res.stdout
+    assert "ERROR=0" in res.stdout.replace(" ", "")
+    board = _marts(checkout / "data_lake", "select * from mart_checkpoint_leaderboard order by dsr_rank")
+    assert list(board["experiment"]) == ["exp-honest", "exp-lucky", "exp-nan"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,3 +96,101 @@ def test_two_processes_write_without_lock_errors(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert Lake(root).partitions("t") == ["A_1h", "BB_1h", "CCC_1h"]
+
+
+def test_expire_takes_a_timestamp_never_sql(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    v1 = lake.write_table("t", "A_1h", _frame(4))
+    v2 = lake.write_table("t", "A_1h", _frame(5))
+    crafted = [
+        "now()); DROP TABLE lake.himari_versions; --",
+        "now()) ; CALL ducklake_expire_snapshots('lake', older_than => now()",
+        "2024-01-01'; DROP TABLE lake.t; --",
+    ]
+    for bad in crafted:
+        with pytest.raises(LakeError, match="ISO-8601"):
+            lake.expire(bad)
+    assert [v.version for v in lake.versions("t")] == [v1.version, v2.version]
+    assert frame_hash(lake.read_table("t", "A_1h", v1.version)) == v1.version  # nothing expired
+    assert lake.expire("2000-01-01T00:00:00") == 0  # a cutoff before every snapshot removes none
+    assert lake.expire() > 0  # now: the old snapshots go, the latest version still reads
+    assert frame_hash(lake.read_table("t", "A_1h")) == v2.version
+    with pytest.raises(LakeError, match="removed by retention"):
+        lake.read_table("t", "A_1h", v1.version)
+
+
+def test_identifiers_are_quoted_not_pasted(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    evil = {'x"; DROP TABLE lake.himari_versions; --': [1.0, 2.0], 'a"b': [3.0, 4.0], "plain": [5.0, 6.0]}
+    v = lake.write_table("t", "A_1h", pd.DataFrame(evil))
+    back = lake.read_table("t", "A_1h")
+    pd.testing.assert_frame_equal(back, pd.DataFrame(evil))
+    assert frame_hash(back) == v.version and len(lake.versions()) == 1
+
+
+def _non_canonical_nans() -> np.ndarray:
+    x = np.array([1.0, np.nan, 3.0, np.nan, 5.0])
+    x[1] = -np.nan  # sign bit set
+    x[3:4].view(np.uint64)[:] = 0x7FF8_0000_0000_0001  # a quiet NaN with a payload
+    return x
+
+
+def test_nan_is_canonical_in_content_hashes(tmp_path):
+    x = _non_canonical_nans()
+    assert np.signbit(x[1]) and x[3:4].view(np.uint64)[0] != np.array([np.nan]).view(np.uint64)[0]
+    plain = np.where(np.isnan(x), np.nan, x)
+    assert frame_hash(pd.DataFrame({"x": x})) == frame_hash(pd.DataFrame({"x": plain}))
+    # values still matter: a real change is a new hash
+    assert frame_hash(pd.DataFrame({"x": x})) != frame_hash(pd.DataFrame({"x": np.r_[plain[:4], 6.0]}))
+    lake = Lake(tmp_path / "lake")
+    df = pd.DataFrame({"x": x, "y": x.astype("float32"), "k": np.arange(5)})
+    v = lake.write_table("t", "A_1h", df)
+    back = lake.read_table("t", "A_1h")
+    assert frame_hash(back) == v.version  # a version holding -NaN reads back with the identical hash
+    assert lake.write_table("t", "A_1h", back) == v  # and is not a new version when written again
+
+
+def test_a_moved_or_copied_lake_opens_at_its_new_place(tmp_path):
+    import shutil
+
+    import duckdb
+
+    first = tmp_path / "first" / "lake"
+    lake = Lake(first)
+    versions = [lake.write_table("t", "A_1h", _frame(n)) for n in (4, 6, 8)]
+    src = tmp_path / "a.npz"
+    src.write_bytes(b"arrays")
+    fv = lake.write_file("splits", "A_1h", src, row_count=3)
+    copied = tmp_path / "copy" / "lake"
+    shutil.copytree(first, copied)
+    moved = tmp_path / "moved" / "lake"
+    shutil.move(first, moved)  # the original place is gone: every read must come from the new one
+    for root in (moved, copied):
+        here = Lake(root)
+        for v in versions:
+            assert frame_hash(here.read_table("t", "A_1h", v.version)) == v.version
+        assert here.file_path("splits", "A_1h") == root.resolve() / fv.path
+        assert here.file_path("splits", "A_1h").read_bytes() == b"arrays"
+        new = here.write_table("t", "A_1h", _frame(9, shift=len(str(root))))
+        assert frame_hash(here.read_table("t", "A_1h")) == new.version
+        assert here.get_version("splits", "A_1h").row_count == 3
+    # the copy and the moved lake are independent now
+    assert Lake(moved).latest("t", "A_1h").version != Lake(copied).latest("t", "A_1h").version
+    # the catalog still records where the lake was created: opening it is what rebases the files
+    con = duckdb.connect(str(moved / "catalog.ducklake"), read_only=True)
+    stored = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()[0]
+    con.close()
+    assert str(first) in stored and not Path(stored).exists()
+
+
+def test_a_lake_folder_holding_only_its_readme_is_a_fresh_lake(tmp_path):
+    root = tmp_path / "data_lake"
+    root.mkdir()
+    (root / "README.md").write_text("what lands here\n")
+    lake = Lake(root)
+    v = lake.write_table("t", "A_1h", _frame(3))
+    assert lake.versions() == [lake.get_version("t", "A_1h")] and v.row_count == 3
+    assert (root / "README.md").read_text() == "what lands here\n"
+    src = tmp_path / "report.html"
+    src.write_text("<html></html>")
+    assert lake.write_file("report", "A_1h", src).row_count is None  # a document has no rows

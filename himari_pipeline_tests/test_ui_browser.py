@@ -1,8 +1,10 @@
 """The real Dagster UI in headless Chromium: the whole asset graph is shown, and the data job runs from it.
 
-Starts ``dagster_webserver`` (plus ``dagster-daemon``, which dequeues launched runs) on a temporary
-``DAGSTER_HOME`` and lake, opens the global asset lineage, then launches ``data_job`` for
-``SYNTH-PLANTED_1h`` from the launchpad with a two-year synthetic span and waits for it to succeed.
+Starts the UI exactly as the README says (``himari ui --port P``: webserver *and* daemon) on a
+temporary ``DAGSTER_HOME`` and lake, opens the global asset lineage, then launches ``data_job`` for
+``SYNTH-PLANTED_1h`` from the launchpad with a two-year synthetic span and waits for it to succeed
+(so the daemon's run queue really dequeued it); on exit ``himari ui`` is stopped with SIGTERM and
+must leave no process behind.
 Screenshots go to ``$HIMARI_UI_SCREENSHOT_DIR`` (or the test's tmp dir); their paths are printed.
 Needs ``/usr/bin/chromium`` (Debian ``chromium``) and the ``playwright`` Python package (no bundled browser).
 """
@@ -41,15 +43,13 @@ def _screenshot_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    """A running webserver + daemon on a fresh instance and lake, with the dataset partition added."""
+    """``himari ui`` on a fresh instance and lake, with the dataset partition added."""
     import dagster as dg
 
-    from himari_pipeline.instance import DAGSTER_YAML
+    from himari_pipeline.instance import ensure_dagster_home
 
     tmp = tmp_path_factory.mktemp("ui")
     home, lake = tmp / "dagster_home", tmp / "lake"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)  # the project's instance config, in tmp
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HIMARI_"))}
     env |= {
         "DAGSTER_HOME": str(home),
@@ -60,12 +60,15 @@ def ui(tmp_path_factory):
     }
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(home))
+        ensure_dagster_home()  # the project's dagster.yaml, as `himari ui` writes it
         with dg.DagsterInstance.get() as instance:
             instance.add_dynamic_partitions("datasets", [KEY])
     t0 = time.monotonic()
-    with running_ui(REPO / "workspace.yaml", home, env, tmp / "logs") as server:
+    with running_ui(home, env, tmp / "logs") as server:
         print(f"\nUI ready in {time.monotonic() - t0:.1f}s at {server.base_url}")
         yield server
+    print(f"himari ui stopped in {server.stop_seconds:.1f}s")
+    assert not server.leftovers, server.leftovers
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Start and stop a real Dagster UI (webserver + daemon) on a temporary instance, and talk GraphQL to it."""
+"""Start and stop ``himari ui`` (webserver + daemon) on a temporary instance, and talk GraphQL to it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -34,7 +35,9 @@ RUN_QUERY = """
 query Run($runId: ID!) { runOrError(runId: $runId) { __typename
   ... on Run { runId status jobName tags { key value } } } }
 """
-RUNS_QUERY = "{ runsOrError { __typename ... on Runs { results { runId status jobName } } } }"
+RUNS_QUERY = (
+    "{ runsOrError { __typename ... on Runs { results { runId status jobName tags { key value } } } } }"
+)
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -64,7 +67,10 @@ class DagsterUI:
     home: Path
     log_dir: Path
     env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
     procs: list[subprocess.Popen] = field(default_factory=list)
+    stop_seconds: float | None = None  # how long ``himari ui`` took to stop
+    leftovers: list[str] = field(default_factory=list)  # what outlived it (should stay empty)
 
     def run(self, run_id: str) -> dict:
         return graphql(self.base_url, RUN_QUERY, {"runId": run_id})["runOrError"]
@@ -94,11 +100,22 @@ class DagsterUI:
         return "\n".join(parts)
 
 
-def _spawn(cmd: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
-    # own session: stopping it can signal the whole group (code servers, run workers) by its id
-    with open(log, "wb") as fh:
+def himari_command() -> list[str]:
+    """The ``himari`` console script of this environment (what the README tells users to run)."""
+    script = Path(sys.executable).with_name("himari")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "himari_pipeline.cli"]
+
+
+def start_ui(env: dict, log: Path, port: int, *extra: str) -> subprocess.Popen:
+    """``himari ui --port PORT`` as the README says, in its own session, output to ``log``."""
+    with open(log, "ab") as fh:
         return subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            [*himari_command(), "ui", "--port", str(port), *extra],
+            cwd=REPO,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -122,21 +139,35 @@ def _wait_ready(ui: DagsterUI, timeout: float) -> None:
     raise TimeoutError(f"webserver not ready after {timeout:.0f}s ({last}); logs in {ui.log_dir}")
 
 
-def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+def stop_ui(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 60.0) -> float:
+    """Send ``sig`` to ``himari ui`` only (as ``kill`` or Ctrl-C would) and wait; seconds it took.
+
+    If it does not exit within ``grace`` its whole session is killed and TimeoutError is raised.
+    """
+    t0 = time.monotonic()
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # the group may outlive its leader (code server, run worker)
+        proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        _kill_session(proc)
+        raise TimeoutError(f"himari ui did not stop within {grace:.0f}s of signal {sig}") from None
+    return time.monotonic() - t0
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait(5)
+
+
+def port_is_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def processes_with_env(name: str, value: str) -> list[int]:
@@ -157,45 +188,27 @@ def processes_with_env(name: str, value: str) -> list[int]:
 
 
 @contextmanager
-def running_ui(
-    workspace: Path,
-    home: Path,
-    env: dict[str, str],
-    log_dir: Path,
-    daemon: bool = True,
-    timeout: float = 120.0,
-):
-    """Run ``dagster_webserver`` (and ``dagster-daemon``, which dequeues launched runs) until exit.
+def running_ui(home: Path, env: dict[str, str], log_dir: Path, *extra: str, timeout: float = 180.0):
+    """Run ``himari ui`` (webserver + daemon) on a free port until exit, then stop it with SIGTERM.
 
-    ``env`` must set ``DAGSTER_HOME`` to ``home``. Every process started here, and every process
-    that inherited this ``DAGSTER_HOME`` (code servers, run workers), is killed on exit.
+    ``env`` must set ``DAGSTER_HOME`` to ``home``. Should anything that inherited this
+    ``DAGSTER_HOME`` (code servers, run workers) outlive ``himari ui``, it is killed and reported.
     """
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    ui = DagsterUI(f"http://127.0.0.1:{port}", home, log_dir, dict(env))
-    cwd = workspace.parent
-    ws = ["-w", str(workspace)]
+    ui = DagsterUI(f"http://127.0.0.1:{port}", home, log_dir, dict(env), port=port)
     try:
-        ui.procs.append(
-            _spawn(
-                [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port), *ws],
-                env,
-                cwd,
-                log_dir / "webserver.log",
-            )
-        )
-        if daemon:
-            ui.procs.append(
-                _spawn(
-                    [sys.executable, "-m", "dagster._daemon", "run", *ws], env, cwd, log_dir / "daemon.log"
-                )
-            )
+        ui.procs.append(start_ui(env, log_dir / "himari_ui.log", port, *extra))
         _wait_ready(ui, timeout)
         yield ui
     finally:
         for p in ui.procs:
-            _stop(p)
+            try:
+                ui.stop_seconds = stop_ui(p)
+            except TimeoutError as exc:
+                ui.leftovers.append(str(exc))
         for pid in processes_with_env("DAGSTER_HOME", str(home)):
+            ui.leftovers.append(f"process {pid} outlived himari ui")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -1,16 +1,32 @@
-"""Time-ordered train/val/test/live-year splits with embargo gaps and a train-only scaler.
+"""Time-ordered train/val/test/live splits with embargo gaps and a train-only scaler.
 
 Layout of the rows of one dataset (``e`` = embargo bars, dropped at every boundary)::
 
-    [warm-up][ train ][e][ val ][e][ test ][e][ live year ][rows after the live year, unused]
+    [warm-up][ train ][e][ val ][e][ test ][e][ live ][rows after the live segment, unused]
 
-* The live year holds every bar whose period ``(close - bar, close]`` lies in that calendar year
-  (UTC): a bar is assigned to the year of ``close - 1ns``, so the hourly bar closing at
-  ``2025-01-01 00:00`` belongs to 2024. ``live_year=None`` takes the last such year in the data.
-* The development rows ``[warmup, live_start)`` lose ``3 * e`` gap rows, and the rest is cut by
-  ``fractions`` in time order (no shuffling).
-* ``e >= warmup + context``: a row's inputs reach back over the feature warm-up and the model's
-  context window, so no row of one split shares inputs with a row of the next.
+* **Warm-up** rows (some feature window or regime statistic not yet full) are dropped once, at the
+  start, and nowhere else.
+* **Live segment** (``SplitConfig.live``):
+
+  - ``"year"``: every bar whose period ``(close - bar, close]`` lies in calendar year ``live_year``
+    (UTC; a bar belongs to the year of ``close - 1ns``, so the hourly bar closing at
+    ``2025-01-01 00:00`` belongs to 2024); ``live_year=None`` takes the last year in the data;
+  - ``"fraction"``: the last ``live_fraction`` of the rows after the warm-up;
+  - ``"date"``: every bar whose period ends after ``live_start`` (``close > live_start``);
+  - ``"auto"`` (default): the last calendar year when at least as many rows (after the warm-up)
+    precede it as it holds, else the last ``live_fraction`` of the rows. Six years of hourly bars
+    keep their last year live; one year of hourly bars gets its last 20%.
+
+* **Embargo** ``e >= horizon + context`` bars at each boundary: what leakage needs. The label of
+  row ``i`` is ``returns[i + horizon]`` (``horizon = 1``: a decision at ``t`` earns ``r[t+1]``), so
+  ``horizon`` rows keep the last training labels out of the next split; ``context`` rows keep the
+  model's input window (``context`` rows ending at a decision) of the next split's first decisions
+  clear of rows the model was fitted on. The feature warm-up is *not* repeated: features are causal
+  (proven row by row by :mod:`himari_pipeline.causality`), so a validation row's features reach
+  back into earlier bars the way they will in live use, and never forward.
+* The development rows between the warm-up and the live segment lose ``3 * e`` gap rows, and the
+  rest is cut by ``fractions`` in time order (no shuffling); each split must exceed ``context``.
+  A dataset too short for this gets an error that lists every term, summing to the bars needed.
 * Features are standardized with a per-feature mean and std fitted on TRAIN rows only (separate
   scalers for raw and denoised); the fitted values are stored in the metadata and applied to all
   splits.
@@ -56,14 +72,26 @@ FRACTION_PRESETS: dict[str, tuple[float, float, float]] = {
 }
 
 
+LIVE_MODES: tuple[str, ...] = ("auto", "year", "fraction", "date")
+
+
 @dataclass(frozen=True)
 class SplitConfig:
-    """How to split; ``fractions`` may be a preset name (``"default"``, ``"bear"``)."""
+    """How to split; ``fractions`` may be a preset name (``"default"``, ``"bear"``).
+
+    ``live`` chooses the live segment (see the module docstring); giving ``live_year`` or
+    ``live_start`` with ``live="auto"`` selects ``"year"`` or ``"date"``. ``embargo`` (None: the
+    minimum ``horizon + context``) may be set longer, never shorter.
+    """
 
     live_year: int | None = None
     fractions: tuple[float, float, float] | str = (0.6, 0.2, 0.2)
     context: int = 100
     embargo: int | None = None
+    live: str = "auto"
+    live_fraction: float = 0.2
+    live_start: str | None = None
+    horizon: int = 1
 
     def __post_init__(self) -> None:
         fr = self.fractions
@@ -79,8 +107,37 @@ class SplitConfig:
         object.__setattr__(self, "fractions", fr)
         if int(self.context) < 1:
             raise ValueError(f"context must be >= 1, got {self.context}")
+        if int(self.horizon) < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
         if self.embargo is not None and int(self.embargo) < 0:
             raise ValueError(f"embargo must be >= 0, got {self.embargo}")
+        if self.live not in LIVE_MODES:
+            raise ValueError(f"unknown live mode {self.live!r}; expected one of {list(LIVE_MODES)}")
+        if not 0.0 < float(self.live_fraction) < 1.0:
+            raise ValueError(f"live_fraction must be in (0, 1), got {self.live_fraction}")
+        mode = self.live_mode
+        if self.live_year is not None and mode != "year":
+            raise ValueError(f"live_year={self.live_year} applies to live='year', not live={mode!r}")
+        if self.live_start is not None and mode != "date":
+            raise ValueError(f"live_start={self.live_start!r} applies to live='date', not live={mode!r}")
+        if mode == "date":
+            if self.live_start is None:
+                raise ValueError("live='date' needs live_start (an ISO date or time, UTC)")
+            _utc(self.live_start)
+
+    @property
+    def live_mode(self) -> str:
+        """``live`` with ``"auto"`` resolved by ``live_year`` / ``live_start`` when one is given."""
+        if self.live == "auto" and self.live_year is not None:
+            return "year"
+        if self.live == "auto" and self.live_start is not None:
+            return "date"
+        return self.live
+
+    @property
+    def min_embargo(self) -> int:
+        """The embargo leakage needs: label horizon + model context."""
+        return int(self.horizon) + int(self.context)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> SplitConfig:
@@ -100,17 +157,31 @@ class SplitConfig:
         return cls(**d)
 
 
+def _utc(when: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(when)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"live_start {when!r} is not an ISO date or time: {exc}") from None
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
 @dataclass(frozen=True)
 class SplitPlan:
-    """Integer ``[start, stop)`` row ranges per split, over the rows of the aligned input tables."""
+    """Integer ``[start, stop)`` row ranges per split, over the rows of the aligned input tables.
+
+    ``live`` is the resolved live mode (``year``/``fraction``/``date``) and ``live_reason`` says
+    why (e.g. why ``auto`` fell back to a fraction); ``live_year`` is set in ``year`` mode only.
+    """
 
     n_rows: int
     warmup: int
     embargo: int
-    live_year: int
+    live_year: int | None
     config: SplitConfig
     ranges: dict[str, tuple[int, int]]
     bounds: dict[str, tuple[str, str]] = field(default_factory=dict)  # first/last timestamp, ISO
+    live: str = "year"
+    live_reason: str = ""
 
     def sizes(self) -> dict[str, int]:
         return {k: b - a for k, (a, b) in self.ranges.items()}
@@ -121,6 +192,8 @@ class SplitPlan:
             "warmup": self.warmup,
             "embargo": self.embargo,
             "live_year": self.live_year,
+            "live": self.live,
+            "live_reason": self.live_reason,
             "config": self.config.to_dict(),
             "ranges": {k: [int(a), int(b)] for k, (a, b) in self.ranges.items()},
             "bounds": {k: [a, b] for k, (a, b) in self.bounds.items()},
@@ -132,10 +205,12 @@ class SplitPlan:
             n_rows=int(d["n_rows"]),
             warmup=int(d["warmup"]),
             embargo=int(d["embargo"]),
-            live_year=int(d["live_year"]),
+            live_year=None if d.get("live_year") is None else int(d["live_year"]),
             config=SplitConfig.from_dict(d["config"]),
             ranges={k: (int(a), int(b)) for k, (a, b) in d["ranges"].items()},
             bounds={k: (a, b) for k, (a, b) in d.get("bounds", {}).items()},
+            live=d.get("live", "year"),
+            live_reason=d.get("live_reason", ""),
         )
 
 
@@ -155,6 +230,52 @@ def bar_years(timestamps) -> np.ndarray:
     return (idx - pd.Timedelta(1, "ns")).year.to_numpy()
 
 
+def _min_dev_rows(fractions: tuple[float, float, float], min_rows: int) -> int:
+    """Fewest rows that ``fractions`` cut into train/val/test of at least ``min_rows`` each."""
+    u = 3 * min_rows
+    while True:
+        n_train, n_val = int(np.floor(fractions[0] * u)), int(np.floor(fractions[1] * u))
+        if min(n_train, n_val, u - n_train - n_val) >= min_rows:
+            return u
+        u += 1
+
+
+def _live_range(
+    idx: pd.DatetimeIndex, warmup: int, cfg: SplitConfig
+) -> tuple[tuple[int, int], str, int | None, str]:
+    """``(live [start, stop), resolved mode, live year or None, why)`` for the bars ``idx``."""
+    n = len(idx)
+    mode = cfg.live_mode
+    fraction_rows = max(int(np.ceil(cfg.live_fraction * (n - warmup))), 1) if n > warmup else 0
+    fraction = ((n - fraction_rows, n), "fraction", None, f"the last {cfg.live_fraction:.0%} of the rows")
+    if mode == "fraction":
+        return fraction
+    if mode == "date":
+        after = np.flatnonzero(idx > _utc(cfg.live_start))
+        if len(after) == 0:
+            raise ValueError(f"live_start {cfg.live_start} is after the last bar ({idx[-1]})")
+        return (int(after[0]), n), "date", None, f"bars closing after {cfg.live_start}"
+    years = bar_years(idx)
+    year = int(years[-1]) if cfg.live_year is None else int(cfg.live_year)
+    in_year = np.flatnonzero(years == year)
+    if len(in_year) == 0:
+        raise ValueError(f"live year {year} is not in the data ({int(years[0])}..{int(years[-1])})")
+    live = (int(in_year[0]), int(in_year[-1]) + 1)
+    if mode == "year":
+        return live, "year", year, f"calendar year {year}"
+    before = live[0] - warmup
+    if before >= live[1] - live[0]:
+        return live, "year", year, f"auto: the last calendar year {year} ({before} rows precede it)"
+    rng, _, _, why = fraction
+    return (
+        rng,
+        "fraction",
+        None,
+        f"auto: {why}, because only {max(before, 0)} rows after the warm-up precede the last calendar "
+        f"year {year} ({live[1] - live[0]} rows)",
+    )
+
+
 def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> SplitPlan:
     """Plan the splits of ``timestamps`` (bar close times) whose first ``warmup`` rows are unusable."""
     idx = _as_utc_index(timestamps)
@@ -162,29 +283,39 @@ def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> Sp
     warmup = int(warmup)
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
-    min_embargo = warmup + cfg.context
+    min_embargo = cfg.min_embargo
     embargo = min_embargo if cfg.embargo is None else int(cfg.embargo)
     if embargo < min_embargo:
         raise ValueError(
-            f"embargo {embargo} is too short: it must be at least feature warm-up + model context "
-            f"= {warmup} + {cfg.context} = {min_embargo} bars"
+            f"embargo {embargo} is too short: it must be at least label horizon + model context "
+            f"= {cfg.horizon} + {cfg.context} = {min_embargo} bars"
         )
     if n == 0:
         raise ValueError("no bars to split")
-    years = bar_years(idx)
-    live_year = int(years[-1]) if cfg.live_year is None else int(cfg.live_year)
-    in_live = np.flatnonzero(years == live_year)
-    if len(in_live) == 0:
-        raise ValueError(f"live year {live_year} is not in the data ({int(years[0])}..{int(years[-1])})")
-    live = (int(in_live[0]), int(in_live[-1]) + 1)
-    dev = live[0] - warmup
-    usable = dev - 3 * embargo
     min_rows = cfg.context + 1
-    if usable < 3 * min_rows:
+    live, mode, live_year, reason = _live_range(idx, warmup, cfg)
+    n_live, after = live[1] - live[0], n - live[1]
+    usable = live[0] - warmup - 3 * embargo
+    need_dev = _min_dev_rows(cfg.fractions, min_rows)
+    if usable < need_dev or n_live < min_rows:
+        need_live = max(n_live, min_rows)
+        if mode == "fraction":  # the live segment grows with the data: find the smallest total that fits
+            need = n
+            while True:
+                need_live = max(int(np.ceil(cfg.live_fraction * (need - warmup))), min_rows)
+                if need - need_live - warmup - 3 * embargo >= need_dev:
+                    break
+                need += 1
+            need_dev = need - need_live - warmup - 3 * embargo
+        else:
+            need = warmup + 3 * embargo + need_dev + need_live + after
         raise ValueError(
-            f"data too short: {dev} bars between the warm-up ({warmup}) and the live year {live_year} leave "
-            f"{usable} after three embargo gaps of {embargo}; need at least {3 * min_rows} "
-            f"(each of train/val/test must exceed the context of {cfg.context} bars)"
+            f"data too short to split: need {need} bars = {warmup} warm-up + {3 * embargo} embargo "
+            f"(3 gaps x {embargo} = label horizon {cfg.horizon} + context {cfg.context}) + {need_dev} "
+            f"train/val/test (fractions {'/'.join(f'{f:g}' for f in cfg.fractions)}, each more than the "
+            f"context of {cfg.context} bars) + {need_live} live ({reason}"
+            + (f"; it has {n_live}, fewer than {min_rows}" if n_live < min_rows else "")
+            + f") + {after} after the live segment; the data have {n}, {need - n} short"
         )
     n_train = int(np.floor(cfg.fractions[0] * usable))
     n_val = int(np.floor(cfg.fractions[1] * usable))
@@ -197,12 +328,6 @@ def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> Sp
     ranges["test"] = (a, a + n_test)
     ranges["live"] = live
     assert a + n_test + embargo == live[0]
-    for name, (s, e) in ranges.items():
-        if e - s < min_rows:
-            raise ValueError(
-                f"data too short: split {name!r} gets {e - s} bars, fewer than context + 1 = {min_rows} "
-                f"(sizes { ({k: b - a_ for k, (a_, b) in ranges.items()}) })"
-            )
     bounds = {k: (idx[s].isoformat(), idx[e - 1].isoformat()) for k, (s, e) in ranges.items()}
     return SplitPlan(
         n_rows=n,
@@ -212,6 +337,8 @@ def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> Sp
         config=cfg,
         ranges=ranges,
         bounds=bounds,
+        live=mode,
+        live_reason=reason,
     )
 
 

@@ -5,8 +5,13 @@
   requests one ``data_job`` run per affected dataset. The run key is a hash of the dataset's file
   state, so one file state never triggers twice; folders that are not valid dataset names are
   skipped with a log line.
+  A dataset's stored settings (``dataset.json``: calendar, gap policy) are part of its file state,
+  so changing them (``himari ingest --calendar ...``) re-runs the dataset; runs are tagged with the
+  calendar.
 * ``daily_append_schedule`` (00:15 UTC) requests ``data_job`` for every dataset partition the
-  instance knows: new bars are appended (see ``data_assets``), unchanged data gives the same versions.
+  instance knows whose trading calendar (stored with the dataset) had a bar closing in the 24 hours
+  before: new bars are appended (see ``data_assets``), unchanged data gives the same versions; a
+  dataset whose exchange was closed all day (weekend, holiday) is skipped.
 * ``weekly_retrain_schedule`` (Sunday 02:00 UTC) requests ``train_job`` for every experiment.
   :data:`WEEKLY_JOBS` lists (job, cron, name); each gets a weekly schedule (a schedule runs one job).
 """
@@ -19,13 +24,16 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from himari_pipeline import sources
 from himari_pipeline.config import raw_dir
 from himari_pipeline.defs.jobs import data_job, train_job, validate_job
 from himari_pipeline.defs.partitions import datasets_partitions
 from himari_pipeline.defs.resources import PipelineSettings
-from himari_pipeline.market.bars import dataset_key
+from himari_pipeline.market import calendars
+from himari_pipeline.market.bars import dataset_key, parse_dataset_key
+from himari_pipeline.market.settings import settings_path
 
 FileState = dict[str, list[int]]  # file name -> [size, mtime_ns]
 
@@ -58,13 +66,14 @@ def scan_raw_files(root: Path) -> tuple[dict[str, FileState], list[str]]:
                 skipped.append(f"{tf_dir}: {sym_dir.name} is reserved for the built-in synthetic market")
                 continue
             files: FileState = {}
-            for path in sources.dataset_files(key, root):
+            stored = settings_path(tf_dir)
+            for path in [*sources.dataset_files(key, root), *([stored] if stored.is_file() else [])]:
                 try:
                     st = os.stat(path)
                 except OSError:  # removed while scanning
                     continue
                 files[path.name] = [int(st.st_size), int(st.st_mtime_ns)]
-            if files:
+            if set(files) - {stored.name}:
                 found[key] = files
     return found, skipped
 
@@ -114,7 +123,7 @@ def raw_files_sensor(context: dg.SensorEvaluationContext, settings: PipelineSett
             dg.RunRequest(
                 partition_key=key,
                 run_key=file_state_key(key, current[key]),
-                tags={TRIGGER_TAG: "raw_files_sensor"},
+                tags={TRIGGER_TAG: "raw_files_sensor", **_calendar_tag(key, root)},
             )
             for key in changed
         ],
@@ -135,13 +144,42 @@ def daily_append_schedule(context: dg.ScheduleEvaluationContext):
     keys = sorted(context.instance.get_dynamic_partitions(datasets_partitions.name))
     if not keys:
         return dg.SkipReason("no dataset partitions yet")
-    day = _day(context)
-    return [
-        dg.RunRequest(
-            partition_key=k, run_key=f"daily:{day}:{k}", tags={TRIGGER_TAG: "daily_append_schedule"}
-        )
-        for k in keys
-    ]
+    day, root = _day(context), raw_dir()
+    requests, closed = [], []
+    for k in keys:
+        if context.scheduled_execution_time is not None and not had_bars(
+            k, root, context.scheduled_execution_time
+        ):
+            closed.append(k)
+            continue
+        tags = {TRIGGER_TAG: "daily_append_schedule", **_calendar_tag(k, root)}
+        requests.append(dg.RunRequest(partition_key=k, run_key=f"daily:{day}:{k}", tags=tags))
+    if closed:
+        context.log.info(f"daily_append_schedule: no bar closed in the last 24 h of the calendar of {closed}")
+    return requests or dg.SkipReason(f"no bar closed in the last 24 hours on the calendars of {closed}")
+
+
+CALENDAR_TAG = "himari/calendar"
+
+
+def _calendar_tag(key: str, root: Path) -> dict[str, str]:
+    """``{CALENDAR_TAG: calendar}`` from the dataset's stored settings (nothing if they are unreadable:
+    the run itself then fails naming the settings file)."""
+    try:
+        return {CALENDAR_TAG: sources.dataset_calendar(key, root)}
+    except ValueError:
+        return {}
+
+
+def had_bars(key: str, root: Path, when) -> bool:
+    """Whether the dataset's calendar has a bar closing in the 24 hours before ``when``."""
+    _, timeframe = parse_dataset_key(key)
+    try:
+        calendar = sources.dataset_calendar(key, root)
+    except ValueError:
+        return True  # unreadable settings: run, and let the run name the problem
+    end = pd.Timestamp(when).tz_convert("UTC") if pd.Timestamp(when).tzinfo else pd.Timestamp(when, tz="UTC")
+    return len(calendars.expected_closes(calendar, timeframe, end - pd.Timedelta(days=1), end)) > 0
 
 
 def _day(context: dg.ScheduleEvaluationContext) -> str:

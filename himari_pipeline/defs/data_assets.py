@@ -17,7 +17,7 @@ metadata says which: ``mode`` (``incremental``/``full``), ``appended_rows``, ``c
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -171,27 +171,59 @@ def raw_ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, settings: P
     loaded = sources.load_dataset(
         key,
         Path(settings.raw_dir or raw_dir()),
-        gap_policy=settings.gap_policy,
         seed=settings.synthetic_seed,
         span=(settings.synthetic_start, settings.synthetic_end),
     )
-    bars = loaded.bars
+    bars, ds = loaded.bars, loaded.settings
+    _, timeframe = parse_dataset_key(key)
+    gaps = [asdict(g) for g in loaded.gaps]
+    longest = max((g["missing_bars"] for g in gaps), default=0)
+    summary = {
+        "calendar": ds.calendar,
+        "first_bar": str(bars["timestamp"].iloc[0]),
+        "last_bar": str(bars["timestamp"].iloc[-1]),
+        "gap_policy": ds.gap_policy,
+        "gap_limit_bars": ds.gap_limit(timeframe),
+        "bars_per_year": loaded.bars_per_year,
+        "gap_count": len(gaps),
+        "longest_gap_bars": longest,
+        "missing_bars": int(sum(g["missing_bars"] for g in gaps)),
+        "late_prints": [list(x) for x in (loaded.report.late_prints if loaded.report else [])],
+    }
+    inputs = {k: f"sha256:{h}" for k, h in loaded.provenance.get("files", {}).items()}
+    inputs.update({k: f"sha256:{h}" for k, h in loaded.provenance.get("settings", {}).items()})
     v = lake.get().write_table(
         RAW,
         key,
         bars,
-        inputs={k: f"sha256:{h}" for k, h in loaded.provenance.get("files", {}).items()},
+        inputs=inputs,
         code_version=code_version(sources),
         run_id=context.run_id,
-        metadata={"provenance": loaded.provenance},
+        metadata={"provenance": loaded.provenance, **summary, "gaps": gaps[:1000]},
     )
-    context.log.info(f"{key}: {len(bars)} bars, version {v.short}")
+    context.log.info(
+        f"{key}: {len(bars)} bars, calendar {ds.calendar}, {len(gaps)} gap(s), version {v.short}"
+    )
+    gap_rows = "\n".join(
+        f"| {g['file']} | {g['row']} | {g['before']} | {g['after']} | {g['missing_bars']} |"
+        for g in gaps[:50]
+    )
     return result(
         v,
         provenance=dg.MetadataValue.json(loaded.provenance),
         first_bar=dg.MetadataValue.text(str(bars["timestamp"].iloc[0])),
         last_bar=dg.MetadataValue.text(str(bars["timestamp"].iloc[-1])),
-        gaps=dg.MetadataValue.int(len(loaded.gaps)),
+        calendar=dg.MetadataValue.text(ds.calendar),
+        bars_per_year=dg.MetadataValue.float(float(loaded.bars_per_year)),
+        gap_policy=dg.MetadataValue.text(f"{ds.gap_policy} (limit {summary['gap_limit_bars']} bars)"),
+        gaps=dg.MetadataValue.int(len(gaps)),
+        longest_gap_bars=dg.MetadataValue.int(longest),
+        gap_list=dg.MetadataValue.md(
+            "| file | row | last bar before | first bar after | missing bars |\n|---|---|---|---|---|\n"
+            + gap_rows
+            if gaps
+            else "no gaps"
+        ),
         preview=preview(bars),
         plot=png(price_plot(bars, f"{key} close")),
     )
@@ -381,10 +413,19 @@ def regimes(context: dg.AssetExecutionContext, lake: LakeResource):
 
 
 class SplitsConfig(dg.Config):
-    """How to split (see ``SplitConfig``): fractions preset ``default`` (60/20/20) or ``bear`` (40/40/20)."""
+    """How to split (see ``SplitConfig``), set per run in the launchpad / run config.
+
+    ``fractions``: preset ``default`` (60/20/20) or ``bear`` (40/40/20). ``live``: ``auto`` (the last
+    calendar year when at least as many rows precede it, else the last ``live_fraction``), ``year``
+    (``live_year``, default the last), ``fraction`` or ``date`` (bars closing after ``live_start``).
+    ``context``: the longest model context any experiment uses (the embargo is context + 1 bars).
+    """
 
     fractions: str = "default"
+    live: str = "auto"
     live_year: int | None = None
+    live_fraction: float = 0.2
+    live_start: str | None = None
     context: int = 100
 
 
@@ -397,8 +438,9 @@ class SplitsConfig(dg.Config):
     owners=["team:research"],
     pool=POOL,
     code_version=code_version(split_mod, split_arrays),
-    description="Train/val/test by time (embargo >= warm-up + context at every boundary) and the last "
-    "calendar year held out as the live year, in the array format, exported as a pickle-free .npz.",
+    description="Train/val/test by time (embargo >= label horizon + model context at every boundary) and "
+    "a held-out live segment (the last calendar year, or the last 20% when too little history precedes "
+    "it), in the array format, exported as a pickle-free .npz.",
 )
 def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: LakeResource):
     key, store = context.partition_key, lake.get()
@@ -408,7 +450,12 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake
     regs = store.read_table(REGIMES, key)
     inputs = _inputs(store, key, RAW, FEATURES_T, DENOISED, REGIMES)
     cfg = split_mod.SplitConfig(
-        fractions=config.fractions, live_year=config.live_year, context=config.context
+        fractions=config.fractions,
+        live=config.live,
+        live_year=config.live_year,
+        live_fraction=config.live_fraction,
+        live_start=config.live_start,
+        context=config.context,
     )
     plan = split_mod.plan_splits(bars["timestamp"], split_mod.required_warmup(feats, den, regs), cfg)
     ds = split_mod.build_splits(bars, feats, den, regs, list(FEATURE_NAMES), plan, input_versions=inputs)
@@ -425,6 +472,7 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake
             code_version=code_version(split_mod, split_arrays),
             run_id=context.run_id,
             metadata={"plan": plan.to_dict(), "sizes": plan.sizes()},
+            row_count=sum(plan.sizes().values()),  # samples over all splits
         )
     store.write_table(
         SPLIT_SUMMARY,
@@ -447,6 +495,7 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake
         v,
         splits=dg.MetadataValue.md(header + "|---" * (4 + len(regimes_mod.REGIMES)) + "|\n" + rows),
         embargo_bars=dg.MetadataValue.int(plan.embargo),
+        live_segment=dg.MetadataValue.text(plan.live_reason),
         npz=dg.MetadataValue.path(str(store.root / v.path)),
         plot=png(splits_plot(bars, plan.ranges, f"{key} splits")),
     )

@@ -1,12 +1,14 @@
 """Blocking asset checks on every edge of the data half: a failure stops what is downstream."""
 
 import os
+import time
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.causality import check_truncation_invariance, default_prefixes
+from himari_pipeline import incremental
+from himari_pipeline.causality import check_every_row, check_truncation_invariance, default_prefixes
 from himari_pipeline.datasets import arrays as split_arrays
 from himari_pipeline.datasets import splits as split_mod
 from himari_pipeline.defs.data_assets import DENOISED, FEATURES_T, RAW, REGIMES, SPLITS
@@ -16,7 +18,7 @@ from himari_pipeline.ekf import vectorized as ekf_mod
 from himari_pipeline.ekf.model import EKFParams
 from himari_pipeline.features import compute as features_mod
 from himari_pipeline.features.catalog import FEATURE_NAMES
-from himari_pipeline.market.bars import BAR_COLUMNS, parse_dataset_key
+from himari_pipeline.market.bars import RAW_COLUMNS, parse_dataset_key
 from himari_pipeline.market.validation import BarValidationError, validate_bars
 from himari_pipeline.regimes.detect import REGIMES as REGIME_NAMES
 from himari_pipeline.regimes.detect import RegimeParams, detect_regimes
@@ -26,6 +28,21 @@ _CHECK = {"blocking": True, "partitions_def": datasets_partitions}
 
 def _prefix_count(settings: PipelineSettings) -> int:
     return int(os.environ.get("HIMARI_TRUNCATION_PREFIXES", settings.truncation_prefixes))
+
+
+#: Rows the every-row check compares: ``all`` (default) or the newest N rows (``HIMARI_TRUNCATION_ROWS``).
+TRUNCATION_ROWS_ENV = "HIMARI_TRUNCATION_ROWS"
+
+
+def _every_row_start(n: int) -> int:
+    raw = os.environ.get(TRUNCATION_ROWS_ENV, "all").strip().lower()
+    if raw == "all":
+        return 0
+    try:
+        rows = int(raw)
+    except ValueError:
+        raise ValueError(f"{TRUNCATION_ROWS_ENV}={raw!r}: expected 'all' or a whole number of rows") from None
+    return max(n - max(rows, 0), 0)
 
 
 CHECK_RESULTS = "check_results"
@@ -55,23 +72,36 @@ def record_check(
     store.write_table(CHECK_RESULTS, f"{dataset}.{check}", row, run_id=run_id)
 
 
-def _truncation(context, compute, settings: PipelineSettings, store, asset: str) -> dg.AssetCheckResult:
-    """Compare the stored ``asset`` table with ``compute`` re-run on prefixes of the stored raw bars."""
+def _truncation(context, compute, step, settings: PipelineSettings, store, asset: str) -> dg.AssetCheckResult:
+    """Compare the stored ``asset`` table with ``compute`` re-run on prefixes of the stored raw bars,
+    and every row (or the newest ``HIMARI_TRUNCATION_ROWS``) with ``step(bars, start)``: the rows
+    from ``start`` on, each computed by the append path from the bars up to it."""
     bars, stored = (
         store.read_table(RAW, context.partition_key),
         store.read_table(asset, context.partition_key),
     )
     ks = default_prefixes(len(bars), count=_prefix_count(settings), min_rows=min(500, len(bars) // 2))
+    t0 = time.perf_counter()
     report = check_truncation_invariance(compute, bars, full=stored, prefixes=ks)
+    t1 = time.perf_counter()
+    start = _every_row_start(len(bars))
+    rows = check_every_row(step(bars, start), stored, start)
+    t2 = time.perf_counter()
+    passed = report.ok and rows.ok
+    summary = rows.summary() if not rows.ok else report.summary() if not report.ok else rows.summary()
     check = f"{asset}_truncation_invariance"
-    record_check(store, context.partition_key, check, asset, report.ok, report.summary(), context.run.run_id)
+    record_check(store, context.partition_key, check, asset, passed, summary, context.run.run_id)
     return dg.AssetCheckResult(
-        passed=report.ok,
+        passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=report.summary(),
+        description=summary if passed else f"{summary}. Prefixes: {report.summary()}",
         metadata={
             "prefixes": dg.MetadataValue.json(report.prefixes),
-            "mismatches": dg.MetadataValue.json(report.mismatches[:20]),
+            "every_row_from": dg.MetadataValue.int(start),
+            "rows_checked": dg.MetadataValue.int(rows.rows_checked),
+            "mismatches": dg.MetadataValue.json((rows.mismatches + report.mismatches)[:20]),
+            "prefix_seconds": dg.MetadataValue.float(t1 - t0),
+            "every_row_seconds": dg.MetadataValue.float(t2 - t1),
         },
     )
 
@@ -84,17 +114,22 @@ def _truncation(context, compute, settings: PipelineSettings, store, asset: str)
 )
 def bars_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     key = context.partition_key
-    bars = lake.get().read_table(RAW, key)
+    store = lake.get()
+    bars = store.read_table(RAW, key)
+    calendar = store.get_version(RAW, key).metadata.get("calendar", "24/7")
     _, timeframe = parse_dataset_key(key)
+    where = f"lake:{RAW}/{key}"
     try:
-        if list(bars.columns) != list(BAR_COLUMNS):
+        if list(bars.columns) != list(RAW_COLUMNS):
             raise BarValidationError(
-                f"lake:{RAW}/{key}", None, "schema", f"columns {list(bars.columns)} != {list(BAR_COLUMNS)}"
+                where, None, "schema", f"columns {list(bars.columns)} != {list(RAW_COLUMNS)}"
             )
-        report = validate_bars(bars, timeframe=timeframe, file=f"lake:{RAW}/{key}", gap_policy="report")
+        report = validate_bars(bars, timeframe=timeframe, file=where, gap_policy="report", calendar=calendar)
+        if not np.array_equal(report.gap_before, bars["gap_before"].to_numpy()):
+            raise BarValidationError(where, None, "gap", f"gap_before does not match the {calendar} calendar")
     except BarValidationError as exc:
         return dg.AssetCheckResult(passed=False, description=str(exc))
-    return dg.AssetCheckResult(passed=True, metadata={"gaps": len(report.gaps)})
+    return dg.AssetCheckResult(passed=True, metadata={"gaps": len(report.gaps), "calendar": calendar})
 
 
 @dg.asset_check(
@@ -140,17 +175,26 @@ def _no_nan_after_warmup(table) -> dg.AssetCheckResult:
     asset=FEATURES_T,
     name="features_truncation_invariance",
     **_CHECK,
-    description="Recomputing features on bars[:k] gives identical rows, for several k.",
+    description="Every row equals the row computed from the bars up to it (appended one bar at a "
+    "time), and recomputing on several prefixes bars[:k] gives identical rows.",
 )
 def features_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
-    return _truncation(context, features_mod.compute_features, settings, lake.get(), FEATURES_T)
+    return _truncation(
+        context,
+        features_mod.compute_features,
+        incremental.features_bar_by_bar,
+        settings,
+        lake.get(),
+        FEATURES_T,
+    )
 
 
 @dg.asset_check(
     asset=DENOISED,
     name="denoised_truncation_invariance",
     **_CHECK,
-    description="Recomputing features + EKF on bars[:k] gives identical rows, for several k.",
+    description="Every row equals the EKF continued over the feature rows up to it, one row at a time, "
+    "and recomputing features + EKF on several prefixes bars[:k] gives identical rows.",
 )
 def denoised_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
@@ -159,14 +203,18 @@ def denoised_truncation(context, lake: LakeResource, settings: PipelineSettings)
     def compute(bars):
         return ekf_mod.denoise_features(features_mod.compute_features(bars), params)
 
-    return _truncation(context, compute, settings, store, DENOISED)
+    def step(bars, start):  # the features are proven row by row by their own check
+        return incremental.denoised_row_by_row(store.read_table(FEATURES_T, key), params, start)
+
+    return _truncation(context, compute, step, settings, store, DENOISED)
 
 
 @dg.asset_check(
     asset=REGIMES,
     name="regimes_truncation_invariance",
     **_CHECK,
-    description="Recomputing regimes on bars[:k] gives identical labels and confidences.",
+    description="Every row's label and confidence equal those computed from the bars up to it (one bar "
+    "at a time), and recomputing on several prefixes bars[:k] gives identical rows.",
 )
 def regimes_truncation(context, lake: LakeResource, settings: PipelineSettings) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
@@ -176,7 +224,10 @@ def regimes_truncation(context, lake: LakeResource, settings: PipelineSettings) 
     def compute(bars):
         return detect_regimes(bars, timeframe, params)
 
-    return _truncation(context, compute, settings, store, REGIMES)
+    def step(bars, start):
+        return incremental.regimes_bar_by_bar(bars, timeframe, params, start)
+
+    return _truncation(context, compute, step, settings, store, REGIMES)
 
 
 @dg.asset_check(
@@ -199,17 +250,19 @@ def regimes_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) ->
     asset=SPLITS,
     name="splits_disjoint_embargo",
     **_CHECK,
-    description="Splits are disjoint, time-ordered, separated by the embargo, NaN-free; the .npz "
-    "loads with allow_pickle=False.",
+    description="Splits are disjoint, time-ordered, separated by the embargo (label horizon + model "
+    "context), NaN-free; the .npz loads with allow_pickle=False.",
 )
 def splits_disjoint(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     store, key = lake.get(), context.partition_key
     v = store.get_version(SPLITS, key)
     ds = split_arrays.load_npz(store.root / v.path)
-    embargo = int(v.metadata["plan"]["embargo"])
-    problems = split_mod.check_splits(ds, embargo)
+    needed = split_mod.SplitConfig.from_dict(v.metadata["plan"]["config"]).min_embargo
+    problems = split_mod.check_splits(ds, needed)
     return dg.AssetCheckResult(
-        passed=not problems, description="; ".join(problems) or "ok", metadata={"embargo_bars": embargo}
+        passed=not problems,
+        description="; ".join(problems) or "ok",
+        metadata={"embargo_bars": int(v.metadata["plan"]["embargo"]), "embargo_needed": needed},
     )
 
 

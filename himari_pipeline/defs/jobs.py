@@ -1,4 +1,4 @@
-"""Jobs: data for one dataset, training / validation for one experiment, the dbt marts.
+"""Jobs: data for one dataset, training / validation for one experiment x dataset, the dbt marts.
 
 The executor is configuration (``HIMARI_EXECUTOR``, see :mod:`himari_pipeline.defs.executors`): by
 default steps run in one process (spawning a process per step costs more than the steps on small
@@ -10,8 +10,7 @@ executor; ``HIMARI_EXECUTOR=k8s`` (or ``celery``) runs the same definitions on a
 import dagster as dg
 
 from himari_pipeline.defs.executors import executor_from_env
-from himari_pipeline.defs.partitions import datasets_partitions
-from himari_pipeline.defs.training_assets import experiments_partitions
+from himari_pipeline.defs.partitions import datasets_partitions, training_partitions
 
 EXECUTOR = executor_from_env()
 RUN = {"executor_def": EXECUTOR.executor_def, "config": EXECUTOR.run_config or None}
@@ -28,17 +27,18 @@ data_job = dg.define_asset_job(
 train_job = dg.define_asset_job(
     "train_job",
     selection=dg.AssetSelection.groups("training"),
-    partitions_def=experiments_partitions,
+    partitions_def=training_partitions,
     **RUN,
-    description="Train one experiment (its dataset's splits must be materialized) and check the run.",
+    description="Train one experiment on one dataset (its splits must be materialized) and check the run.",
 )
 
 validate_job = dg.define_asset_job(
     "validate_job",
     selection=dg.AssetSelection.groups("validation"),
-    partitions_def=experiments_partitions,
+    partitions_def=training_partitions,
     **RUN,
-    description="Validation report, promotion gate and (if it passes) the promoted policy of one experiment.",
+    description="Validation report, promotion gate and (on PASS) the promoted policy of one experiment "
+    "trained on one dataset; a FAIL verdict is a green run that skips the promotion.",
 )
 
 marts_job = dg.define_asset_job(

@@ -1,5 +1,50 @@
-"""Partitions: one per dataset, keyed ``SYMBOL_TIMEFRAME`` (added by ingest, the sensor or the CLI)."""
+"""Partitions: datasets (dynamic, ``SYMBOL_TIMEFRAME``) and experiment x dataset for training/validation.
+
+Data assets are partitioned by dataset. Checkpoints, reports and the promoted policy are partitioned
+by ``experiment`` x ``dataset`` (a multi-partition, key ``DATASET|EXPERIMENT`` in the UI), so one
+experiment can be trained on any dataset and the lineage shows which dataset's splits it used. In
+the lake those assets are stored under :func:`lake_partition` (``EXPERIMENT.DATASET``).
+
+Test-only experiments (``smoke*``) are partitions only when ``HIMARI_TEST_EXPERIMENTS=1`` (the test
+suite sets it; the CLI sets it when one is named), so they stay out of the default code location.
+"""
+
+from __future__ import annotations
+
+import warnings
 
 import dagster as dg
 
+from himari_pipeline.market.bars import validate_name
+from himari_pipeline.rl.experiments import list_experiments
+
+EXPERIMENT_DIM, DATASET_DIM = "experiment", "dataset"
+
 datasets_partitions = dg.DynamicPartitionsDefinition(name="datasets")
+experiments_partitions = dg.StaticPartitionsDefinition(list_experiments())
+training_partitions = dg.MultiPartitionsDefinition(
+    {EXPERIMENT_DIM: experiments_partitions, DATASET_DIM: datasets_partitions}
+)
+with warnings.catch_warnings():  # a beta class in dagster 1.13; its behaviour is what we need
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    #: checkpoints (experiment x dataset) read the splits of their dataset
+    SPLITS_OF_DATASET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DATASET_DIM)
+
+
+def training_key(experiment: str, dataset: str) -> dg.MultiPartitionKey:
+    """The Dagster partition key of ``experiment`` trained on ``dataset``."""
+    return dg.MultiPartitionKey({EXPERIMENT_DIM: experiment, DATASET_DIM: dataset})
+
+
+def split_training_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """``(experiment, dataset)`` of a training partition key (a MultiPartitionKey or its string)."""
+    if isinstance(key, dg.MultiPartitionKey):
+        dims = key.keys_by_dimension
+    else:
+        dims = training_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
+    return dims[EXPERIMENT_DIM], dims[DATASET_DIM]
+
+
+def lake_partition(experiment: str, dataset: str) -> str:
+    """The lake partition holding ``experiment`` trained on ``dataset`` (``EXPERIMENT.DATASET``)."""
+    return validate_name("partition", f"{validate_name('experiment', experiment)}.{dataset}")

@@ -1,6 +1,10 @@
-"""Training as an asset: `policy_checkpoints`, partitioned by experiment (one frozen YAML each)."""
+"""Training as an asset: `policy_checkpoints`, partitioned by experiment x dataset.
 
-import json
+An experiment (one frozen YAML) trains on the dataset of its partition with that dataset's bars per
+year (:func:`himari_pipeline.sources.dataset_bars_per_year`); lake tables are stored under
+``EXPERIMENT.DATASET`` (:func:`~himari_pipeline.defs.partitions.lake_partition`).
+"""
+
 import time
 from pathlib import Path
 
@@ -8,21 +12,38 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from himari_pipeline import sources
+from himari_pipeline.config import raw_dir
 from himari_pipeline.datasets.arrays import load_npz
 from himari_pipeline.defs.data_assets import SPLITS
 from himari_pipeline.defs.metadata import png, result
-from himari_pipeline.defs.resources import LakeResource
+from himari_pipeline.defs.partitions import (
+    SPLITS_OF_DATASET,
+    lake_partition,
+    split_training_key,
+    training_partitions,
+)
+from himari_pipeline.defs.partitions import (
+    experiments_partitions as experiments_partitions,  # re-exported for older imports
+)
+from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.rl import experiments as exp_mod
 from himari_pipeline.rl import ppo as ppo_mod
 from himari_pipeline.rl import training as training_mod
-from himari_pipeline.rl.experiments import list_experiments, load_experiment
+from himari_pipeline.rl.experiments import Experiment, load_experiment
 from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
 from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
 from himari_pipeline.storage.hashing import code_version
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
-experiments_partitions = dg.StaticPartitionsDefinition(list_experiments())
 TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod)
+
+
+def experiment_on_dataset(partition_key: str, raw_root: str | Path | None = None) -> Experiment:
+    """The experiment of a training partition, set to train on its dataset with its bars per year."""
+    name, dataset = split_training_key(partition_key)
+    bpy = sources.dataset_bars_per_year(dataset, Path(raw_root or raw_dir()))
+    return load_experiment(name).on_dataset(dataset, bpy)
 
 
 def run_dir(lake_root: Path, experiment: str, config_hash: str, split_version: str) -> Path:
@@ -32,21 +53,28 @@ def run_dir(lake_root: Path, experiment: str, config_hash: str, split_version: s
 
 @dg.asset(
     name="policy_checkpoints",
-    partitions_def=experiments_partitions,
-    deps=[dg.AssetDep(SPLITS, partition_mapping=dg.AllPartitionMapping())],
+    partitions_def=training_partitions,
+    deps=[dg.AssetDep(SPLITS, partition_mapping=SPLITS_OF_DATASET)],
     group_name="training",
     kinds={"pytorch", "safetensors"},
     owners=["team:research"],
     code_version=TRAINING_CODE,
-    description="Transformer-PPO checkpoints of one experiment (experiments/<name>.yaml), trained on its "
-    "dataset's train split and evaluated on validation; safetensors + JSON, registered in the catalog.",
+    description="Transformer-PPO checkpoints of one experiment (experiments/<name>.yaml) trained on one "
+    "dataset's train split and evaluated on its validation split; safetensors + JSON, registered in "
+    "the catalog with the split version they were trained on.",
 )
-def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
-    exp = load_experiment(context.partition_key)
+def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, settings: PipelineSettings):
+    exp = experiment_on_dataset(context.partition_key, settings.raw_dir)
+    part = lake_partition(exp.name, exp.dataset)
     store = lake.get()
     split_v = store.get_version(SPLITS, exp.dataset)
     splits = load_npz(store.root / split_v.path)
     out = run_dir(store.root, exp.name, exp.config_hash(), split_v.version)
+    bpy = exp.env["bars_per_year"]
+    context.log.info(
+        f"{exp.name} on {exp.dataset} (splits {split_v.short}, {bpy:,.0f} bars a year): training "
+        f"{exp.ppo['total_timesteps']:,} steps"
+    )
     _reward_scale_preflight(exp, splits)
 
     history: list[dict] = []
@@ -59,10 +87,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
         now = time.time()
         if "eval/greedy_sharpe" in metrics or now - last_line[0] > 30:
             last_line[0] = now
-            shown = {
-                k: round(float(v), 4) for k, v in metrics.items() if k.startswith(("eval/", "losses/ent"))
-            }
-            context.log.info(f"{exp.name}: step {step} {json.dumps(shown)}")
+            context.log.info(f"{exp.name} on {exp.dataset}: step {step:,}{_eval_line(metrics)}")
 
     try:
         summary = training_mod.train_experiment(
@@ -71,19 +96,28 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
     finally:
         tensorboard.close()
     table = checkpoints_table(summary, store.root, exp.dataset)
+    table["bars_per_year"] = float(bpy)
     inputs = {SPLITS: split_v.version}
-    log_frame = pd.DataFrame(history) if history else pd.DataFrame({"step": pd.Series(dtype="int64")})
-    store.write_table(
-        TRAINING_LOG, exp.name, log_frame, inputs=inputs, code_version=TRAINING_CODE, run_id=context.run_id
-    )
+    if history:
+        log_frame = pd.DataFrame(history)
+        store.write_table(
+            TRAINING_LOG, part, log_frame, inputs=inputs, code_version=TRAINING_CODE, run_id=context.run_id
+        )
+    else:  # resumed after the last step: nothing new was logged, the stored log stays current
+        log_frame = store.read_table(TRAINING_LOG, part)
     v = store.write_table(
         CHECKPOINTS,
-        exp.name,
+        part,
         table,
         inputs=inputs,
         code_version=TRAINING_CODE,
         run_id=context.run_id,
-        metadata={"summary": summary.to_dict(), "config_hash": exp.config_hash(), "dataset": exp.dataset},
+        metadata={
+            "summary": summary.to_dict(),
+            "config_hash": exp.config_hash(),
+            "dataset": exp.dataset,
+            "bars_per_year": float(bpy),
+        },
     )
     best = table.loc[table["is_best"]]
     return result(
@@ -91,6 +125,11 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
         experiment=dg.MetadataValue.json(exp.to_dict()),
         dataset=dg.MetadataValue.text(exp.dataset),
         split_version=dg.MetadataValue.text(split_v.short),
+        trained_on=dg.MetadataValue.md(
+            f"`{exp.dataset}` splits version `{split_v.short}` (train {splits['train'].n_samples:,} rows, "
+            f"validation {splits['val'].n_samples:,} rows), {bpy:,.1f} bars a year"
+        ),
+        bars_per_year=dg.MetadataValue.float(float(bpy)),
         config_hash=dg.MetadataValue.text(exp.config_hash()[:12]),
         checkpoints=dg.MetadataValue.int(len(table)),
         best_step=dg.MetadataValue.int(int(best["step"].iloc[0]) if len(best) else -1),
@@ -105,6 +144,21 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource):
         leaderboard=dg.MetadataValue.md(_leaderboard_md(table)),
         training_curves=png(training_curves_plot(log_frame, table, exp.name)),
     )
+
+
+def _eval_line(metrics: dict) -> str:
+    """One short line per evaluation: validation Sharpe, return, action mix, entropy."""
+    if "eval/greedy_sharpe" not in metrics:
+        return ""
+    parts = [f"validation Sharpe {float(metrics['eval/greedy_sharpe']):.2f}"]
+    if "eval/greedy_total_return" in metrics:
+        parts.append(f"return {float(metrics['eval/greedy_total_return']):+.1%}")
+    shares = [metrics.get(f"eval/greedy_share_{a}") for a in ("flat", "long", "short")]
+    if all(_is_num(x) for x in shares):
+        parts.append("flat/long/short " + "/".join(f"{float(x):.0%}" for x in shares))
+    if "eval/greedy_entropy" in metrics:
+        parts.append(f"entropy {float(metrics['eval/greedy_entropy']):.2f}")
+    return ": " + ", ".join(parts)
 
 
 def _is_num(v) -> bool:
@@ -140,11 +194,11 @@ def _leaderboard_md(table: pd.DataFrame) -> str:
     asset="policy_checkpoints",
     name="reward_scale",
     blocking=True,
-    partitions_def=experiments_partitions,
+    partitions_def=training_partitions,
     description="Per-step rewards and value loss stay in a sane range during training (log 003).",
 )
 def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    log = lake.get().read_table(TRAINING_LOG, context.partition_key)
+    log = lake.get().read_table(TRAINING_LOG, lake_partition(*split_training_key(context.partition_key)))
     problems = []
     if "rollout/reward_mean" in log:
         worst_mean = float(np.nanmax(np.abs(log["rollout/reward_mean"])))
@@ -166,12 +220,12 @@ def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResourc
     asset="policy_checkpoints",
     name="no_action_collapse",
     blocking=False,
-    partitions_def=experiments_partitions,
+    partitions_def=training_partitions,
     description="The selected checkpoint does not put >95% of validation decisions on one action "
     "and its entropy stays above the floor (log 000). The validation report judges it too.",
 )
 def collapse_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    table = lake.get().read_table(CHECKPOINTS, context.partition_key)
+    table = lake.get().read_table(CHECKPOINTS, lake_partition(*split_training_key(context.partition_key)))
     best = table.loc[table["is_best"]]
     if best.empty:
         return dg.AssetCheckResult(passed=False, description="no best checkpoint")

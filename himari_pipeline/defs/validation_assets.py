@@ -1,4 +1,10 @@
-"""Validation and promotion: `validation_report` per experiment, the promotion gate, `promoted_policy`."""
+"""Validation and promotion per experiment x dataset: `validation_report`, the gate, `promoted_policy`.
+
+A FAIL verdict is an outcome, not a broken pipeline: the report, its tables and the `promotion_gate`
+check (severity WARN, shown on the asset and in the graph) are recorded, the run stays green, and
+`promoted_policy` is skipped (not materialized, not failed). A collapsed policy gets its report too,
+with the collapse first among the verdict's reasons.
+"""
 
 import shutil
 import tempfile
@@ -9,13 +15,18 @@ import dagster as dg
 from himari_pipeline.datasets.arrays import load_npz
 from himari_pipeline.defs.data_assets import DENOISED, FEATURES_T, REGIMES, SPLITS
 from himari_pipeline.defs.data_checks import CHECK_RESULTS
-from himari_pipeline.defs.metadata import png, result
-from himari_pipeline.defs.resources import LakeResource
-from himari_pipeline.defs.training_assets import CHECKPOINTS, experiments_partitions, run_dir
+from himari_pipeline.defs.metadata import md_table, plot_metadata, result, rounded_metadata
+from himari_pipeline.defs.partitions import (
+    SPLITS_OF_DATASET,
+    lake_partition,
+    split_training_key,
+    training_partitions,
+)
+from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+from himari_pipeline.defs.training_assets import CHECKPOINTS, experiment_on_dataset, run_dir
 from himari_pipeline.evaluation import report as report_mod
 from himari_pipeline.evaluation import verdict as verdict_mod
-from himari_pipeline.market.bars import bars_per_year, parse_dataset_key
-from himari_pipeline.rl.experiments import load_experiment
+from himari_pipeline.rl.checkpoints import WeightsCatalog, verified_checkpoint
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.storage.lake import Lake, LakeError
 
@@ -45,7 +56,7 @@ def truncation_results(store: Lake, dataset: str, split_inputs: dict[str, str]) 
 
 
 _COMMON = {
-    "partitions_def": experiments_partitions,
+    "partitions_def": training_partitions,
     "group_name": "validation",
     "owners": ["team:research"],
     "code_version": REPORT_CODE,
@@ -58,7 +69,7 @@ _COMMON = {
         dg.AssetSpec(
             REPORT_HTML,
             kinds={"python", "html"},
-            deps=["policy_checkpoints", dg.AssetDep(SPLITS, partition_mapping=dg.AllPartitionMapping())],
+            deps=["policy_checkpoints", dg.AssetDep(SPLITS, partition_mapping=SPLITS_OF_DATASET)],
             description="The report that cannot be fooled: test next to validation, leakage, zero/noise/ones "
             "inputs, shuffle and block-permutation tests, the held-out live year against buy-and-hold, "
             "PSR/DSR/PBO over every checkpoint evaluated, and a verdict with reasons (self-contained HTML).",
@@ -76,34 +87,38 @@ _COMMON = {
             kinds={"duckdb", "parquet"},
             deps=[REPORT_HTML],
             **_COMMON,
-            description="One row per experiment: verdict, reasons, Sharpe by split, PSR/DSR/PBO, p-value.",
+            description="One row per experiment and dataset: verdict, reasons, Sharpe by split, "
+            "PSR/DSR/PBO, p-value, bars per year.",
         ),
     ],
-    partitions_def=experiments_partitions,
+    partitions_def=training_partitions,
     can_subset=False,
 )
-def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
-    exp = load_experiment(context.partition_key)
+def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, settings: PipelineSettings):
+    exp = experiment_on_dataset(context.partition_key, settings.raw_dir)
+    part = lake_partition(exp.name, exp.dataset)
+    bpy = exp.env["bars_per_year"]
     store = lake.get()
-    ck = store.get_version(CHECKPOINTS, exp.name)
+    ck = store.get_version(CHECKPOINTS, part)
     split_v = store.get_version(SPLITS, exp.dataset, ck.inputs[SPLITS])
     splits = load_npz(store.root / split_v.path)
-    _, timeframe = parse_dataset_key(exp.dataset)
     truncation = truncation_results(store, exp.dataset, split_v.inputs)
     report = report_mod.build_validation_report(
         run_dir(store.root, exp.name, exp.config_hash(), split_v.version),
         splits,
         exp,
-        bars_per_year=bars_per_year(timeframe),
+        bars_per_year=bpy,
         truncation_results=truncation,
         split_version=split_v.version,
+        weights=WeightsCatalog.from_table(store.root, store.read_table(CHECKPOINTS, part, ck.version)),
     )
+    collapse_first(report.verdict.reasons)
     inputs = {CHECKPOINTS: ck.version, SPLITS: split_v.version}
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-        html = report.write_html(Path(tmp) / f"{exp.name}.html")
+        html = report.write_html(Path(tmp) / f"{part}.html")
         v = store.write_file(
             REPORT_HTML,
-            exp.name,
+            part,
             html,
             inputs=inputs,
             code_version=REPORT_CODE,
@@ -111,10 +126,11 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
             metadata={"verdict": report.verdict.passed},
         )
     tables = report.tables(report_path=v.path)
+    tables[SUMMARY]["bars_per_year"] = float(bpy)
     written = {
         name: store.write_table(
             name,
-            exp.name,
+            part,
             tables[name],
             inputs={REPORT_HTML: v.version},
             code_version=REPORT_CODE,
@@ -123,16 +139,28 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
         for name in (METRICS, SUMMARY)
     }
     verdict = "PASS" if report.verdict.passed else "FAIL"
-    context.log.info(f"{exp.name}: verdict {verdict}; report at {store.root / v.path}")
-    plots = {f"plot_{i}": png(p.png, p.caption) for i, p in enumerate(_plots(report)[:4])}
+    context.log.info(
+        f"{exp.name} on {exp.dataset}: verdict {verdict}"
+        + (
+            f" ({report.verdict.reasons[0]}{' ...' if len(report.verdict.reasons) > 1 else ''})"
+            if report.verdict.reasons
+            else ""
+        )
+        + f"; report at {store.root / v.path}"
+    )
+    plots = plot_metadata(_plots(report))  # every plot, under its name (plot_action_mix, ...)
     yield result(
         v,
         asset_key=REPORT_HTML,
         verdict=dg.MetadataValue.text(verdict),
+        dataset=dg.MetadataValue.text(exp.dataset),
+        split_version=dg.MetadataValue.text(split_v.short),
+        bars_per_year=dg.MetadataValue.float(float(bpy)),
         reasons=dg.MetadataValue.md("\n".join(f"- {r}" for r in report.verdict.reasons) or "none"),
         warnings=dg.MetadataValue.md("\n".join(f"- {w}" for w in report.verdict.warnings) or "none"),
         report=dg.MetadataValue.md(_strip_images(report.to_markdown())),
         html_report=dg.MetadataValue.path(str(store.root / v.path)),
+        html_report_url=dg.MetadataValue.url((store.root / v.path).as_uri()),
         truncation_invariance=dg.MetadataValue.json(truncation),
         **plots,
     )
@@ -140,8 +168,13 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource):
     yield result(
         written[SUMMARY],
         asset_key=SUMMARY,
-        summary=dg.MetadataValue.md(tables[SUMMARY].T.to_markdown(headers=["value"])),
+        summary=md_table(tables[SUMMARY].T.set_axis(["value"], axis=1)),
     )
+
+
+def collapse_first(reasons: list[str]) -> None:
+    """Put collapse reasons at the top of a verdict's reasons (in place; the order is otherwise kept)."""
+    reasons.sort(key=lambda r: "collapse" not in r)
 
 
 def _plots(report) -> list:
@@ -156,45 +189,55 @@ def _strip_images(md: str) -> str:
 @dg.asset_check(
     asset=SUMMARY,
     name="promotion_gate",
-    blocking=True,
-    partitions_def=experiments_partitions,
-    description="Blocks promotion unless the report's verdict is PASS: no truncation-invariance "
-    "failure or leak, no collapse, significant DSR and permutation p-value, a live year that is not "
-    "ruined and holds up against buy-and-hold, limited action drift (README: promotion gates).",
+    blocking=False,
+    partitions_def=training_partitions,
+    description="The report's verdict: PASS only with no truncation-invariance failure or leak, no "
+    "collapse, significant DSR and permutation p-value, a live year that is not ruined and holds up "
+    "against buy-and-hold, limited action drift (README: promotion gates). A FAIL is a WARN (the model "
+    "is rejected, the pipeline is not broken); `promoted_policy` is then skipped.",
 )
 def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    summary = lake.get().read_table(SUMMARY, context.partition_key).iloc[-1]
+    summary = (
+        lake.get().read_table(SUMMARY, lake_partition(*split_training_key(context.partition_key))).iloc[-1]
+    )
     passed = summary["verdict"] == "PASS"
     return dg.AssetCheckResult(
         passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
         description=("PASS" if passed else "FAIL: " + str(summary["reasons"]))[:2000],
-        metadata={
-            "dsr": float(summary["dsr"]),
-            "perm_pvalue": float(summary["perm_pvalue"]),
-            "live_sharpe": float(summary["live_sharpe"]),
-            "live_bh_sharpe": float(summary["live_bh_sharpe"]),
-        },
+        metadata=rounded_metadata(
+            {
+                "verdict": str(summary["verdict"]),
+                "dsr": float(summary["dsr"]),
+                "perm_pvalue": float(summary["perm_pvalue"]),
+                "live_sharpe": float(summary["live_sharpe"]),
+                "live_bh_sharpe": float(summary["live_bh_sharpe"]),
+            }
+        ),
     )
 
 
 @dg.asset(
     name="promoted_policy",
-    partitions_def=experiments_partitions,
+    partitions_def=training_partitions,
     deps=[SUMMARY],
     group_name="validation",
     kinds={"safetensors"},
     owners=["team:research"],
-    description="The checkpoint that passed the promotion gate, copied to the lake's promoted registry.",
+    output_required=False,
+    description="The checkpoint whose verdict is PASS, archived in the lake's promoted registry; "
+    "skipped (not failed) when the verdict is FAIL.",
 )
 def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
     store = lake.get()
-    exp = context.partition_key
+    exp = lake_partition(*split_training_key(context.partition_key))
     summary = store.read_table(SUMMARY, exp).iloc[-1]
-    if summary["verdict"] != "PASS":  # the blocking gate normally stops us before this
-        raise dg.Failure(f"{exp}: the validation verdict is {summary['verdict']}: {summary['reasons']}")
+    if summary["verdict"] != "PASS":
+        context.log.info(f"{exp}: not promoted: the verdict is {summary['verdict']}: {summary['reasons']}")
+        return
     table = store.read_table(CHECKPOINTS, exp)
     best = table.loc[table["step"] == int(summary["checkpoint_step"])].iloc[0]
-    src = store.root / best["checkpoint_path"]
+    src = verified_checkpoint(store.root, best["checkpoint_path"], best["weights_sha256"])
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
         archive = shutil.make_archive(str(Path(tmp) / f"{exp}-step{int(best['step'])}"), "tar", src)
         report_v = store.get_version(REPORT_HTML, exp)
@@ -206,7 +249,7 @@ def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
             run_id=context.run_id,
             metadata={"checkpoint_path": best["checkpoint_path"]},
         )
-    return result(
+    yield result(
         v,
         checkpoint=dg.MetadataValue.path(str(src)),
         step=dg.MetadataValue.int(int(best["step"])),

@@ -55,7 +55,13 @@ from himari_pipeline.evaluation.significance import (
 )
 from himari_pipeline.evaluation.verdict import Gates, Verdict, judge, total_variation
 from himari_pipeline.regimes.detect import REGIMES
-from himari_pipeline.rl.checkpoints import BEST_FILE, META_FILE, best_checkpoint, load_checkpoint
+from himari_pipeline.rl.checkpoints import (
+    BEST_FILE,
+    META_FILE,
+    WeightsCatalog,
+    best_checkpoint,
+    load_checkpoint,
+)
 from himari_pipeline.rl.env import BARS_HELD_SCALE, FLAT, LONG, SHORT, EnvConfig
 from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
@@ -127,6 +133,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 class Plot:
     caption: str
     png: bytes
+    name: str = ""  # its key in the asset's metadata (plot_<name>)
 
 
 @dataclass
@@ -569,11 +576,14 @@ def build_validation_report(
     ablation_batch: int = 512,
     seed: int = 0,
     split_version: str | None = None,
+    weights: WeightsCatalog | None = None,
 ) -> ValidationReport:
     """Judge the run's best-by-validation checkpoint on ``splits`` (see the module doc).
 
     ``split_version`` names the splits as the checkpoints recorded them (the lake's version of the
     ``.npz``); by default the splits' own content hash, as :func:`train_experiment` records it.
+    ``weights``: the catalog's record of the run's checkpoints; every checkpoint the report would load
+    is checked against it first (a changed or unregistered one raises ``CheckpointIntegrityError``).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -586,6 +596,9 @@ def build_validation_report(
 
     gates = gates or Gates()
     selected_path, evaluated, n_trials = resolve_checkpoints(run_dir_or_checkpoints)
+    if weights is not None:  # before anything is evaluated
+        for path in evaluated:
+            weights.verify(path)
     sel = _load(selected_path)
     env_cfg = sel.env_cfg
     costs = costs or costs_from_experiment(experiment, env_cfg)
@@ -688,6 +701,7 @@ def build_validation_report(
                 },
                 "validation then test (equity, log scale)",
             ),
+            "validation_test_equity",
         )
     )
     sections.append(s1)
@@ -732,6 +746,7 @@ def build_validation_report(
             report_plots.correlation_bars(
                 corr["pearson"], thr, leak_max_abs_corr, "feature at t vs r[t+1] (Pearson)"
             ),
+            "leakage_correlations",
         )
     )
     sections.append(s2)
@@ -804,6 +819,7 @@ def build_validation_report(
             report_plots.null_histogram(
                 perm.null_sharpes, perm.sharpe, "test Sharpe vs block-permutation null"
             ),
+            "permutation_null",
         ),
     )
     sections.append(s4)
@@ -839,6 +855,7 @@ def build_validation_report(
                 {s: live.results[s].equity for s in ("policy", "buy_and_hold", "ma_crossover")},
                 "live year: equity (log scale)",
             ),
+            "live_year_equity_vs_buy_and_hold",
         ),
         live_tab,
     )
@@ -853,11 +870,28 @@ def build_validation_report(
         f"**Action distribution, training vs live** (total variation train -> live: {tvd:.3f}; gate "
         f"{gates.max_action_drift_tvd}). Log 000: 54/34/12 long/short/flat in training, 22/64/14 live.",
         drift,
-        Plot("action mix per segment", report_plots.action_share_bars(drift, "greedy action shares")),
+        Plot(
+            "action mix per segment",
+            report_plots.action_share_bars(drift, "greedy action shares"),
+            "action_mix",
+        ),
         "**Live: policy per regime**",
         live.by_regime["policy"][list(REGIME_TABLE_COLUMNS)],
         "**Live: action distribution per regime**",
         _shares_by_regime(live.replay.action, live.regimes[: len(live.replay.action)]),
+        Plot(
+            "action mix per regime (validation, test, live)",
+            report_plots.action_mix_per_regime(
+                {
+                    SECTION_OF_SPLIT[n]: _shares_by_regime(
+                        runs[n].replay.action, runs[n].regimes[: len(runs[n].replay.action)]
+                    )
+                    for n in ("val", "test", "live")
+                },
+                "greedy action shares per regime",
+            ),
+            "action_mix_per_regime",
+        ),
     )
     if train is not None:
         s5.add(

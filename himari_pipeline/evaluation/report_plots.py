@@ -73,3 +73,14 @@ def action_share_bars(shares: pd.DataFrame, title: str) -> bytes:
     ax.legend(loc="lower right", fontsize=7)
     ax.set_title(title)
     return _png(fig)
+
+
+def action_mix_per_regime(tables: Mapping[str, pd.DataFrame], title: str) -> bytes:
+    """Stacked action shares per regime, one block of bars per segment (``{segment: regime x action}``).
+
+    Each table is indexed by regime (``ALL`` first) with columns ``flat``, ``long``, ``short``.
+    """
+    actions = ["flat", "long", "short"]
+    rows = pd.concat({seg: t[actions] for seg, t in tables.items()})
+    rows.index = [f"{seg}: {regime}" for seg, regime in rows.index]
+    return action_share_bars(rows, title)

@@ -413,6 +413,17 @@ def compute_features_resumable(
     row (for the ``warmup`` flag). With the defaults this is exactly :func:`compute_features`.
     Rows before ``start + FEATURE_LOOKBACK`` of a resumed slice are incomplete; callers drop them.
     """
+    f, recorded = feature_arrays_resumable(bars, ewm_states, start, snapshot)
+    return _assemble(bars, f, row_offset), recorded
+
+
+def feature_arrays_resumable(
+    bars: pd.DataFrame,
+    ewm_states: Mapping[str, list[float]] | None = None,
+    start: int = 0,
+    snapshot: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
+    """The feature columns of :func:`compute_features_resumable` as arrays (before infinities become NaN)."""
     _check_bars(bars)
     ewm = EWMRunner(ewm_states, start, snapshot)
     n = len(bars)
@@ -420,8 +431,8 @@ def compute_features_resumable(
         bars[col].to_numpy(dtype=np.float64) for col in ("open", "high", "low", "close", "volume")
     )
     f: dict[str, np.ndarray] = {}
-    if n < 2:  # sliding windows need at least one full window; too short for any feature
-        return _assemble(bars, {name: np.full(n, np.nan) for name in FEATURE_NAMES}, row_offset), {}
+    if n == 0:
+        return {name: np.full(n, np.nan) for name in FEATURE_NAMES}, {}
 
     with np.errstate(divide="ignore", invalid="ignore"):
         c_prev = _shift(c, 1)
@@ -495,17 +506,15 @@ def compute_features_resumable(
         f["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
         f["dow_sin"] = np.sin(2 * np.pi * dow / 7.0)
         f["dow_cos"] = np.cos(2 * np.pi * dow / 7.0)
-    return _assemble(bars, f, row_offset), ewm.recorded
+    return f, ewm.recorded
 
 
 def _assemble(bars: pd.DataFrame, f: dict[str, np.ndarray], row_offset: int = 0) -> pd.DataFrame:
     n = len(bars)
-    cols: dict[str, object] = {"timestamp": bars["timestamp"].to_numpy()}
+    cols: dict[str, object] = {"timestamp": bars["timestamp"].reset_index(drop=True)}
     for name in FEATURE_NAMES:
         x = np.asarray(f[name], dtype=np.float64)
         x[np.isinf(x)] = np.nan
         cols[name] = x
     cols["warmup"] = row_offset + np.arange(n) < WARMUP_BARS
-    out = pd.DataFrame(cols)
-    out["timestamp"] = bars["timestamp"].reset_index(drop=True)
-    return out
+    return pd.DataFrame(cols)

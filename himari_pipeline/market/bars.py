@@ -31,7 +31,11 @@ TIMEFRAMES: dict[str, pd.Timedelta] = {
     "1d": pd.Timedelta(days=1),
 }
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Raw bars as stored in the lake: the bar schema plus ``gap_before`` (int64): how many bars the
+#: dataset's trading calendar expected just before this one and the data lacks (0: none).
+RAW_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, "gap_before")
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def timeframe_delta(timeframe: str) -> pd.Timedelta:
@@ -52,7 +56,7 @@ def bars_per_year(timeframe: str, trading_hours_per_year: float = 24 * 365) -> f
 
 def validate_name(kind: str, value: str) -> str:
     """Reject names that could escape a path or a SQL identifier (``../``, quotes, spaces)."""
-    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
         raise ValueError(
             f"invalid {kind} {value!r}: use 1-64 letters, digits, '.', '_' or '-', not starting with "
             "a symbol and without '..'"

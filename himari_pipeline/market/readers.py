@@ -54,6 +54,8 @@ _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 #: Epoch unit by magnitude: (upper bound of |value|, unit name, nanoseconds per unit).
 _EPOCH_UNITS = ((1e11, "seconds", 10**9), (1e15, "milliseconds", 10**6), (1e18, "microseconds", 10**3))
+#: Epoch seconds a bar time may have: 1970-01-01 .. 2100-01-01 (checked before converting to int64 ns).
+_EPOCH_RANGE_S = (0.0, 4102444800.0)
 
 TimestampIs = Literal["open", "close"]
 
@@ -158,6 +160,13 @@ def _read_csv_text(source, label: str, names: list[str] | None, skip_header: boo
         raise BarValidationError(label, row, "unknown_format", f"malformed CSV: {exc}") from None
     except pd.errors.EmptyDataError:
         raise BarValidationError(label, None, "empty_file", "the file holds no data") from None
+    except UnicodeDecodeError as exc:
+        raise BarValidationError(
+            label,
+            None,
+            "encoding",
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+        ) from None
     return raw
 
 
@@ -208,6 +217,17 @@ def _epoch_to_ns(text: pd.Series, label: str, rows: np.ndarray, column: str) -> 
             f"{names[unit[0]]}: one file must use one unit",
         )
     per = (*(u[2] for u in _EPOCH_UNITS), 1)[int(unit[0])]
+    seconds = floats * (per / 1e9)
+    out = ~((seconds >= _EPOCH_RANGE_S[0]) & (seconds <= _EPOCH_RANGE_S[1]))
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        names = [u[1] for u in _EPOCH_UNITS] + ["nanoseconds"]
+        raise BarValidationError(
+            label,
+            int(rows[i]),
+            "timestamp_out_of_range",
+            f"{column} {text.iloc[i]} (epoch {names[unit[i]]}) is outside 1970..2100",
+        )
     if ints is not None:
         return ints * per, per
     return np.round(floats * per).astype(np.int64), per
@@ -294,7 +314,24 @@ def _read_binance(source, label: str, timeframe: str, has_header: bool) -> pd.Da
     return _frame(open_ns + step, values, rows)
 
 
-def _read_generic(raw: pd.DataFrame, label: str, timeframe: str, timestamp_is: str, first_row: int):
+def _read_generic(
+    raw: pd.DataFrame,
+    label: str,
+    timeframe: str,
+    timestamp_is: str,
+    first_row: int,
+    header: list[str] | None = None,
+):
+    names = header if header is not None else [str(c) for c in raw.columns]
+    lowered = [str(c).strip().lower() for c in names]
+    dups = sorted({c for c in lowered if lowered.count(c) > 1 and c in BAR_COLUMNS})
+    if dups:
+        raise BarValidationError(
+            label,
+            1 if header is not None else None,
+            "duplicate_column",
+            f"column(s) {dups} appear more than once (names compared case-insensitively): {names}",
+        )
     raw = raw.rename(columns=lambda c: str(c).strip().lower())
     missing = [c for c in BAR_COLUMNS if c not in raw.columns]
     if missing:
@@ -324,8 +361,24 @@ def read_bars_file(path: str | Path, timeframe: str, *, timestamp_is: TimestampI
     if timestamp_is not in ("open", "close"):
         raise ValueError(f"timestamp_is must be 'open' or 'close', not {timestamp_is!r}")
     timeframe_delta(timeframe)
-    path = Path(path)
     label = str(path)
+    try:
+        return _read_file(Path(path), label, timeframe, timestamp_is)
+    except BarValidationError:
+        raise
+    except Exception as exc:  # any other failure of a reader still names the file, never a traceback
+        raise BarValidationError(label, None, "unreadable_file", f"{type(exc).__name__}: {exc}") from None
+
+
+def _header_fields(data: bytes) -> list[str]:
+    """The header line's column names as written (quotes stripped)."""
+    import csv
+
+    line = _first_line(data)
+    return [f.strip() for f in next(csv.reader([line]))] if line else []
+
+
+def _read_file(path: Path, label: str, timeframe: str, timestamp_is: str) -> pd.DataFrame:
     fmt = detect_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -339,16 +392,16 @@ def read_bars_file(path: str | Path, timeframe: str, *, timestamp_is: TimestampI
         zf, member = _zip_member(path)
         with zf, zf.open(member) as fh:
             data = fh.read()
-        has_header = not _NUMBER_RE.match(_first_line(data).split(",")[0].strip().strip('"'))
         source = io.BytesIO(data)
     else:
         with open(path, "rb") as fh:
-            has_header = not _NUMBER_RE.match(_first_line(fh.read(65536)).split(",")[0].strip().strip('"'))
+            data = fh.read(65536)
         source = path
+    has_header = not _NUMBER_RE.match(_first_line(data).split(",")[0].strip().strip('"'))
     if fmt.startswith("binance"):
         return _read_binance(source, label, timeframe, has_header)
     raw = _read_csv_text(source, label, None, skip_header=False)
-    return _read_generic(raw, label, timeframe, timestamp_is, first_row=2)
+    return _read_generic(raw, label, timeframe, timestamp_is, first_row=2, header=_header_fields(data))
 
 
 def _check_order(df: pd.DataFrame, label: str) -> None:
@@ -411,11 +464,24 @@ def load_bars(
     timeframe: str,
     *,
     timestamp_is: TimestampIs = "open",
-    gap_policy: Literal["error", "report"] = "error",
+    gap_policy: str = "error",
+    calendar: str = "24/7",
+    max_gap_bars: int | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """Read, merge and validate files: the bars (with ``source_file``/``source_row``) and the report."""
+    """Read, merge and validate files: the bars (with ``source_file``/``source_row``) and the report.
+
+    ``gap_policy``, ``calendar`` and ``max_gap_bars`` as in
+    :func:`~himari_pipeline.market.validation.validate_bars`.
+    """
     df = read_bars_files(paths, timeframe, timestamp_is=timestamp_is)
     files = sorted(set(df["source_file"]))
     label = files[0] if len(files) == 1 else ", ".join(files)
-    report = validate_bars(df, timeframe=timeframe, file=label, gap_policy=gap_policy)
+    report = validate_bars(
+        df,
+        timeframe=timeframe,
+        file=label,
+        gap_policy=gap_policy,
+        calendar=calendar,
+        max_gap_bars=max_gap_bars,
+    )
     return df, report

@@ -9,11 +9,11 @@ position. The error always names the FIRST offending row (earliest in the frame)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from himari_pipeline.market import calendars
 from himari_pipeline.market.bars import BAR_COLUMNS, PRICE_COLUMNS, timeframe_delta
 
 #: Every rule id an error can carry.
@@ -21,6 +21,7 @@ RULES: tuple[str, ...] = (
     "missing_column",
     "unparsable_timestamp",
     "mixed_timestamp_unit",
+    "timestamp_out_of_range",
     "duplicate_timestamp",
     "unsorted_timestamp",
     "non_positive_price",
@@ -29,11 +30,23 @@ RULES: tuple[str, ...] = (
     "open_outside_range",
     "negative_volume",
     "nan_value",
+    "non_finite_value",
+    "absurd_value",
     "gap",
     "mixed_timeframe",
+    "outside_session",
+    "off_calendar",
     "unknown_format",
     "empty_file",
+    "encoding",
+    "duplicate_column",
+    "unreadable_file",
 )
+#: Sane ranges: bar times from 1970 to 2100 (UTC); prices and volumes below these bounds.
+MIN_TIMESTAMP = pd.Timestamp("1970-01-01", tz="UTC")
+MAX_TIMESTAMP = pd.Timestamp("2100-01-01", tz="UTC")
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e20
 
 
 class BarValidationError(ValueError):
@@ -71,6 +84,17 @@ class ValidationReport:
     first_timestamp: str | None
     last_timestamp: str | None
     gaps: list[Gap] = field(default_factory=list)
+    calendar: str = calendars.DEFAULT_CALENDAR
+    gap_limit: int | None = None
+    #: Missing expected bars just before each row (0 for none and for the first row).
+    gap_before: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    #: 24/5 bars kept although they open in the weekly close (one late print right after the close):
+    #: (file, row, close time).
+    late_prints: list[tuple[str | None, int, str]] = field(default_factory=list)
+
+    @property
+    def longest_gap(self) -> int:
+        return max((g.missing_bars for g in self.gaps), default=0)
 
     @property
     def missing_bars(self) -> int:
@@ -78,7 +102,9 @@ class ValidationReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("gap_before")
         d["missing_bars"] = self.missing_bars
+        d["longest_gap"] = self.longest_gap
         return d
 
 
@@ -92,22 +118,47 @@ def _fmt(x: object) -> str:
     return repr(float(x)) if isinstance(x, float | np.floating) else str(x)
 
 
+def gap_limit_for(
+    gap_policy: str, calendar: str, timeframe: str, max_gap_bars: int | None = None
+) -> int | None:
+    """Most missing bars one accepted gap may have under ``gap_policy`` (None: any gap is accepted).
+
+    ``error``/``none``: 0; ``report``/``any``: None; ``short``: ``max_gap_bars`` or one trading day.
+    """
+    if gap_policy in ("error", "none"):
+        return 0
+    if gap_policy in ("report", "any"):
+        return None
+    if gap_policy == "short":
+        return (
+            max_gap_bars if max_gap_bars is not None else calendars.bars_per_session_day(calendar, timeframe)
+        )
+    raise ValueError(f"gap_policy must be one of short, any, none (or error, report), not {gap_policy!r}")
+
+
 def validate_bars(
     df: pd.DataFrame,
     *,
     timeframe: str,
     file: str | None = None,
-    gap_policy: Literal["error", "report"] = "error",
+    gap_policy: str = "error",
+    calendar: str = calendars.DEFAULT_CALENDAR,
+    max_gap_bars: int | None = None,
 ) -> ValidationReport:
     """Check ``df`` against the canonical bar rules; raise :class:`BarValidationError` on the first bad row.
 
-    Rules (ids in ``RULES``): all of ``BAR_COLUMNS`` present; no NaN/NaT; prices > 0; high >= low;
-    low <= open, close <= high; volume >= 0; timestamps strictly increasing (``unsorted_timestamp``,
-    ``duplicate_timestamp``); spacing a multiple of ``timeframe`` and not below it (``mixed_timeframe``);
-    spacing above it is a ``gap``: an error, or listed in the report when ``gap_policy="report"``.
+    Rules (ids in ``RULES``): all of ``BAR_COLUMNS`` present; no NaN/NaT, no inf, nothing absurd
+    (prices below ``MAX_PRICE``, volumes below ``MAX_VOLUME``, times in 1970..2100); prices > 0;
+    high >= low; low <= open, close <= high; volume >= 0; timestamps strictly increasing
+    (``unsorted_timestamp``, ``duplicate_timestamp``). Against the ``calendar``
+    (:mod:`~himari_pipeline.market.calendars`): 24/7 and 24/5 bars on the timeframe's grid
+    (``mixed_timeframe``), 24/5 bars not opening in the weekly close (``outside_session``), exchange
+    bars on the calendar's bars (``off_calendar``). Bars the calendar expects and the data lacks are
+    gaps: listed in the report and per row (``gap_before``); a gap longer than the policy's limit
+    (:func:`gap_limit_for`) is the error ``gap``.
     """
-    if gap_policy not in ("error", "report"):
-        raise ValueError(f"gap_policy must be 'error' or 'report', not {gap_policy!r}")
+    limit = gap_limit_for(gap_policy, calendar, timeframe, max_gap_bars)
+    calendars.validate_calendar(calendar)
     step = timeframe_delta(timeframe)
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
@@ -116,7 +167,7 @@ def validate_bars(
         )
     n = len(df)
     if n == 0:
-        return ValidationReport(file, timeframe, 0, None, None)
+        return ValidationReport(file, timeframe, 0, None, None, calendar=calendar, gap_limit=limit)
     rows, files = _rows_and_files(df, file)
 
     def file_at(i: int) -> str | None:
@@ -139,13 +190,37 @@ def validate_bars(
 
     nat = np.isnat(ts_ns)
     first(nat, "nan_value", lambda i: "timestamp is missing (NaT)")
+    t_all = ts_ns.astype(np.int64)
+    first(
+        ~nat & ((t_all < MIN_TIMESTAMP.value) | (t_all > MAX_TIMESTAMP.value)),
+        "timestamp_out_of_range",
+        lambda i: f"bar time {ts.iloc[i]} is outside {MIN_TIMESTAMP.year}..{MAX_TIMESTAMP.year}",
+    )
     nan_any = np.zeros(n, dtype=bool)
-    for v in values.values():
+    inf_any = np.zeros(n, dtype=bool)
+    absurd = np.zeros(n, dtype=bool)
+    for c, v in values.items():
         nan_any |= np.isnan(v)
+        inf_any |= np.isinf(v)
+        absurd |= np.isfinite(v) & (np.abs(v) >= (MAX_VOLUME if c == "volume" else MAX_PRICE))
     first(
         nan_any,
         "nan_value",
         lambda i: "NaN in " + ", ".join(c for c, v in values.items() if np.isnan(v[i])),
+    )
+    first(
+        inf_any,
+        "non_finite_value",
+        lambda i: ", ".join(f"{c} {v[i]}" for c, v in values.items() if np.isinf(v[i])) + " is not finite",
+    )
+    first(
+        absurd,
+        "absurd_value",
+        lambda i: ", ".join(
+            f"{c} {_fmt(v[i])} >= {(MAX_VOLUME if c == 'volume' else MAX_PRICE):g}"
+            for c, v in values.items()
+            if np.isfinite(v[i]) and abs(v[i]) >= (MAX_VOLUME if c == "volume" else MAX_PRICE)
+        ),
     )
     o, h, lo, c_, vol = (values[k] for k in ("open", "high", "low", "close", "volume"))
     with np.errstate(invalid="ignore"):
@@ -174,8 +249,10 @@ def validate_bars(
         first(vol < 0, "negative_volume", lambda i: f"volume {_fmt(vol[i])} < 0")
 
     gaps: list[Gap] = []
+    gap_before = np.zeros(n, dtype=np.int64)
+    late_prints: list[tuple[str | None, int, str]] = []
     if n > 1:
-        t = ts_ns.astype(np.int64)
+        t = t_all
         valid = ~(nat[1:] | nat[:-1])
         d = np.diff(t)
         step_ns = int(step.value)
@@ -191,23 +268,87 @@ def validate_bars(
 
         first(np.r_[False, valid & (d < 0)], "unsorted_timestamp", lambda i: f"goes back in time: {pair(i)}")
         first(np.r_[False, valid & (d == 0)], "duplicate_timestamp", lambda i: f"same time as {pair(i)}")
-        mixed = valid & (d > 0) & ((d % step_ns != 0) | (d < step_ns))
-        first(
-            np.r_[False, mixed],
-            "mixed_timeframe",
-            lambda i: f"spacing {pd.Timedelta(int(d[i - 1]))} is not a multiple of {timeframe}: {pair(i)}",
+        ordered = not found or not any(
+            r in ("unsorted_timestamp", "duplicate_timestamp") for _, _, r, _ in found
         )
-        gap_mask = valid & (d > step_ns) & (d % step_ns == 0)
-        for j in np.flatnonzero(gap_mask):
-            i = int(j) + 1
-            gaps.append(Gap(file_at(i), int(rows[i]), when(i - 1), when(i), int(d[j] // step_ns) - 1))
-        if gap_policy == "error":
+        in_range = ~nat & (t_all >= MIN_TIMESTAMP.value) & (t_all <= MAX_TIMESTAMP.value)
+        if calendars.is_exchange(calendar):
+            on_grid = np.ones(n, dtype=bool)
+        else:
+            mixed = valid & (d > 0) & ((d % step_ns != 0) | (d < step_ns))
             first(
-                np.r_[False, gap_mask],
+                np.r_[False, mixed],
+                "mixed_timeframe",
+                lambda i: (
+                    f"spacing {pd.Timedelta(int(d[i - 1]))} is not a multiple of {timeframe}: {pair(i)}"
+                ),
+            )
+            on_grid = ~np.r_[False, mixed]
+        if ordered and in_range.all() and on_grid.all():
+            pos, late = _calendar_positions(calendar, timeframe, ts, first)
+            if pos is not None:
+                gap_before[1:] = np.maximum(np.diff(pos) - 1, 0)
+                late_prints = [(file_at(i), int(rows[i]), when(i)) for i in late]
+        for j in np.flatnonzero(gap_before):
+            i = int(j)
+            gaps.append(Gap(file_at(i), int(rows[i]), when(i - 1), when(i), int(gap_before[i])))
+        if limit is not None:
+            rule_text = "no gap is accepted" if limit == 0 else f"the gap policy accepts up to {limit}"
+            first(
+                gap_before > limit,
                 "gap",
-                lambda i: f"{int(d[i - 1] // step_ns) - 1} missing {timeframe} bar(s): {pair(i)}",
+                lambda i: (
+                    f"{int(gap_before[i])} missing {timeframe} bar(s) of calendar {calendar} "
+                    f"({rule_text}): {pair(i)}"
+                ),
             )
     if found:
         i, _, rule, detail = min(found)
         raise BarValidationError(file_at(i), int(rows[i]), rule, detail)
-    return ValidationReport(file, timeframe, n, str(ts.iloc[0]), str(ts.iloc[-1]), gaps)
+    return ValidationReport(
+        file, timeframe, n, str(ts.iloc[0]), str(ts.iloc[-1]), gaps, calendar, limit, gap_before, late_prints
+    )
+
+
+def _calendar_positions(
+    calendar: str, timeframe: str, ts: pd.Series, first
+) -> tuple[np.ndarray | None, list]:
+    """Each bar's position in the calendar's expected bars, and the 24/5 late prints kept.
+
+    Flags bars the calendar does not have. Under 24/5 one bar right after the Friday close (the next bar
+    on the grid after a session bar: a late print, e.g. a one-tick bar at 17:00 New York time) is kept
+    and takes the position of the bar before it; any other bar in the weekly close is an error.
+    """
+    index = pd.DatetimeIndex(ts)
+    step = timeframe_delta(timeframe)
+    expected = calendars.expected_closes(calendar, timeframe, index[0], index[-1], anchor=index[0])
+    pos = expected.searchsorted(index)
+    hit = pos < len(expected)
+    hit[hit] = expected[pos[hit]] == index[hit]
+    late: list[int] = []
+    if calendar == calendars.CALENDAR_24_5:
+        after = np.r_[False, hit[:-1] & (np.diff(index.asi8) == step.value)]
+        late = [int(i) for i in np.flatnonzero(~hit & after)]
+        pos[late] = pos[np.array(late, dtype=np.int64) - 1]
+        hit[late] = True
+    if hit.all():
+        return pos, late
+    if calendar == calendars.CALENDAR_24_5:
+        first(
+            ~hit,
+            "outside_session",
+            lambda i: (
+                f"the bar opening {index[i] - timeframe_delta(timeframe)} is in the 24/5 weekly close "
+                "(Friday 17:00 to Sunday 17:00 New York time); use --calendar 24/7 for a market open then"
+            ),
+        )
+    else:
+        first(
+            ~hit,
+            "off_calendar",
+            lambda i: (
+                f"no {timeframe} bar of calendar {calendar} closes at {index[i]} (bar open "
+                f"{index[i] - timeframe_delta(timeframe)}): not a session, or not aligned to the session open"
+            ),
+        )
+    return None, []

@@ -11,6 +11,12 @@ A checkpoint is a directory::
 Everything needed to resume exactly is there; nothing is pickled and loading never unpickles.
 Directories are written under a temporary name and renamed, so a killed run leaves no half-written
 checkpoint behind.
+
+Integrity: the catalog (the lake's ``checkpoints`` table) records each checkpoint's path relative to
+the lake and the sha256 of its safetensors files (:func:`weights_fingerprint`). Before a checkpoint is
+evaluated or promoted, :class:`WeightsCatalog` / :func:`verified_checkpoint` confine its path to the
+lake and compare its files with that record; any difference is a :class:`CheckpointIntegrityError`
+naming the checkpoint and the file. ``best.json`` may only name a directory inside its run folder.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from himari_pipeline.storage.hashing import file_sha256
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -321,8 +330,109 @@ def write_best_pointer(run_dir: str | Path, checkpoint: Path, step: int, metric:
 
 
 def best_checkpoint(run_dir: str | Path) -> Path | None:
-    """The directory of the best checkpoint recorded in ``run_dir/best.json`` (None if none yet)."""
+    """The directory of the best checkpoint recorded in ``run_dir/best.json`` (None if none yet).
+
+    The pointer must name a directory inside ``run_dir``: an absolute path, ``..`` or a symlink that
+    leads elsewhere is refused (:class:`CheckpointIntegrityError`).
+    """
     p = Path(run_dir) / BEST_FILE
     if not p.exists():
         return None
-    return Path(run_dir) / json.loads(p.read_text())["checkpoint"]
+    try:
+        name = json.loads(p.read_text())["checkpoint"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointIntegrityError(f"{p}: not a best-checkpoint pointer ({exc})") from None
+    try:
+        return confined_path(run_dir, name)
+    except CheckpointIntegrityError as exc:
+        raise CheckpointIntegrityError(f"{p}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- integrity
+class CheckpointIntegrityError(ValueError):
+    """A checkpoint's path leaves the lake, or its weights differ from what the catalog recorded."""
+
+
+def confined_path(root: str | Path, relative: str | os.PathLike) -> Path:
+    """``root / relative`` resolved, refused unless it stays inside ``root``.
+
+    ``relative`` must be a relative path without ``..`` parts; symlinks are followed, so a link that
+    points out of ``root`` is refused as well.
+    """
+    text = os.fspath(relative)
+    rel = PurePosixPath(text.replace("\\", "/"))
+    if not text or "\x00" in text or rel.is_absolute() or Path(text).is_absolute() or ".." in rel.parts:
+        raise CheckpointIntegrityError(
+            f"checkpoint path {text!r} is not a relative path inside {root} "
+            "(absolute paths and '..' are refused)"
+        )
+    base = Path(root).resolve()
+    target = (base / rel).resolve()
+    if not target.is_relative_to(base):
+        raise CheckpointIntegrityError(f"checkpoint path {text!r} resolves to {target}, outside {base}")
+    return target
+
+
+def weights_fingerprint(path: str | Path) -> str:
+    """The catalog's ``weights_sha256`` of a checkpoint: ``name:sha256[:16]`` of each safetensors file."""
+    return ",".join(f"{f.name}:{file_sha256(f)[:16]}" for f in sorted(Path(path).glob("*.safetensors")))
+
+
+def _parse_fingerprint(text: str) -> dict[str, str]:
+    return dict(item.split(":", 1) for item in str(text).split(",") if ":" in item)
+
+
+def verify_weights(path: str | Path, expected: str) -> None:
+    """Raise :class:`CheckpointIntegrityError` unless ``path``'s files match the recorded fingerprint."""
+    want = _parse_fingerprint(expected)
+    if not want or MODEL_FILE not in want:
+        raise CheckpointIntegrityError(
+            f"checkpoint {path}: the catalog records no weights hash for it ({expected!r}); "
+            "refusing to use it"
+        )
+    have = _parse_fingerprint(weights_fingerprint(path))
+    for name in sorted(set(want) | set(have)):
+        if want.get(name) != have.get(name):
+            raise CheckpointIntegrityError(
+                f"checkpoint {path}: {name} has sha256 {have.get(name, '(missing)')}, the catalog recorded "
+                f"{want.get(name, '(no such file)')}: the checkpoint changed after training; refusing to "
+                "evaluate or promote it"
+            )
+
+
+def verified_checkpoint(lake_root: str | Path, checkpoint_path: str, expected: str) -> Path:
+    """A catalog row's checkpoint directory, confined to the lake and checked against its weights hash."""
+    path = confined_path(lake_root, checkpoint_path)
+    verify_weights(path, expected)
+    return path
+
+
+@dataclass(frozen=True)
+class WeightsCatalog:
+    """The catalog's record of one run's checkpoints: resolved directory -> ``weights_sha256``."""
+
+    lake_root: Path
+    expected: dict[Path, str]
+
+    @classmethod
+    def from_rows(cls, lake_root: str | Path, rows: Iterable[tuple[str, str]]) -> WeightsCatalog:
+        """From ``(checkpoint_path, weights_sha256)`` pairs (paths relative to the lake, confined to it)."""
+        root = Path(lake_root).resolve()
+        return cls(root, {confined_path(root, p): str(h) for p, h in rows})
+
+    @classmethod
+    def from_table(cls, lake_root: str | Path, table) -> WeightsCatalog:
+        """From the lake's ``checkpoints`` table (columns ``checkpoint_path`` and ``weights_sha256``)."""
+        return cls.from_rows(lake_root, zip(table["checkpoint_path"], table["weights_sha256"], strict=True))
+
+    def verify(self, path: str | Path) -> Path:
+        """``path`` if it lies in the lake, is registered and its weights match; else refuse."""
+        target = Path(path).resolve()
+        if not target.is_relative_to(self.lake_root):
+            raise CheckpointIntegrityError(f"checkpoint {path} lies outside the lake {self.lake_root}")
+        if target not in self.expected:
+            raise CheckpointIntegrityError(
+                f"checkpoint {path} is not registered in the catalog; refusing to evaluate or promote it"
+            )
+        verify_weights(target, self.expected[target])
+        return target

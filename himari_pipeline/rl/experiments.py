@@ -4,7 +4,7 @@ An experiment names everything a training run depends on besides the data itself
 
     name: default                      # must equal the file name's stem
     description: ...
-    dataset: SYNTH-PLANTED_1h          # the dataset key it is meant for
+    dataset: SYNTH-PLANTED_1h          # its default dataset (``himari run -e NAME -d KEY`` picks another)
     features_key: features_denoised    # or features_raw
     split: default                     # fractions preset: default (60/20/20) or bear (40/40/20)
     torch_threads: 1                   # optional; null leaves torch's default
@@ -13,9 +13,15 @@ An experiment names everything a training run depends on besides the data itself
     ppo: {<PPOConfig field>: ...}      # algorithm fields
     selection: {<PPOConfig field>: ...}  # evaluation / selection / early-stop / collapse fields
 
-Unknown keys anywhere raise ``ValueError`` naming the file and the key. :meth:`Experiment.config_hash`
-is the sha256 of the canonical JSON of :meth:`Experiment.to_dict` (after defaults are filled in), so
-two files that differ only in formatting, key order or spelled-out defaults hash the same.
+Unknown keys anywhere raise ``ValueError`` naming the file and the key. A YAML file may not set
+``bars_per_year`` (in ``env`` or ``selection``): bars per year are a property of the dataset (its calendar
+and timeframe), set by :meth:`Experiment.on_dataset` for the dataset a run trains on, so that the env's
+carry and borrow per bar, the training-time selection Sharpe and the report all use the same number.
+Experiments whose name starts with ``smoke`` are test-only: :func:`list_experiments` leaves them out
+unless asked (or ``HIMARI_TEST_EXPERIMENTS=1``), so they do not clutter the UI's partitions.
+:meth:`Experiment.config_hash` is the sha256 of the canonical JSON of :meth:`Experiment.to_dict` (after
+defaults are filled in), so two files that differ only in formatting, key order or spelled-out
+defaults hash the same.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,12 +49,18 @@ __all__ = [
     "EXPERIMENTS_DIR",
     "FEATURES_KEYS",
     "SELECTION_FIELDS",
+    "TEST_EXPERIMENTS_ENV",
     "Experiment",
+    "is_test_experiment",
     "list_experiments",
     "load_experiment",
+    "include_test_experiments",
 ]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+TEST_EXPERIMENTS_ENV = "HIMARI_TEST_EXPERIMENTS"
+TEST_PREFIX = "smoke"
+DATASET_KEYS = ("bars_per_year",)  # set from the dataset, never by a YAML file
 FEATURES_KEYS = ("features_denoised", "features_raw")
 POLICY_PRESETS = ("small", "full")
 SELECTION_FIELDS = (
@@ -198,6 +211,20 @@ class Experiment:
     def ppo_config(self, device: str = "cpu") -> PPOConfig:
         return PPOConfig(**self.ppo, **self.selection, device=device, exp_name=self.name)
 
+    def on_dataset(self, dataset: str | None, bars_per_year: float) -> Experiment:
+        """This experiment trained on ``dataset`` (its default when None), annualized with the dataset's
+        ``bars_per_year`` (env carry/borrow per bar and the selection Sharpe; the config hash changes)."""
+        if not (
+            isinstance(bars_per_year, int | float) and math.isfinite(bars_per_year) and bars_per_year > 0
+        ):
+            raise ValueError(f"bars_per_year must be a positive number, got {bars_per_year!r}")
+        return dataclasses.replace(
+            self,
+            dataset=dataset or self.dataset,
+            env={**self.env, "bars_per_year": float(bars_per_year)},
+            selection={**self.selection, "bars_per_year": None},
+        )
+
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
         """The canonical config (every default filled in); the source path is not part of it."""
@@ -234,16 +261,48 @@ def load_experiment(path_or_name: str | Path, root: str | Path | None = None) ->
     root = Path(root) if root is not None else EXPERIMENTS_DIR
     path = _resolve(path_or_name, root)
     if not path.is_file():
-        known = ", ".join(list_experiments(root)) or "none"
+        known = ", ".join(list_experiments(root, include_test=True)) or "none"
         raise FileNotFoundError(f"no experiment file {path} (known experiments: {known})")
     data = yaml.safe_load(path.read_text())
+    _reject_dataset_keys(data, str(path))
     exp = Experiment.from_dict(data, source=str(path))
     if exp.name != path.stem:
         raise ValueError(f"{path}: name {exp.name!r} must equal the file name {path.stem!r}")
     return exp
 
 
-def list_experiments(root: str | Path | None = None) -> list[str]:
-    """Names of the experiment files under ``root`` (default ``experiments/``), sorted."""
+def _reject_dataset_keys(data, where: str) -> None:
+    """A YAML file may not restate what the dataset decides (bars per year)."""
+    if not isinstance(data, dict):
+        return
+    for section in ("env", "selection"):
+        values = data.get(section)
+        for key in DATASET_KEYS:
+            if isinstance(values, dict) and key in values:
+                raise ValueError(
+                    f"{where}: {section}.{key} may not be set in an experiment: bars per year come from "
+                    f"the dataset (its calendar and timeframe, see `himari datasets`); remove the key"
+                )
+
+
+def is_test_experiment(name: str) -> bool:
+    """Test-only experiments (``smoke*``): tiny configs the tests train in seconds."""
+    return name.startswith(TEST_PREFIX)
+
+
+def include_test_experiments() -> bool:
+    """Whether ``HIMARI_TEST_EXPERIMENTS`` asks for the test-only experiments."""
+    return os.environ.get(TEST_EXPERIMENTS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def list_experiments(root: str | Path | None = None, include_test: bool | None = None) -> list[str]:
+    """Names of the experiment files under ``root`` (default ``experiments/``), sorted.
+
+    Test-only experiments are listed when ``include_test`` is True, or when it is None (the default)
+    and ``HIMARI_TEST_EXPERIMENTS=1``.
+    """
     root = Path(root) if root is not None else EXPERIMENTS_DIR
-    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+    names = sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+    if include_test is None:
+        include_test = include_test_experiments()
+    return [n for n in names if include_test or not is_test_experiment(n)]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint
-from himari_pipeline.storage.hashing import file_sha256
+from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint, weights_fingerprint
 
 CHECKPOINT_COLUMNS = (
     "experiment",
@@ -38,7 +37,7 @@ def _num(meta: dict, key: str) -> float:
 
 def weights_sha(path: Path) -> str:
     """sha256 of each safetensors file of a checkpoint (name:hash16, comma-separated)."""
-    return ",".join(f"{p.name}:{file_sha256(p)[:16]}" for p in sorted(path.glob("*.safetensors")))
+    return weights_fingerprint(path)  # what evaluation and promotion verify against
 
 
 def checkpoints_table(summary, lake_root: str | Path, dataset: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -14,12 +15,20 @@ import pyarrow as pa
 def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Canonical dtypes so a frame hashes the same before writing and after reading back.
 
-    Timezone-aware timestamps become ``datetime64[ns, UTC]``; the index is reset.
+    Timezone-aware timestamps become ``datetime64[ns, UTC]``; the index is reset; every NaN of a float
+    column becomes the one canonical quiet NaN (``-NaN`` or a NaN with a payload would otherwise hash
+    differently from the NaN that Parquet and DuckDB hand back).
     """
     out = df.reset_index(drop=True).copy()
     for col in out.columns:
         s = out[col]
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+            values = s.to_numpy(copy=True)
+            nan = np.isnan(values)
+            if nan.any():
+                values[nan] = np.nan
+                out[col] = values
+        elif isinstance(s.dtype, pd.DatetimeTZDtype):
             out[col] = s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
         elif pd.api.types.is_datetime64_dtype(s.dtype):
             out[col] = s.astype("datetime64[ns]").dt.tz_localize("UTC")

@@ -12,6 +12,14 @@ same way.
 The catalog is a DuckDB file by default (one writer process at a time: connections retry while
 another process holds the lock) and can be PostgreSQL for a shared lake; the data path can be
 object storage. Both are configuration (``HIMARI_LAKE_CATALOG``, ``HIMARI_LAKE_DATA_PATH``).
+
+A lake moves: DuckLake records the data path it was created with, and every data file relative to it;
+the lake is attached with ``OVERRIDE_DATA_PATH`` so a lake copied or moved to another directory opens
+at its new place and reads every version there. Paths in the version registry are relative to the root.
+
+SQL: values are always bound parameters; identifiers (tables, columns) are validated names and quoted
+with :func:`sql_ident`; the few statements DuckDB does not parameterize (``ATTACH``, ``INSTALL``) take
+string literals escaped by :func:`sql_str`.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ class Version:
     partition: str
     version: str  # content hash (sha256 of canonical rows, or of the file's bytes)
     snapshot_id: int
-    row_count: int
+    row_count: int | None  # rows of a table; of a file, what the writer counted (None: not rows)
     code_version: str
     run_id: str
     created_at: str
@@ -86,7 +94,7 @@ def load_ducklake(con: duckdb.DuckDBPyConnection) -> None:
     try:
         con.execute("LOAD ducklake")
     except duckdb.Error:
-        con.execute(f"INSTALL '{_ducklake_extension_file()}'")
+        con.execute(f"INSTALL {sql_str(_ducklake_extension_file())}")
         con.execute("LOAD ducklake")
 
 
@@ -105,9 +113,18 @@ def _process_connection() -> duckdb.DuckDBPyConnection:
     return _PROCESS_CON
 
 
-def _sql_str(value: str) -> str:
-    """A SQL string literal (ATTACH takes no parameters)."""
+def sql_str(value: str) -> str:
+    """A SQL string literal, for the statements that take no parameters (``ATTACH``, ``INSTALL``)."""
+    if "\x00" in value:
+        raise LakeError(f"NUL byte in {value!r}")
     return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A quoted SQL identifier (table or column name): embedded double quotes are doubled."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise LakeError(f"invalid SQL identifier {name!r}")
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -160,8 +177,9 @@ class Lake:
             while True:
                 try:
                     con.execute(
-                        f"ATTACH {_sql_str('ducklake:' + self.catalog)} AS lake "
-                        f"(DATA_PATH {_sql_str(self.data_path.rstrip('/') + '/')}, DATA_INLINING_ROW_LIMIT 0)"
+                        f"ATTACH {sql_str('ducklake:' + self.catalog)} AS lake "
+                        f"(DATA_PATH {sql_str(self.data_path.rstrip('/') + '/')}, OVERRIDE_DATA_PATH true, "
+                        "DATA_INLINING_ROW_LIMIT 0)"
                     )
                     if not self._registry_ready:
                         self._ensure_registry(con)
@@ -227,9 +245,10 @@ class Lake:
             def body() -> Version:
                 con.execute("CALL lake.set_commit_message('himari', ?)", [tag])
                 self._ensure_table(con, asset, staged)
-                con.execute(f'DELETE FROM lake."{asset}" WHERE {_PART} = ?', [partition])
-                cols = ", ".join(f'"{c}"' for c in staged.columns)
-                con.execute(f'INSERT INTO lake."{asset}" ({cols}) SELECT {cols} FROM staged')
+                table = sql_ident(asset)
+                con.execute(f"DELETE FROM lake.{table} WHERE {_PART} = ?", [partition])
+                cols = ", ".join(sql_ident(c) for c in staged.columns)
+                con.execute(f"INSERT INTO lake.{table} ({cols}) SELECT {cols} FROM staged")
                 return self._register(
                     con,
                     asset,
@@ -262,8 +281,12 @@ class Lake:
         code_version: str = "",
         run_id: str = "",
         metadata: dict | None = None,
+        row_count: int | None = None,
     ) -> Version:
-        """Move the finished file ``src`` into the lake's artifacts (content-addressed) and register it."""
+        """Move the finished file ``src`` into the lake's artifacts (content-addressed) and register it.
+
+        ``row_count``: the rows the file holds (e.g. samples of an ``.npz``), None for a document.
+        """
         validate_name("asset", asset)
         validate_name("partition", partition)
         src = Path(src)
@@ -297,7 +320,7 @@ class Lake:
                     partition,
                     digest,
                     tag,
-                    1,
+                    None if row_count is None else int(row_count),
                     code_version,
                     run_id,
                     inputs,
@@ -337,15 +360,16 @@ class Lake:
         exists = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'lake' AND table_name = ?", [asset]
         ).fetchone()[0]
+        table = sql_ident(asset)
         if not exists:
-            con.execute(f'CREATE TABLE lake."{asset}" AS SELECT * FROM staged LIMIT 0')
-            con.execute(f'ALTER TABLE lake."{asset}" SET PARTITIONED BY ({_PART})')
+            con.execute(f"CREATE TABLE lake.{table} AS SELECT * FROM staged LIMIT 0")
+            con.execute(f"ALTER TABLE lake.{table} SET PARTITIONED BY ({_PART})")
             return
-        have = {r[0]: r[1] for r in con.execute(f'DESCRIBE lake."{asset}"').fetchall()}
+        have = {r[0]: r[1] for r in con.execute(f"DESCRIBE lake.{table}").fetchall()}
         want = {r[0]: r[1] for r in con.execute("DESCRIBE staged").fetchall()}
         for col, typ in want.items():
-            if col not in have:
-                con.execute(f'ALTER TABLE lake."{asset}" ADD COLUMN "{col}" {typ}')
+            if col not in have:  # the type comes from DuckDB's own DESCRIBE of the staged frame
+                con.execute(f"ALTER TABLE lake.{table} ADD COLUMN {sql_ident(col)} {typ}")
             elif have[col] != typ:
                 raise LakeError(
                     f"table {asset!r}: column {col!r} is {have[col]} in the lake but {typ} in the new "
@@ -444,7 +468,7 @@ class Lake:
             partition=partition,
             version=version,
             snapshot_id=int(sid),
-            row_count=int(rows),
+            row_count=None if rows is None else int(rows),
             code_version=code,
             run_id=run_id,
             created_at=created,
@@ -481,10 +505,11 @@ class Lake:
             is_latest = v == found[-1]
             if not is_latest and v.snapshot_id < 0:
                 raise LakeError(f"version {v.short} of {asset}/{partition} was removed by retention")
-            at = "" if is_latest else f" AT (VERSION => {v.snapshot_id})"
-            cols = ", ".join(f'"{c}"' for c in v.columns)
+            at = "" if is_latest else f" AT (VERSION => {int(v.snapshot_id)})"
+            cols = ", ".join(sql_ident(c) for c in v.columns)
             df = con.execute(
-                f'SELECT {cols} FROM lake."{asset}"{at} WHERE {_PART} = ? ORDER BY {_ROW}', [partition]
+                f"SELECT {cols} FROM lake.{sql_ident(asset)}{at} WHERE {_PART} = ? ORDER BY {_ROW}",
+                [partition],
             ).df()
         return normalize_frame(df)
 
@@ -500,14 +525,33 @@ class Lake:
         return sorted({v.partition for v in self.versions(asset)})
 
     # ------------------------------------------------------------------ retention
-    def expire(self, older_than: str = "now()") -> int:
-        """Remove snapshots older than ``older_than`` (a timestamp expression) and their unused files.
+    def expire(self, older_than: datetime | str | None = None) -> int:
+        """Remove snapshots older than ``older_than`` and the data files only they used.
 
+        ``older_than`` is a datetime or an ISO-8601 timestamp string (UTC when it names no zone);
+        None means now. Anything else is refused before it reaches SQL (it is a bound parameter).
         Versions newer than that stay readable; returns how many snapshots were expired.
         """
+        cutoff = _timestamp(older_than)
         with self.connect() as con:
             before = con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
-            con.execute(f"CALL ducklake_expire_snapshots('lake', older_than => {older_than})")
+            con.execute(
+                "CALL ducklake_expire_snapshots('lake', older_than => ?::TIMESTAMPTZ)", [cutoff.isoformat()]
+            )
             con.execute("CALL ducklake_cleanup_old_files('lake', cleanup_all => true)")
             after = con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
         return int(before - after)
+
+
+def _timestamp(value: datetime | str | None) -> datetime:
+    """A timezone-aware datetime from a datetime, an ISO-8601 string or None (now); else LakeError."""
+    if value is None:
+        return datetime.now(UTC)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise LakeError(f"not an ISO-8601 timestamp: {value!r} (e.g. '2026-01-31T00:00:00')") from None
+    if not isinstance(value, datetime):
+        raise LakeError(f"expected a datetime or an ISO-8601 string, got {type(value).__name__}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
