@@ -36,7 +36,7 @@ def _run(instance, job: str, key: str | None, label: str | None = None, quiet: b
     if quiet and job == "marts_job":  # dbt writes its own log to the terminal: keep its summary line
         with _terminal_captured() as captured:
             out = run_job(instance, job, key, quiet=quiet)
-        lines = captured.read_text(errors="replace").splitlines()
+        lines = captured[0].splitlines()
         shown = [ln for ln in lines if ln.startswith("Done. PASS=")] if out.success else lines[-40:]
         for line in shown:
             typer.echo(f"    dbt: {line}")
@@ -53,24 +53,25 @@ def _run(instance, job: str, key: str | None, label: str | None = None, quiet: b
 
 @contextlib.contextmanager
 def _terminal_captured():
-    """Send this process's stdout/stderr file descriptors (and children's) to a temp file meanwhile."""
+    """Send this process's stdout/stderr file descriptors (and children's) to a temp file meanwhile;
+    yields a one-item list that holds the captured text afterwards."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "terminal.log"
-        with path.open("wb") as sink:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield path
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                for fd in saved:
-                    os.close(fd)
+    saved, text = [os.dup(1), os.dup(2)], [""]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield text
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            text[0] = sink.read().decode(errors="replace")
 
 
 def _materialize(keys: list[str], quiet: bool = True) -> bool:
@@ -235,6 +236,7 @@ def run(
     keys = _check_datasets(list(dataset)) if dataset else []
     if not verbose:
         _quiet_python_warnings()
+        os.environ.setdefault("TQDM_DISABLE", "1")  # the evaluation lines say the same, one per line
     if not dataset:
         from himari_pipeline.rl.experiments import load_experiment
 

@@ -6,7 +6,7 @@ for every dataset partition), on a cron the daemon reaches within a minute inste
 
 import dagster as dg
 
-from himari_pipeline.definitions import defs as project_defs
+from himari_pipeline import definitions
 from himari_pipeline.defs.automation import daily_append_schedule
 from himari_pipeline.defs.jobs import data_job
 
@@ -24,4 +24,4 @@ def every_minute_append_schedule(context: dg.ScheduleEvaluationContext):
     return daily_append_schedule(context)
 
 
-defs = dg.Definitions.merge(project_defs, dg.Definitions(schedules=[every_minute_append_schedule]))
+defs = dg.Definitions.merge(definitions.defs, dg.Definitions(schedules=[every_minute_append_schedule]))

@@ -140,3 +140,60 @@ def test_planted_leak_is_caught_and_blocks_downstream(tmp_path, monkeypatch):
     assert "differ" in evals[0].description and FEATURE_NAMES[0] in evals[0].description
     done = {m.asset_key.to_user_string() for m in res.get_asset_materialization_events()}
     assert FEATURES_T in done and DENOISED not in done and SPLITS not in done
+
+
+@pytest.mark.timeout(300)
+def test_one_row_leak_is_caught_by_the_every_row_check_and_named(tmp_path, monkeypatch):
+    """A look-ahead on ONE row of the shared feature code fails the check, which names column and row."""
+    from himari_pipeline.features import compute as features_compute
+
+    monkeypatch.setenv("HIMARI_TRUNCATION_ROWS", "all")
+    key, leak_row = "SYNTH-NULL_1h", 700
+
+    def run(lake: str):
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("datasets", [key])
+        settings = PipelineSettings(
+            raw_dir=str(tmp_path / "raw"), synthetic_start="2024-01-01", synthetic_end="2024-02-10"
+        )
+        return dg.materialize(
+            [*DATA_ASSETS, *DATA_CHECKS],
+            partition_key=key,
+            instance=instance,
+            resources={"lake": LakeResource(root=str(tmp_path / lake)), "settings": settings},
+            selection=[RAW, FEATURES_T, DENOISED],
+            raise_on_error=False,
+        )
+
+    def evaluation(res, name):
+        return next(e for e in res.get_asset_check_evaluations() if e.check_name == name)
+
+    clean = run("clean")  # the clean code passes, every row compared
+    bars = Lake(tmp_path / "clean").read_table(RAW, key)
+    for name in ("features_truncation_invariance", "denoised_truncation_invariance"):
+        e = evaluation(clean, name)
+        assert e.passed and e.metadata["every_row_from"].value == 0, (name, e.description)
+        assert e.metadata["rows_checked"].value == len(bars)
+
+    real = features_compute.feature_arrays_resumable
+    leak_ts = bars["timestamp"].iloc[leak_row]
+
+    def leaky(window, *args, **kwargs):  # row `leak_row` reads the next bar's close
+        f, rec = real(window, *args, **kwargs)
+        pos = np.flatnonzero(pd.DatetimeIndex(window["timestamp"]).asi8 == leak_ts.value)
+        if len(pos) and pos[0] + 1 < len(window):
+            c = window["close"].to_numpy()
+            f["logret_1"] = f["logret_1"].copy()
+            f["logret_1"][pos[0]] = np.log(c[pos[0] + 1] / c[pos[0]])
+        return f, rec
+
+    monkeypatch.setattr(features_compute, "feature_arrays_resumable", leaky)
+    res = run("leaky")
+    e = evaluation(res, "features_truncation_invariance")
+    assert not e.passed
+    rows_part, prefix_part = e.description.split(". Prefixes: ")
+    assert f"column 'logret_1' at row {leak_row} ({leak_ts})" in rows_part, e.description
+    assert prefix_part.startswith("identical rows on")  # the whole-prefix check alone misses it
+    assert e.metadata["mismatches"].value[0]["row"] == leak_row
+    done = {m.asset_key.to_user_string() for m in res.get_asset_materialization_events()}
+    assert FEATURES_T in done and DENOISED not in done  # blocking: nothing downstream of the leak

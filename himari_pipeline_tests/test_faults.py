@@ -1,4 +1,5 @@
-"""Faults for real: a writer killed with SIGKILL mid-write, a training run killed mid-way."""
+"""Faults for real: a writer killed with SIGKILL mid-write, a training run killed mid-way, a data run
+killed while it holds the lake pool slot (and the next run, which must not be blocked)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from himari_pipeline.storage.hashing import frame_hash
 from himari_pipeline.storage.lake import Lake
@@ -117,3 +119,82 @@ def test_training_killed_midway_resumes_from_last_checkpoint(tmp_path):
     assert steps[-1] < int(final), "the run finished before it was killed"
     assert resumed != "None" and int(resumed) >= steps[-1]  # continued from the last checkpoint
     assert Path(out / "best.json").exists()
+
+
+def _himari(*args: str, env: dict, **kw) -> subprocess.CompletedProcess:
+    from himari_pipeline_tests.ui_helpers import REPO, himari_command
+
+    return subprocess.run([*himari_command(), *args], env=env, cwd=REPO, capture_output=True, text=True, **kw)
+
+
+def _claimed_slots(home: Path) -> list[tuple[str, str]]:
+    """(run id, step) of every claimed slot of the lake writers' pool in the instance at ``home``."""
+    import dagster as dg
+
+    from himari_pipeline.defs.data_assets import POOL
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        info = instance.event_log_storage.get_concurrency_info(POOL)
+        return [(s.run_id, s.step_key) for s in info.claimed_slots]
+
+
+@pytest.mark.timeout(900)
+def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
+    """SIGKILL a real `himari run` while it holds the lake pool slot: doctor sees the dead run and the
+    slot, the next run of the same job frees them, completes, and doctor is clean afterwards."""
+    import dagster as dg
+
+    from himari_pipeline_tests.ui_helpers import himari_command
+
+    home = tmp_path / "dagster_home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HIMARI_"))}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "HIMARI_LAKE_ROOT": str(tmp_path / "lake"),
+        "HIMARI_SYNTHETIC_START": "2024-01-01",
+        "HIMARI_SYNTHETIC_END": "2025-12-31",
+        "HIMARI_TRUNCATION_PREFIXES": "2",
+    }
+    cmd = ["run", "-d", "SYNTH-PLANTED_1h", "--data-only"]
+    first = subprocess.Popen(
+        [*himari_command(), *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    held: list[tuple[str, str]] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:
+            held = _claimed_slots(home) if (home / "history").exists() else []
+            if any(step == "features" for _, step in held):  # raw_ohlcv written, features being written
+                break
+            time.sleep(0.5)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+    assert any(step == "features" for _, step in held), f"never saw the features step hold a slot: {held}"
+    (killed_run, _), *_ = held
+
+    # the bad state, reported (and left alone) by `himari doctor`
+    report = _himari("doctor", env=env, timeout=120)
+    assert report.returncode == 1, report.stdout + report.stderr
+    assert (
+        f"run {killed_run} (data_job [SYNTH-PLANTED_1h]) is STARTED but its processes are gone"
+        in report.stdout
+    )
+    assert f"pool himari_lake: slot held by step features of run {killed_run}" in report.stdout
+    assert _claimed_slots(home) == held  # report only
+
+    # the next run of the same job recovers on start and completes
+    t0 = time.monotonic()
+    again = _himari(*cmd, env=env, timeout=600)
+    took = time.monotonic() - t0
+    print(f"\nrerun after the kill: exit {again.returncode} in {took:.0f}s")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"marked run {killed_run} (data_job) failed" in again.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(killed_run).status == dg.DagsterRunStatus.FAILURE
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="data_job"))
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
+    assert _claimed_slots(home) == []
+
+    clean = _himari("doctor", env=env, timeout=120)
+    assert clean.returncode == 0 and "clean" in clean.stdout, clean.stdout + clean.stderr

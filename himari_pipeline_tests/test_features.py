@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from ta.momentum import StochasticOscillator, WilliamsRIndicator
 from ta.trend import AroonIndicator, CCIIndicator
 from ta.volume import MFIIndicator
 
@@ -163,6 +164,15 @@ def test_reimplemented_indicators_match_ta_and_hand_loops(bars: pd.DataFrame, fe
     aroon = AroonIndicator(h, lo, 25, fillna=False)
     np.testing.assert_array_equal(feats["aroon_up_25"], aroon.aroon_up().to_numpy())
     np.testing.assert_array_equal(feats["aroon_down_25"], aroon.aroon_down().to_numpy())
+    stoch = StochasticOscillator(h, lo, c, window=14, smooth_window=3, fillna=False).stoch().to_numpy()
+    np.testing.assert_array_equal(feats["stoch_k_14"], stoch)  # bit for bit
+    wr = WilliamsRIndicator(h, lo, c, lbp=14, fillna=False).williams_r().to_numpy()
+    np.testing.assert_array_equal(feats["williams_r_14"], wr)
+    rsi = feats["rsi_14"]
+    np.testing.assert_array_equal(
+        feats["stoch_rsi_14"],
+        ((rsi - rsi.rolling(14).min()) / (rsi.rolling(14).max() - rsi.rolling(14).min())).to_numpy(),
+    )
     mfi = MFIIndicator(h, lo, c, v, 14, fillna=False).money_flow_index().to_numpy()
     np.testing.assert_allclose(feats["mfi_14"][14:], mfi[14:], rtol=1e-9)  # ta's row 13 uses bar 0
     # ATR and +DI / -DI / ADX against hand-written Wilder loops

@@ -144,3 +144,15 @@ def test_best_pointer_is_confined_to_its_run(copy_of, tmp_path):
         (run / BEST_FILE).write_text(json.dumps({**pointer, "checkpoint": bad}))
         with pytest.raises(CheckpointIntegrityError, match=BEST_FILE):
             best_checkpoint(run)
+
+
+def test_training_resumes_only_from_unchanged_checkpoints(copy_of):
+    _, _, lake, run, table = copy_of
+    weights = WeightsCatalog.from_table(lake.root, table)
+    assert weights.verify_all(under=run) == len(table)
+    last = lake.root / table.sort_values("step")["checkpoint_path"].iloc[-1]
+    _scale_weights(last)
+    with pytest.raises(CheckpointIntegrityError, match=last.name):
+        weights.verify_all(under=run)
+    shutil.rmtree(run)  # a run folder deleted to train afresh is not tampering
+    assert weights.verify_all(under=run) == 0

@@ -30,6 +30,7 @@ from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.rl import experiments as exp_mod
 from himari_pipeline.rl import ppo as ppo_mod
 from himari_pipeline.rl import training as training_mod
+from himari_pipeline.rl.checkpoints import WeightsCatalog
 from himari_pipeline.rl.experiments import Experiment, load_experiment
 from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
 from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
@@ -76,6 +77,9 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         f"{exp.ppo['total_timesteps']:,} steps"
     )
     _reward_scale_preflight(exp, splits)
+    if (prev := store.latest(CHECKPOINTS, part)) is not None:  # resume only from unchanged checkpoints
+        registered = store.read_table(CHECKPOINTS, part, prev.version)
+        WeightsCatalog.from_table(store.root, registered).verify_all(under=out)
 
     history: list[dict] = []
     last_line = [0.0]

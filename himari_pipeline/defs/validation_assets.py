@@ -115,7 +115,7 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
     collapse_first(report.verdict.reasons)
     inputs = {CHECKPOINTS: ck.version, SPLITS: split_v.version}
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-        html = report.write_html(Path(tmp) / f"{part}.html")
+        html = report.write_html(Path(tmp) / "validation_report.html")
         v = store.write_file(
             REPORT_HTML,
             part,

@@ -2,10 +2,11 @@
 
 Formulas follow ``ta`` 0.11 (``fillna=False``). Checked in ta's source and avoided: TRIX, KST, Vortex
 (``shift(fill_value=full-sample mean)``), DPO (full-sample mean fill), Ichimoku (``visual=True``
-shifts forward) and anything with ``fillna=True`` (``bfill``). ``ta`` itself is used only where its
-result depends on the window's values alone (Stochastic %K, Williams %R: rolling min/max).
+shifts forward) and anything with ``fillna=True`` (``bfill``). Stochastic %K and Williams %R are
+ta's expressions over window minima/maxima, bit-identical to ``ta`` (tested) without its pandas
+overhead, which matters because the truncation check recomputes every row from its own prefix.
 
-Everything else is computed here so that a row can be continued from a stored tail bit-for-bit
+Everything is computed here so that a row can be continued from a stored tail bit-for-bit
 (:mod:`himari_pipeline.incremental`), with one implementation behind both entry points:
 
 * rolling sums, means, variances, correlations and mean absolute deviations are summed afresh for
@@ -30,7 +31,6 @@ import numba
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from ta.momentum import StochasticOscillator, WilliamsRIndicator
 
 from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.market.bars import BAR_COLUMNS
@@ -171,11 +171,19 @@ def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def _rolling_min(x: np.ndarray, n: int) -> np.ndarray:
-    return pd.Series(x).rolling(n, min_periods=n).min().to_numpy()
+    """Trailing ``n``-bar minimum; NaN until ``n`` bars or when the window holds a NaN (as pandas')."""
+    x = _f64(x)
+    return (
+        _pad_front(sliding_window_view(x, n).min(axis=1), len(x)) if len(x) >= n else np.full(len(x), np.nan)
+    )
 
 
 def _rolling_max(x: np.ndarray, n: int) -> np.ndarray:
-    return pd.Series(x).rolling(n, min_periods=n).max().to_numpy()
+    """Trailing ``n``-bar maximum (see :func:`_rolling_min`)."""
+    x = _f64(x)
+    return (
+        _pad_front(sliding_window_view(x, n).max(axis=1), len(x)) if len(x) >= n else np.full(len(x), np.nan)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -457,13 +465,11 @@ def feature_arrays_resumable(
         f["rsi_14"] = rsi
         rsi_lo, rsi_hi = _rolling_min(rsi, 14), _rolling_max(rsi, 14)
         f["stoch_rsi_14"] = (rsi - rsi_lo) / (rsi_hi - rsi_lo)
-        hs, ls, cs = pd.Series(h), pd.Series(low), pd.Series(c)
-        stoch_k = (
-            StochasticOscillator(hs, ls, cs, window=14, smooth_window=3, fillna=False).stoch().to_numpy()
-        )
+        hh14, ll14 = _rolling_max(h, 14), _rolling_min(low, 14)
+        stoch_k = 100 * (c - ll14) / (hh14 - ll14)  # ta's StochasticOscillator.stoch()
         f["stoch_k_14"] = stoch_k
         f["stoch_d_14"] = rolling_mean(stoch_k, 3)
-        f["williams_r_14"] = WilliamsRIndicator(hs, ls, cs, lbp=14, fillna=False).williams_r().to_numpy()
+        f["williams_r_14"] = -100 * (hh14 - c) / (hh14 - ll14)  # ta's WilliamsRIndicator.williams_r()
         f["cci_20"] = _cci(h, low, c, 20)
         f["tsi_25_13"] = _tsi(c, c_prev, 25, 13, ewm)
         f["ultimate_osc"] = _ultimate(h, low, c, c_prev)
@@ -496,12 +502,11 @@ def feature_arrays_resumable(
         f["cmf_20"] = rolling_sum(mfv, 20) / rolling_sum(v, 20)
         f["volume_ret_corr_48"] = rolling_corr(np.abs(r1), v, 48)
 
-        # calendar (the bar's close time, UTC)
-        ts = pd.DatetimeIndex(bars["timestamp"])
-        if ts.tz is not None:
-            ts = ts.tz_convert("UTC")
-        hour = ts.hour.to_numpy() + ts.minute.to_numpy() / 60.0 + ts.second.to_numpy() / 3600.0
-        dow = ts.dayofweek.to_numpy().astype(np.float64)
+        # calendar (the bar's close time, UTC), from integer nanoseconds (1970-01-01 was a Thursday)
+        ns = bars["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        seconds = ns // 1_000_000_000
+        hour = (seconds // 3600) % 24 + ((seconds // 60) % 60) / 60.0 + (seconds % 60) / 3600.0
+        dow = ((seconds // 86400 + 3) % 7).astype(np.float64)
         f["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
         f["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
         f["dow_sin"] = np.sin(2 * np.pi * dow / 7.0)

@@ -436,3 +436,17 @@ class WeightsCatalog:
             )
         verify_weights(target, self.expected[target])
         return target
+
+    def verify_all(self, under: str | Path | None = None) -> int:
+        """Check every registered checkpoint still on disk (below ``under``, if given); returns how many.
+
+        A run folder that was deleted to train afresh is fine; one whose files changed is refused
+        (training resumes from these files and would otherwise re-register changed weights).
+        """
+        base = None if under is None else Path(under).resolve()
+        checked = 0
+        for path, expected in sorted(self.expected.items()):
+            if (base is None or path.is_relative_to(base)) and path.exists():
+                verify_weights(path, expected)
+                checked += 1
+        return checked

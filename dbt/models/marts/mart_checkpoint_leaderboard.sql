@@ -1,4 +1,4 @@
--- One row per experiment, ranked by the deflated Sharpe ratio of its selected checkpoint: the DSR
+-- One row per experiment and dataset, ranked by the deflated Sharpe ratio of its selected checkpoint: the DSR
 -- deflates the Sharpe for the number of checkpoints tried, so an experiment that found a high raw
 -- Sharpe by trying many checkpoints does not outrank one with honest evidence. The raw best
 -- validation Sharpe is kept next to it, for contrast only.
@@ -9,12 +9,13 @@ with summary as (
 checkpoint_stats as (
     select
         experiment,
+        dataset,
         count(*) as n_checkpoints_saved,
         max(val_greedy_sharpe) as best_raw_val_sharpe,
         max(case when raw_val_sharpe_rank = 1 then step end) as best_raw_val_step,
         sum(case when collapsed then 1 else 0 end) as n_collapsed_checkpoints
     from {{ ref('stg_checkpoints') }}
-    group by experiment
+    group by experiment, dataset
 ),
 
 joined as (
@@ -49,19 +50,20 @@ joined as (
         cs.best_raw_val_sharpe,
         cs.best_raw_val_step,
         cs.best_raw_val_sharpe - s.val_sharpe as raw_sharpe_minus_selected,
-        s.report_path
+        s.report_path,
+        s.bars_per_year
     from summary as s
     left join {{ ref('stg_checkpoints') }} as c
-        on s.experiment = c.experiment and s.checkpoint_step = c.step
-    left join checkpoint_stats as cs on s.experiment = cs.experiment
+        on s.experiment = c.experiment and s.dataset = c.dataset and s.checkpoint_step = c.step
+    left join checkpoint_stats as cs on s.experiment = cs.experiment and s.dataset = cs.dataset
 )
 
 select
     row_number() over (
-        order by dsr desc nulls last, psr desc nulls last, experiment
+        order by dsr desc nulls last, psr desc nulls last, experiment, dataset
     ) as dsr_rank,
     row_number() over (
-        order by best_raw_val_sharpe desc nulls last, experiment
+        order by best_raw_val_sharpe desc nulls last, experiment, dataset
     ) as raw_sharpe_rank,
     *
 from joined

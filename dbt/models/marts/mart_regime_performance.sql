@@ -1,4 +1,4 @@
--- Per experiment, section and regime, for the selected checkpoint: the policy's Sharpe, return and
+-- Per experiment, dataset, section and regime, for the selected checkpoint: the policy's Sharpe, return and
 -- action shares next to buy-and-hold (and the other baselines' Sharpe) on the same bars.
 {% set sharpe = ['sharpe'] %}
 {% set ret = ['cumulative_return', 'total_return'] %}
@@ -6,12 +6,12 @@ with selected as (
     select m.*
     from {{ ref('stg_validation_metrics') }} as m
     inner join {{ ref('stg_validation_summary') }} as s
-        on m.experiment = s.experiment and m.checkpoint_step = s.checkpoint_step
+        on m.experiment = s.experiment and m.dataset = s.dataset and m.checkpoint_step = s.checkpoint_step
 )
 
 select
     experiment,
-    min(dataset) as dataset,
+    dataset,
     min(checkpoint_step) as checkpoint_step,
     section,
     regime,
@@ -32,9 +32,10 @@ select
     {{ metric('ma_crossover', sharpe) }} as ma_crossover_sharpe,
     {{ metric('random_same_turnover', sharpe) }} as random_same_turnover_sharpe
 from selected
-group by experiment, section, regime
+group by experiment, dataset, section, regime
 order by
     experiment,
+    dataset,
     case section when 'validation' then 1 when 'test' then 2 when 'live' then 3 else 4 end,
     section,
     case regime when 'ALL' then 0 when 'LOW_VOL' then 1 when 'TRENDING' then 2 when 'HIGH_VOL' then 3

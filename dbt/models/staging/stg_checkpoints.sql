@@ -1,5 +1,5 @@
--- Every saved checkpoint (partition = experiment). `dataset` falls back to the dataset whose split
--- version the checkpoint names (split versions are content hashes of one dataset's arrays).
+-- Every saved checkpoint (partition = experiment.dataset). `dataset` falls back to the dataset whose
+-- split version the checkpoint names (split versions are content hashes of one dataset's arrays).
 with checkpoints as (
     select * from {{ source('lake', 'checkpoints') }}
 ),
@@ -26,7 +26,7 @@ select
     c.val_share_short,
     c.weights_sha256,
     row_number() over (
-        partition by coalesce(c.experiment, c.partition_key)
+        partition by coalesce(c.experiment, c.partition_key), coalesce(c.dataset, d.dataset)
         order by c.val_greedy_sharpe desc nulls last, c.step
     ) as raw_val_sharpe_rank
 from checkpoints as c

@@ -1,5 +1,5 @@
--- Validation numbers in long format (partition = experiment): one row per
--- (experiment, checkpoint, section, subject, regime, metric).
+-- Validation numbers in long format (partition = experiment.dataset): one row per
+-- (experiment, dataset, checkpoint, section, subject, regime, metric).
 select
     coalesce(experiment, partition_key) as experiment,
     dataset,

@@ -1,5 +1,5 @@
--- One row per experiment (partition = experiment): verdict and significance evidence for its
--- selected checkpoint. A NaN probability becomes NULL (missing evidence), so it cannot sort first
+-- One row per experiment and dataset (partition = experiment.dataset): verdict and significance
+-- evidence for its selected checkpoint, and the dataset's bars per year the Sharpe ratios use. A NaN probability becomes NULL (missing evidence), so it cannot sort first
 -- (DuckDB orders NaN above every number).
 select
     coalesce(experiment, partition_key) as experiment,
@@ -20,5 +20,7 @@ select
     case when isnan(pbo) then null else pbo end as pbo,
     case when isnan(perm_pvalue) then null else perm_pvalue end as perm_pvalue,
     leak_flags,
-    report_path
+    report_path,
+    {% set cols = adapter.get_columns_in_relation(source('lake', 'validation_summary')) | map(attribute='name') | list -%}
+    {% if 'bars_per_year' in cols %}bars_per_year{% else %}cast(null as double) as bars_per_year{% endif %}
 from {{ source('lake', 'validation_summary') }}

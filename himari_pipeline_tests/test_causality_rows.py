@@ -1,0 +1,130 @@
+"""Leak detection at every cut point: a look-ahead confined to one row is caught and named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from himari_pipeline import incremental
+from himari_pipeline.causality import check_every_row, check_truncation_invariance, default_prefixes
+from himari_pipeline.ekf import EKFParams, denoise_features
+from himari_pipeline.ekf import vectorized as ekf_vectorized
+from himari_pipeline.features import compute as features_compute
+from himari_pipeline.features.catalog import FEATURE_NAMES
+from himari_pipeline.features.compute import compute_features
+from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
+from himari_pipeline.regimes import detect as regimes_detect
+from himari_pipeline.regimes.detect import detect_regimes
+
+LEAK_ROW = 800  # the one row whose value peeks at the next bar (after every warm-up)
+
+
+@pytest.fixture(scope="module")
+def bars() -> pd.DataFrame:
+    cfg = SyntheticConfig(seed=3, variant="planted", start="2024-01-01", end="2024-02-08", timeframe="1h")
+    return generate_synthetic_bars(cfg)
+
+
+def _data_check_prefixes(n: int) -> list[int]:
+    """The prefixes the Dagster truncation checks draw (6 by default)."""
+    return default_prefixes(n, count=6, min_rows=min(500, n // 2))
+
+
+def test_one_row_feature_leak_is_missed_by_prefixes_and_caught_at_its_row(bars, monkeypatch):
+    real = features_compute.feature_arrays_resumable
+    leak_ts = bars["timestamp"].iloc[LEAK_ROW]
+
+    def leaky(window, *args, **kwargs):  # the shared feature code, with one row using the next bar
+        f, rec = real(window, *args, **kwargs)
+        pos = np.flatnonzero(pd.DatetimeIndex(window["timestamp"]).asi8 == leak_ts.value)
+        if len(pos) and pos[0] + 1 < len(window):
+            c = window["close"].to_numpy()
+            f["rsi_14"] = f["rsi_14"].copy()
+            f["rsi_14"][pos[0]] = 100.0 * (c[pos[0] + 1] > c[pos[0]])  # tomorrow's direction
+        return f, rec
+
+    monkeypatch.setattr(features_compute, "feature_arrays_resumable", leaky)
+    full = compute_features(bars)  # the stored table, computed with the leak
+    assert full["rsi_14"].iloc[LEAK_ROW] in (0.0, 100.0)
+    ks = _data_check_prefixes(len(bars))
+    assert check_truncation_invariance(
+        compute_features, bars, full=full, prefixes=ks
+    ).ok  # 6 prefixes miss it
+
+    report = check_every_row(incremental.features_bar_by_bar(bars), full)
+    assert not report.ok and report.rows_checked == len(bars)
+    assert [(m["column"], m["row"], m["n_diff"]) for m in report.mismatches] == [("rsi_14", LEAK_ROW, 1)]
+    summary = report.summary()
+    assert f"column 'rsi_14' at row {LEAK_ROW} ({leak_ts})" in summary, summary
+
+    monkeypatch.setattr(features_compute, "feature_arrays_resumable", real)
+    clean = compute_features(bars)
+    ok = check_every_row(incremental.features_bar_by_bar(bars), clean)
+    assert ok.ok and ok.rows_checked == len(bars) and "identical rows on every row from row 0" in ok.summary()
+    # only the newest rows: the same check from a state built on the earlier bars
+    tail = check_every_row(incremental.features_bar_by_bar(bars, start=LEAK_ROW), clean, start=LEAK_ROW)
+    assert tail.ok and tail.rows_checked == len(bars) - LEAK_ROW
+
+
+def test_one_row_denoiser_leak_is_caught_at_its_row(bars, monkeypatch):
+    feats = compute_features(bars)
+    params = EKFParams.for_features(FEATURE_NAMES)
+    real = ekf_vectorized.ekf_filter
+
+    def leaky(x, p, state=None):  # a filter that, on one row, averages in the next feature row
+        out, st = real(x, p, state)
+        if len(x) > LEAK_ROW + 1:
+            out[LEAK_ROW, 2] = 0.5 * (out[LEAK_ROW, 2] + x[LEAK_ROW + 1, 2])
+        return out, st
+
+    monkeypatch.setattr(ekf_vectorized, "ekf_filter", leaky)
+    monkeypatch.setattr(incremental, "ekf_filter", leaky)
+    full = denoise_features(feats, params)
+    report = check_every_row(incremental.denoised_row_by_row(feats, params), full)
+    assert [(m["column"], m["row"]) for m in report.mismatches] == [(FEATURE_NAMES[2], LEAK_ROW)]
+
+    monkeypatch.undo()
+    assert check_every_row(incremental.denoised_row_by_row(feats, params), denoise_features(feats, params)).ok
+
+
+def test_one_row_regime_leak_is_caught_at_its_row(bars, monkeypatch):
+    real = regimes_detect.compute_indicators_resumable
+    leak_ts = bars["timestamp"].iloc[LEAK_ROW]
+
+    def leaky(window, *args, **kwargs):  # the drawdown of one bar measured against the next close
+        ind, rec = real(window, *args, **kwargs)
+        pos = np.flatnonzero(pd.DatetimeIndex(window["timestamp"]).asi8 == leak_ts.value)
+        if len(pos) and pos[0] + 1 < len(window):
+            c = window["close"].to_numpy()
+            ind.loc[pos[0], "drawdown"] = min(c[pos[0] + 1] / c[pos[0]] - 1.0, 0.0) - 0.5
+        return ind, rec
+
+    monkeypatch.setattr(regimes_detect, "compute_indicators_resumable", leaky)
+    monkeypatch.setattr(incremental, "compute_indicators_resumable", leaky)
+    full = detect_regimes(bars, "1h")
+    report = check_every_row(incremental.regimes_bar_by_bar(bars, "1h"), full)
+    cols = {m["column"]: m["row"] for m in report.mismatches}
+    assert cols.get("drawdown") == LEAK_ROW and min(cols.values()) == LEAK_ROW
+
+    monkeypatch.undo()
+    assert check_every_row(incremental.regimes_bar_by_bar(bars, "1h"), detect_regimes(bars, "1h")).ok
+
+
+def test_a_one_bar_input_gives_the_full_tables_first_row(bars):
+    params = EKFParams.for_features(FEATURE_NAMES)
+    full = compute_features(bars)
+    full_den = denoise_features(full, params)
+    full_reg = detect_regimes(bars, "1h")
+    for k in (1, 2, 3):
+        part = compute_features(bars.iloc[:k])
+        pd.testing.assert_frame_equal(part, full.iloc[:k], check_exact=True)
+        pd.testing.assert_frame_equal(denoise_features(part, params), full_den.iloc[:k], check_exact=True)
+        pd.testing.assert_frame_equal(
+            detect_regimes(bars.iloc[:k], "1h"), full_reg.iloc[:k], check_exact=True
+        )
+    first = compute_features(bars.iloc[:1])
+    defined = [c for c in FEATURE_NAMES if np.isfinite(first[c].iloc[0])]
+    # a single bar defines its own candle and calendar features; the rest wait for their windows
+    assert set(defined) == {"logret_oc", "hl_range", "hour_sin", "hour_cos", "dow_sin", "dow_cos"}
+    assert bool(first["warmup"].iloc[0]) and bool(full["warmup"].iloc[0])
