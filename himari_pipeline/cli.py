@@ -236,7 +236,6 @@ def run(
     keys = _check_datasets(list(dataset)) if dataset else []
     if not verbose:
         _quiet_python_warnings()
-        os.environ.setdefault("TQDM_DISABLE", "1")  # the evaluation lines say the same, one per line
     if not dataset:
         from himari_pipeline.rl.experiments import load_experiment
 
@@ -462,8 +461,9 @@ def _print_versions(asset: str | None, dataset: str | None) -> None:
     )
     for v in rows:
         inputs = ", ".join(f"{k}={h.split(':')[-1][:8]}" for k, h in v.inputs.items())
+        n_rows = "-" if v.row_count is None else v.row_count  # a document (report, archive) has no rows
         typer.echo(
-            f"{v.asset:<20} {v.partition:<20} {v.short:<13} {v.snapshot_id:>5} {v.row_count if v.row_count is not None else '-':>8} "
+            f"{v.asset:<20} {v.partition:<20} {v.short:<13} {v.snapshot_id:>5} {n_rows:>8} "
             f"{v.code_version:<13} {v.created_at[:26]:<27} {inputs}"
         )
 

@@ -31,6 +31,7 @@ def _data_check_prefixes(n: int) -> list[int]:
     return default_prefixes(n, count=6, min_rows=min(500, n // 2))
 
 
+@pytest.mark.timeout(120)
 def test_one_row_feature_leak_is_missed_by_prefixes_and_caught_at_its_row(bars, monkeypatch):
     real = features_compute.feature_arrays_resumable
     leak_ts = bars["timestamp"].iloc[LEAK_ROW]
@@ -88,6 +89,7 @@ def test_one_row_denoiser_leak_is_caught_at_its_row(bars, monkeypatch):
     assert check_every_row(incremental.denoised_row_by_row(feats, params), denoise_features(feats, params)).ok
 
 
+@pytest.mark.timeout(180)
 def test_one_row_regime_leak_is_caught_at_its_row(bars, monkeypatch):
     real = regimes_detect.compute_indicators_resumable
     leak_ts = bars["timestamp"].iloc[LEAK_ROW]

@@ -1,11 +1,14 @@
-"""``himari ui`` as a real process tree: webserver and daemon, stopped completely, and the daemon at work.
+"""``himari ui`` as a real process tree: the daemon at work, a killed run worker, a complete stop.
 
-* SIGTERM, then Ctrl-C (SIGINT), stop ``himari ui`` and every process below it; a second
-  ``himari ui`` on the same port starts right after the first stopped.
-* Against the daemon that ``himari ui`` started: a file dropped into the lake's raw folder is picked
-  up by ``raw_files_sensor`` (partition added, ``data_job`` launched and dequeued), and a schedule
-  tick launches a run (a test schedule with the logic of ``daily_append_schedule`` on a one-minute
-  cron, see ``daemon_defs.py``). Runs the stop interrupts are marked failed: ``himari doctor`` is clean.
+One ``himari ui`` (webserver + daemon, as the README starts it) on a temporary instance and lake:
+
+* a file dropped into the lake's raw folder is picked up by ``raw_files_sensor``: the partition is
+  added and ``data_job`` launched; the daemon dequeues it; its run worker is then killed with SIGKILL
+  while it holds the lake pool slot: the run is marked failed and the slot freed;
+* a schedule tick launches a run (a test schedule with the logic of ``daily_append_schedule`` on a
+  one-minute cron, see ``daemon_defs.py``), and that run succeeds: the killed run blocks nothing;
+* SIGTERM stops ``himari ui`` and every process below it, the port is free, ``himari doctor`` is
+  clean; a second ``himari ui`` on the same port starts right away and Ctrl-C (SIGINT) stops it too.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from himari_pipeline_tests.ui_helpers import (
     REPO,
     DagsterUI,
     _wait_ready,
-    free_port,
     himari_command,
     port_is_open,
     processes_with_env,
@@ -41,6 +43,7 @@ def _env(tmp: Path) -> dict[str, str]:
         "DAGSTER_HOME": str(tmp / "dagster_home"),
         "HIMARI_LAKE_ROOT": str(tmp / "lake"),
         "HIMARI_TRUNCATION_PREFIXES": "2",
+        "HIMARI_TRUNCATION_ROWS": "200",  # the row-by-row check on the newest 200 rows only
     }
 
 
@@ -56,36 +59,6 @@ def _cmdlines(procs: list[psutil.Process]) -> str:
         except psutil.Error:
             continue
     return "\n".join(out)
-
-
-@pytest.mark.timeout(420)
-def test_ui_stops_every_child_and_restarts_on_the_same_port(tmp_path):
-    env = _env(tmp_path)
-    port = free_port()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # `kill PID`, then Ctrl-C
-        log = tmp_path / f"ui_{sig.name}.log"
-        t0 = time.monotonic()
-        proc = start_ui(env, log, port)
-        ui = DagsterUI(f"http://127.0.0.1:{port}", tmp_path / "dagster_home", tmp_path, env, port, [proc])
-        try:
-            _wait_ready(ui, 180)
-        except BaseException:
-            stop_ui(proc)
-            raise
-        print(f"\nhimari ui ready in {time.monotonic() - t0:.1f}s on port {port}")
-        tree = _tree(proc.pid)
-        shown = _cmdlines(tree)
-        assert "dagster_webserver" in shown and "dagster._daemon run" in shown, shown
-        assert f"127.0.0.1 -p {port}" in shown, "not bound to loopback on the requested port"
-        assert port_is_open(port)
-
-        took = stop_ui(proc, sig)
-        print(f"{sig.name}: himari ui stopped in {took:.1f}s (exit {proc.returncode}), {len(tree)} children")
-        assert proc.returncode == 0, log.read_text()[-3000:]
-        alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, f"outlived himari ui:\n{_cmdlines(alive)}"
-        assert processes_with_env("DAGSTER_HOME", env["DAGSTER_HOME"]) == []
-        assert not port_is_open(port), f"port {port} still taken after {sig.name}"
 
 
 def _dagster_runs(ui: DagsterUI) -> list[dict]:
@@ -106,8 +79,40 @@ def _wait_for(what: str, ui: DagsterUI, pick, timeout: float) -> dict:
     raise AssertionError(f"{what}: none after {timeout:.0f}s; runs {_dagster_runs(ui)}\n{ui.logs()}")
 
 
-@pytest.mark.timeout(600)
-def test_daemon_runs_the_sensor_and_a_schedule(tmp_path):
+def _kill_run_worker(ui: DagsterUI, run_id: str, timeout: float) -> tuple[list[int], str]:
+    """SIGKILL the processes of ``run_id`` (below ``himari ui``) once one of its steps holds a slot."""
+    import dagster as dg
+
+    from himari_pipeline.defs.data_assets import POOL
+    from himari_pipeline.operations import run_processes
+
+    ours = {p.pid for p in _tree(ui.procs[0].pid)}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with dg.DagsterInstance.from_config(str(ui.home)) as instance:
+            held = [
+                s.step_key
+                for s in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots
+                if s.run_id == run_id
+            ]
+            pids = [pid for pid in run_processes(instance, run_id) if pid in ours]
+        if held and pids:
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            return pids, held[0]
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} never held a {POOL} slot in a process of ours\n{ui.logs()}")
+
+
+def _stopped_cleanly(proc, tree: list[psutil.Process], env: dict, port: int) -> None:
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"outlived himari ui:\n{_cmdlines(alive)}"
+    assert processes_with_env("DAGSTER_HOME", env["DAGSTER_HOME"]) == []
+    assert not port_is_open(port), f"port {port} still taken"
+
+
+@pytest.mark.timeout(900)
+def test_daemon_sensor_schedule_killed_worker_and_restart(tmp_path):
     from himari_pipeline_tests.daemon_defs import TEST_SCHEDULE
 
     env = _env(tmp_path)
@@ -118,14 +123,18 @@ def test_daemon_runs_the_sensor_and_a_schedule(tmp_path):
     )
     key, folder = "DROP_1h", tmp_path / "lake" / "raw" / "DROP" / "1h"
     bars = generate_synthetic_bars(
-        SyntheticConfig(seed=3, start="2024-12-01", end="2024-12-04", timeframe="1h")
+        SyntheticConfig(seed=3, start="2024-01-01", end="2025-12-31", timeframe="1h")
     )
     t0 = time.monotonic()
     with running_ui(tmp_path / "dagster_home", env, tmp_path / "logs", "--workspace", str(workspace)) as ui:
         print(f"\nhimari ui ready in {time.monotonic() - t0:.1f}s")
+        tree = _tree(ui.procs[0].pid)
+        shown = _cmdlines(tree)
+        assert "dagster_webserver" in shown and "dagster._daemon run" in shown, shown
+        assert f"127.0.0.1 -p {ui.port}" in shown, "not bound to loopback on the requested port"
         assert _dagster_runs(ui) == []  # nothing to do before the file arrives
         folder.mkdir(parents=True)
-        write_binance_csv(bars, folder / "DROP-1h-2024-12.csv")
+        write_binance_csv(bars, folder / "DROP-1h-2024-2025.csv")
         dropped = time.monotonic()
 
         sensed = _wait_for(
@@ -136,13 +145,11 @@ def test_daemon_runs_the_sensor_and_a_schedule(tmp_path):
         )
         print(f"sensor launched run {sensed['runId']} {time.monotonic() - dropped:.0f}s after the drop")
         assert sensed["jobName"] == "data_job" and sensed["tags"]["dagster/partition"] == key
-        dequeued = _wait_for(
-            "the sensor's run dequeued by the daemon",
-            ui,
-            lambda r: r["runId"] == sensed["runId"] and r["status"] not in ("QUEUED", "NOT_STARTED"),
-            120,
-        )
-        print(f"... dequeued: {dequeued['status']}")
+
+        pids, step = _kill_run_worker(ui, sensed["runId"], 180)  # dequeued, started, writing
+        print(f"killed run worker {pids} of {sensed['runId']} while {step} held the slot")
+        killed = ui.wait_run(sensed["runId"], 60)
+        assert killed["status"] == "FAILURE", killed
 
         ticked = _wait_for(
             f"a run requested by {TEST_SCHEDULE}",
@@ -150,16 +157,31 @@ def test_daemon_runs_the_sensor_and_a_schedule(tmp_path):
             lambda r: r["tags"].get("dagster/schedule_name") == TEST_SCHEDULE,
             150,
         )
-        print(
-            f"schedule tick launched run {ticked['runId']} {time.monotonic() - dropped:.0f}s after the drop"
-        )
         assert ticked["jobName"] == "data_job" and ticked["tags"]["dagster/partition"] == key
-    print(f"himari ui stopped in {ui.stop_seconds:.1f}s")
+        done = ui.wait_run(ticked["runId"], 300)
+        print(f"schedule's run {ticked['runId']}: {done['status']} at +{time.monotonic() - dropped:.0f}s")
+        assert done["status"] == "SUCCESS", f"{done}\n{ui.logs()}"
+        tree = _tree(ui.procs[0].pid)
+    print(f"SIGTERM: himari ui stopped in {ui.stop_seconds:.1f}s")
     assert not ui.leftovers, ui.leftovers
-
-    # runs the stop interrupted were marked failed on the way out: nothing stale is left
+    _stopped_cleanly(ui.procs[0], tree, env, ui.port)
     doctor = subprocess.run(
         [*himari_command(), "doctor"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
     )
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "clean" in doctor.stdout
+    assert doctor.returncode == 0 and "clean" in doctor.stdout, doctor.stdout + doctor.stderr
+
+    # the same port again, right away; then Ctrl-C
+    t0 = time.monotonic()
+    proc = start_ui(env, tmp_path / "logs" / "second_ui.log", ui.port)
+    again = DagsterUI(ui.base_url, ui.home, tmp_path / "logs", env, ui.port, [proc])
+    try:
+        _wait_ready(again, 180)
+    except BaseException:
+        stop_ui(proc)
+        raise
+    print(f"second himari ui ready on port {ui.port} in {time.monotonic() - t0:.1f}s")
+    tree = _tree(proc.pid)
+    took = stop_ui(proc, signal.SIGINT)
+    print(f"SIGINT: himari ui stopped in {took:.1f}s")
+    assert proc.returncode == 0
+    _stopped_cleanly(proc, tree, env, ui.port)

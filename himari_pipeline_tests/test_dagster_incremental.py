@@ -128,7 +128,10 @@ def test_first_run_is_full_and_later_runs_append_only_the_new_bars(appended):
 def test_incremental_tables_are_identical_to_a_full_recompute(appended):
     tables, versions = appended["tables"], appended["versions"]
     raw = tables[RAW]
-    pd.testing.assert_frame_equal(raw, appended["bars"], check_exact=False, rtol=1e-12)
+    assert (raw["gap_before"] == 0).all()
+    pd.testing.assert_frame_equal(
+        raw.drop(columns="gap_before"), appended["bars"], check_exact=False, rtol=1e-12
+    )
     feats = compute_features(raw)
     full = {
         FEATURES_T: feats,
@@ -160,7 +163,7 @@ def test_changed_history_falls_back_to_a_full_recompute(appended):
 def test_other_code_or_no_state_plans_a_full_recompute(appended, monkeypatch):
     lake = appended["lake"]
     raw = lake.read_table(RAW, KEY)
-    more = pd.concat([raw, _bars().iloc[len(raw) : len(raw) + 5]], ignore_index=True)
+    more = pd.concat([raw, _bars().iloc[len(raw) : len(raw) + 5].assign(gap_before=0)], ignore_index=True)
     plan = data_assets._plan_from_bars(lake, KEY, REGIMES, data_assets.REGIMES_CODE, more)
     assert plan.mode == "incremental" and plan.n_old == len(raw) and plan.state.n_bars == len(raw)
     plan = data_assets._plan_from_bars(lake, KEY, REGIMES, "other-code", more)

@@ -138,6 +138,9 @@ def _claimed_slots(home: Path) -> list[tuple[str, str]]:
         return [(s.run_id, s.step_key) for s in info.claimed_slots]
 
 
+WRITERS_AFTER_RAW = {"features", "regimes", "features_denoised", "dataset_splits"}
+
+
 @pytest.mark.timeout(900)
 def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
     """SIGKILL a real `himari run` while it holds the lake pool slot: doctor sees the dead run and the
@@ -154,6 +157,7 @@ def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
         "HIMARI_SYNTHETIC_START": "2024-01-01",
         "HIMARI_SYNTHETIC_END": "2025-12-31",
         "HIMARI_TRUNCATION_PREFIXES": "2",
+        "HIMARI_TRUNCATION_ROWS": "200",
     }
     cmd = ["run", "-d", "SYNTH-PLANTED_1h", "--data-only"]
     first = subprocess.Popen(
@@ -164,14 +168,14 @@ def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
             held = _claimed_slots(home) if (home / "history").exists() else []
-            if any(step == "features" for _, step in held):  # raw_ohlcv written, features being written
+            if any(step in WRITERS_AFTER_RAW for _, step in held):  # raw_ohlcv written, the next writing
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
-    assert any(step == "features" for _, step in held), f"never saw the features step hold a slot: {held}"
-    (killed_run, _), *_ = held
+    assert any(step in WRITERS_AFTER_RAW for _, step in held), f"never saw a writer after raw_ohlcv: {held}"
+    (killed_run, step), *_ = held
 
     # the bad state, reported (and left alone) by `himari doctor`
     report = _himari("doctor", env=env, timeout=120)
@@ -180,7 +184,7 @@ def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
         f"run {killed_run} (data_job [SYNTH-PLANTED_1h]) is STARTED but its processes are gone"
         in report.stdout
     )
-    assert f"pool himari_lake: slot held by step features of run {killed_run}" in report.stdout
+    assert f"pool himari_lake: slot held by step {step} of run {killed_run} (dead)" in report.stdout
     assert _claimed_slots(home) == held  # report only
 
     # the next run of the same job recovers on start and completes

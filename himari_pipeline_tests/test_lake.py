@@ -194,3 +194,27 @@ def test_a_lake_folder_holding_only_its_readme_is_a_fresh_lake(tmp_path):
     src = tmp_path / "report.html"
     src.write_text("<html></html>")
     assert lake.write_file("report", "A_1h", src).row_count is None  # a document has no rows
+
+
+def test_versions_command_shows_real_row_counts(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    lake = Lake(tmp_path / "lake")
+    lake.write_table("t", "A_1h", _frame(7))
+    for name, rows in (("report.html", None), ("splits.npz", 42)):
+        src = tmp_path / name
+        src.write_bytes(name.encode())
+        lake.write_file(name.split(".")[0], "A_1h", src, row_count=rows)
+    himari = Path(sys.executable).parent / "himari"
+    out = subprocess.run(
+        [str(himari), "versions"],
+        env={**os.environ, "HIMARI_LAKE_ROOT": str(lake.root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split()[4] for line in out.stdout.splitlines()[1:]}
+    assert rows == {"t": "7", "report": "-", "splits": "42"}  # a document has no rows, not "1"

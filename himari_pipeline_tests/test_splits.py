@@ -163,7 +163,7 @@ def test_fractions_and_bear_preset(inputs):
 
 def test_embargo_errors_and_short_data(inputs):
     bars, *_ = inputs
-    with pytest.raises(ValueError, match=r"embargo 50 is too short.*horizon \+ model context = 1 \+ 100 = 101"):
+    with pytest.raises(ValueError, match=r"embargo 50 is too short.*context = 1 \+ 100 = 101"):
         plan_splits(bars["timestamp"], 300, SplitConfig(embargo=50))
     assert plan_splits(bars["timestamp"], 300, SplitConfig(embargo=500)).embargo == 500
     short = bars[bars["timestamp"] >= pd.Timestamp("2024-09-01", tz="UTC")]["timestamp"]

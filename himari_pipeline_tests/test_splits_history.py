@@ -137,6 +137,12 @@ def test_live_segment_modes_and_their_errors():
         assert r["train"][0] == 743 and r["val"][0] - r["train"][1] == r["test"][0] - r["val"][1] == 101
         assert r["live"][0] - r["test"][1] == 101
     assert SplitConfig.from_dict(date.config.to_dict()) == date.config
+    # five years of weekday daily bars: the last year would leave train/val/test too short, a fraction fits
+    days = weekdays("2020-01-01", "2024-12-31")
+    with pytest.raises(ValueError, match="data too short"):
+        plan_splits(days, 288, SplitConfig(live="year"))
+    five = plan_splits(days, 288)
+    assert five.live == "fraction" and "keeping it needs 808" in five.live_reason, five.live_reason
     with pytest.raises(ValueError, match="live_year=2020 applies to live='year'"):
         SplitConfig(live="fraction", live_year=2020)
     with pytest.raises(ValueError, match="unknown live mode 'last'"):

@@ -57,6 +57,7 @@ def ui(tmp_path_factory):
         "HIMARI_SYNTHETIC_START": SPAN[0],  # honoured once definitions use ui_settings.settings_overrides()
         "HIMARI_SYNTHETIC_END": SPAN[1],
         "HIMARI_TRUNCATION_PREFIXES": "2",
+        "HIMARI_TRUNCATION_ROWS": "200",  # the row-by-row check on the newest 200 rows only
     }
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(home))

@@ -14,8 +14,9 @@ Layout of the rows of one dataset (``e`` = embargo bars, dropped at every bounda
   - ``"fraction"``: the last ``live_fraction`` of the rows after the warm-up;
   - ``"date"``: every bar whose period ends after ``live_start`` (``close > live_start``);
   - ``"auto"`` (default): the last calendar year when at least as many rows (after the warm-up)
-    precede it as it holds, else the last ``live_fraction`` of the rows. Six years of hourly bars
-    keep their last year live; one year of hourly bars gets its last 20%.
+    precede it as it holds, and enough for the embargo gaps and train/val/test; else the last
+    ``live_fraction`` of the rows. Six years of hourly bars keep their last year live; one year of
+    hourly bars gets its last 20%.
 
 * **Embargo** ``e >= horizon + context`` bars at each boundary: what leakage needs. The label of
   row ``i`` is ``returns[i + horizon]`` (``horizon = 1``: a decision at ``t`` earns ``r[t+1]``), so
@@ -241,9 +242,13 @@ def _min_dev_rows(fractions: tuple[float, float, float], min_rows: int) -> int:
 
 
 def _live_range(
-    idx: pd.DatetimeIndex, warmup: int, cfg: SplitConfig
+    idx: pd.DatetimeIndex, warmup: int, cfg: SplitConfig, min_before: int
 ) -> tuple[tuple[int, int], str, int | None, str]:
-    """``(live [start, stop), resolved mode, live year or None, why)`` for the bars ``idx``."""
+    """``(live [start, stop), resolved mode, live year or None, why)`` for the bars ``idx``.
+
+    ``auto`` keeps the last calendar year when at least as many rows as it holds, and at least
+    ``min_before`` (embargo gaps + train/val/test), follow the warm-up before it.
+    """
     n = len(idx)
     mode = cfg.live_mode
     fraction_rows = max(int(np.ceil(cfg.live_fraction * (n - warmup))), 1) if n > warmup else 0
@@ -264,7 +269,7 @@ def _live_range(
     if mode == "year":
         return live, "year", year, f"calendar year {year}"
     before = live[0] - warmup
-    if before >= live[1] - live[0]:
+    if before >= max(live[1] - live[0], min_before):
         return live, "year", year, f"auto: the last calendar year {year} ({before} rows precede it)"
     rng, _, _, why = fraction
     return (
@@ -272,7 +277,7 @@ def _live_range(
         "fraction",
         None,
         f"auto: {why}, because only {max(before, 0)} rows after the warm-up precede the last calendar "
-        f"year {year} ({live[1] - live[0]} rows)",
+        f"year {year} ({live[1] - live[0]} rows; keeping it needs {max(live[1] - live[0], min_before)})",
     )
 
 
@@ -293,10 +298,10 @@ def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> Sp
     if n == 0:
         raise ValueError("no bars to split")
     min_rows = cfg.context + 1
-    live, mode, live_year, reason = _live_range(idx, warmup, cfg)
+    need_dev = _min_dev_rows(cfg.fractions, min_rows)
+    live, mode, live_year, reason = _live_range(idx, warmup, cfg, 3 * embargo + need_dev)
     n_live, after = live[1] - live[0], n - live[1]
     usable = live[0] - warmup - 3 * embargo
-    need_dev = _min_dev_rows(cfg.fractions, min_rows)
     if usable < need_dev or n_live < min_rows:
         need_live = max(n_live, min_rows)
         if mode == "fraction":  # the live segment grows with the data: find the smallest total that fits

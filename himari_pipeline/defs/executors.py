@@ -5,10 +5,12 @@
 - ``k8s``: one Kubernetes Job per step (dagster-k8s);
 - ``celery``: one Celery task per step, pulled by workers (dagster-celery).
 
-``HIMARI_EXECUTOR_CONFIG`` (JSON or YAML mapping) becomes the jobs' default executor config, e.g.
-``{"job_namespace": "himari", "max_concurrent": 8}`` for k8s or ``{"broker": "pyamqp://..."}`` for
-celery; ``HIMARI_MAX_CONCURRENT`` caps the multiprocess executor. Run config given at launch time
-(launchpad, ``dagster job launch -c``) still overrides both.
+``HIMARI_EXECUTOR_CONFIG`` (JSON or YAML mapping) is the executor's default config, e.g.
+``{"job_namespace": "himari", "max_concurrent": 8}`` for k8s or
+``{"broker": "redis://broker:6379/0", "backend": "redis://broker:6379/1"}`` for celery;
+``HIMARI_MAX_CONCURRENT`` caps the multiprocess executor. A cluster executor carries its defaults
+itself (``configured``), so they apply to every run however it was created (launchpad, schedule,
+sensor, backfill, ``execute_job``); run config given at launch time is merged over them key by key.
 """
 
 from __future__ import annotations
@@ -91,9 +93,31 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> ExecutorChoice:
             f"{EXECUTOR_ENV}={name} needs the {package} package, which is not installed: "
             f"pip install '{package}=={_library_version()}' (in the image that runs the code location)"
         ) from exc
-    run_config = {"execution": {"config": cfg}} if cfg else {}
-    _validate(name, executor_def, run_config)
-    return ExecutorChoice(name, executor_def, run_config)
+    _validate(name, executor_def, {"execution": {"config": cfg}} if cfg else {})
+    if not cfg:
+        return ExecutorChoice(name, executor_def)
+    return ExecutorChoice(name, with_defaults(executor_def, cfg))
+
+
+def _merged(defaults: Mapping, override: Mapping | None) -> dict:
+    """``defaults`` with ``override`` laid over it, nested mappings merged key by key."""
+    out = dict(defaults)
+    for key, value in (override or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_defaults(executor_def: dg.ExecutorDefinition, defaults: dict) -> dg.ExecutorDefinition:
+    """``executor_def`` whose config defaults to ``defaults`` for every run, launch-time config merged over.
+
+    A partitioned job's ``config=`` reaches only runs made from a partition by Dagster's own launchers;
+    the executor's own defaults also reach ``execute_job`` and ``dagster job execute``. The merged
+    config is validated against the executor's schema when the run starts.
+    """
+    return executor_def.configured(lambda run_cfg: _merged(defaults, run_cfg))
 
 
 @dg.op

@@ -23,7 +23,6 @@ class PipelineSettings(dg.ConfigurableResource):
     """Knobs shared by the data assets."""
 
     raw_dir: str = ""
-    gap_policy: str = "error"
     synthetic_seed: int = 7
     synthetic_start: str = "2020-01-01"
     synthetic_end: str = "2025-12-31"

@@ -82,7 +82,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         WeightsCatalog.from_table(store.root, registered).verify_all(under=out)
 
     history: list[dict] = []
-    last_line = [0.0]
+    last_line = [time.time()]
     tensorboard = ppo_mod.TensorBoardLogger(out / "tensorboard")
 
     def log_fn(step: int, metrics: dict) -> None:
@@ -94,8 +94,8 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
             context.log.info(f"{exp.name} on {exp.dataset}: step {step:,}{_eval_line(metrics)}")
 
     try:
-        summary = training_mod.train_experiment(
-            exp, splits, out, log_fn=log_fn, split_version=split_v.version
+        summary = training_mod.train_experiment(  # one log line per evaluation instead of a progress bar
+            exp, splits, out, log_fn=log_fn, split_version=split_v.version, progress=False
         )
     finally:
         tensorboard.close()
