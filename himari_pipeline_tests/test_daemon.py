@@ -86,9 +86,9 @@ def _kill_run_worker(ui: DagsterUI, run_id: str, timeout: float) -> tuple[list[i
     from himari_pipeline.defs.data_assets import POOL
     from himari_pipeline.operations import run_processes
 
-    ours = {p.pid for p in _tree(ui.procs[0].pid)}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        ours = {p.pid for p in _tree(ui.procs[0].pid)}
         with dg.DagsterInstance.from_config(str(ui.home)) as instance:
             held = [
                 s.step_key

@@ -97,9 +97,10 @@ def test_checkpoints_are_materialized_with_lineage_to_the_split(trained):
     assert mat.metadata["dataset"].value == dataset
     assert mat.metadata["split_version"].value == split_v.short
     # the lineage names the dataset's splits partition and the data version the checkpoint was trained on
-    splits_mat = instance.get_latest_materialization_event(dg.AssetKey(SPLITS)).asset_materialization
-    assert splits_mat.partition == dataset
-    assert mat.tags[f"dagster/input_data_version/{SPLITS}"] == splits_mat.tags["dagster/data_version"]
+    record = instance.fetch_materializations(dg.AssetKey(SPLITS), limit=1).records[0]
+    assert record.partition_key == dataset
+    assert int(mat.tags[f"dagster/input_event_pointer/{SPLITS}"]) == record.storage_id
+    assert record.asset_materialization.metadata["lake_version"].value == split_v.short
     assert mat.partition == training_key("smoke", dataset)
 
 

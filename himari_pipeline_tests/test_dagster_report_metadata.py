@@ -96,7 +96,7 @@ def _significant_digits(x: float) -> int:
     return len(np.format_float_positional(abs(x), trim="-").replace(".", "").lstrip("0"))
 
 
-@pytest.mark.timeout(300)  # the module's training and validation run in its setup (35-45 s here)
+@pytest.mark.timeout(400)  # the module's training and validation run in its setup: 35-100 s here
 def test_report_shows_every_plot_by_name_and_links_the_html(pipeline):
     lake, _, _, _, validated = pipeline
     assert validated.success

@@ -82,6 +82,7 @@ def _report(run, splits, exp, weights):
     )
 
 
+@pytest.mark.timeout(240)  # trains the module's run in its setup: 8-40 s here
 def test_untouched_checkpoints_are_evaluated_and_changed_weights_are_refused(copy_of):
     exp, splits, lake, run, table = copy_of
     weights = WeightsCatalog.from_table(lake.root, table)

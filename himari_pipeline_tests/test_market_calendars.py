@@ -228,3 +228,22 @@ def test_names_are_full_matched():
             dataset_key(symbol, "1h")
     with pytest.raises(ValueError, match="unknown timeframe"):
         dataset_key("BTCUSDT", "1h\n")
+
+
+def test_intraday_exchange_bars_gaps_and_after_hours():
+    closes = calendars.expected_closes("XNYS", "1h", "2024-03-01", "2024-03-31")
+    bars = frame(closes - pd.Timedelta("1h"))
+    assert validate_bars(bars, timeframe="1h", calendar="XNYS", gap_policy="short").gaps == []
+    day = frame(closes.delete(range(20, 27)) - pd.Timedelta("1h"))  # one whole session: 7 bars
+    report = validate_bars(day, timeframe="1h", calendar="XNYS", gap_policy="short")
+    assert [g.missing_bars for g in report.gaps] == [7] and report.gap_limit == 7
+    more = frame(closes.delete(range(20, 28)) - pd.Timedelta("1h"))
+    with pytest.raises(BarValidationError, match="8 missing 1h bar"):
+        validate_bars(more, timeframe="1h", calendar="XNYS", gap_policy="short")
+    after_hours = frame(
+        (closes - pd.Timedelta("1h")).append(pd.DatetimeIndex(["2024-03-05 21:00"], tz="UTC"))
+    )
+    after_hours = after_hours.sort_values("timestamp", ignore_index=True)
+    with pytest.raises(BarValidationError) as e:
+        validate_bars(after_hours, timeframe="1h", calendar="XNYS", gap_policy="short")
+    assert e.value.rule == "off_calendar" and "2024-03-05 22:00" in str(e.value)
