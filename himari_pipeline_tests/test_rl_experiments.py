@@ -68,8 +68,8 @@ def test_config_hash_stable_and_canonical(tmp_path):
     blob = json.dumps(a.to_dict(), sort_keys=True, separators=(",", ":"))
     assert a.config_hash() == hashlib.sha256(blob.encode()).hexdigest()
     # an integer spelling of a float field is the same config
-    as_int = {**raw, "env": {**raw["env"], "bars_per_year": 8760}}
-    as_float = {**raw, "env": {**raw["env"], "bars_per_year": 8760.0}}
+    as_int = {**raw, "env": {**raw["env"], "max_leverage": 5}}
+    as_float = {**raw, "env": {**raw["env"], "max_leverage": 5.0}}
     h_int = load_experiment(_write(tmp_path, "default", as_int)).config_hash()
     assert h_int == load_experiment(_write(tmp_path, "default", as_float)).config_hash() == a.config_hash()
     # any real change changes it
@@ -92,6 +92,9 @@ def test_config_hash_stable_and_canonical(tmp_path):
         ({"ppo": {"learning_rate": "1e-3"}}, "ppo.learning_rate must be"),  # YAML 1.1 reads 1e-3 as text
         ({"env": {"min_hold": 2.5}}, "env.min_hold must be"),
         ({"selection": {"stop_on_collapse": 1}}, "selection.stop_on_collapse must be"),
+        # bars per year belong to the dataset (calendar and timeframe), never to an experiment
+        ({"env": {"bars_per_year": 252}}, "env.bars_per_year may not be set in an experiment"),
+        ({"selection": {"bars_per_year": 8760}}, "selection.bars_per_year may not be set"),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, patch, needle):
@@ -102,6 +105,33 @@ def test_validation_errors_name_file_and_key(tmp_path, patch, needle):
         load_experiment(path)
     assert needle in str(err.value)
     assert str(path) in str(err.value)  # every message names the file
+
+
+def test_shipped_experiments_leave_bars_per_year_to_the_dataset():
+    for name in list_experiments(include_test=True):
+        raw = yaml.safe_load((Path(load_experiment(name).source)).read_text())
+        assert "bars_per_year" not in raw.get("env", {}) and "bars_per_year" not in raw.get("selection", {})
+
+
+def test_on_dataset_sets_dataset_and_annualization():
+    smoke = load_experiment("smoke")
+    daily = smoke.on_dataset("GOOG_1d", 252.0)
+    assert (daily.dataset, daily.env_config().bars_per_year) == ("GOOG_1d", 252.0)
+    assert daily.ppo_config().bars_per_year is None  # the selection Sharpe uses the env's number
+    assert daily.env_config().borrow_per_bar == daily.env_config().borrow_rate_annual / 252.0
+    assert smoke.on_dataset(None, 8760.0).dataset == smoke.dataset  # None: the YAML's default
+    assert daily.config_hash() != smoke.on_dataset("GOOG_1d", 365.0).config_hash()
+    assert daily.config_hash() == Experiment.from_dict(daily.to_dict()).config_hash()
+    with pytest.raises(ValueError, match="bars_per_year must be a positive number"):
+        smoke.on_dataset("GOOG_1d", 0)
+
+
+def test_test_only_experiments_are_listed_only_when_asked(monkeypatch):
+    monkeypatch.delenv("HIMARI_TEST_EXPERIMENTS", raising=False)
+    assert "smoke" not in list_experiments() and "default" in list_experiments()
+    assert "smoke" in list_experiments(include_test=True)
+    monkeypatch.setenv("HIMARI_TEST_EXPERIMENTS", "1")
+    assert "smoke" in list_experiments()
 
 
 def test_name_rules(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
 import pwd
 import re
@@ -34,6 +35,13 @@ from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.storage.extensions import extension_file, extensions_for, load_extension
 from himari_pipeline.storage.hashing import frame_hash
 from himari_pipeline.storage.lake import Lake
+from himari_pipeline_tests.celery_helpers import (
+    REDIS_SERVER,
+    RedisServer,
+    start_worker,
+    stop_worker,
+    wait_for_workers,
+)
 
 PG_BIN = Path(os.environ.get("HIMARI_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
@@ -371,3 +379,178 @@ def test_project_definitions_follow_himari_executor():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "k8s"
+
+
+SWEEP = ("smoke", "smoke_null")
+WORKERS = ["worker-a", "worker-b"]
+
+
+def _partition_tags(job: dg.JobDefinition, instance: dg.DagsterInstance, name: str, dataset: str) -> dict:
+    """Dagster's tags for the partition of ``job`` that is ``name`` (alone, or with ``dataset``)."""
+    pdef = job.partitions_def
+    for key in pdef.get_partition_keys(dynamic_partitions_store=instance):
+        if key == name or set(str(key).split("|")) == {name, dataset}:
+            return pdef.get_tags_for_partition_key(key)
+    raise AssertionError(f"{job.name} has no partition for {name} ({dataset})")
+
+
+def _sweep_name(run: dg.DagsterRun) -> str:
+    return next(v for k, v in run.tags.items() if k.startswith("dagster/partition") and v in SWEEP)
+
+
+def _execute_all(job: str, tags: list[dict], env: dict, logs: Path) -> None:
+    """``dagster job execute`` once per partition, all at the same time, as an operator would."""
+    dagster = str(Path(sys.executable).parent / "dagster")
+    procs = []
+    for i, t in enumerate(tags):
+        cmd = [
+            dagster,
+            "job",
+            "execute",
+            "-m",
+            "himari_pipeline.definitions",
+            "-j",
+            job,
+            "--tags",
+            json.dumps(t),
+        ]
+        log = logs / f"{job}-{i}.log"
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT), log))
+    for p, log in procs:
+        p.wait(timeout=400)
+        assert p.returncode == 0, log.read_text()[-4000:]
+
+
+def _where_steps_ran(instance: dg.DagsterInstance, run_id: str) -> tuple[int, dict[str, dict]]:
+    """The run process's pid and, per step: the Celery worker that took it, its pid, start and end."""
+    run_pid, steps = None, {}
+    for rec in instance.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None:
+            continue
+        if ev.event_type_value == "PIPELINE_START":
+            run_pid = ev.pid
+        if ev.step_key is None:
+            continue
+        step = steps.setdefault(ev.step_key, {})
+        if ev.event_type_value == "ENGINE_EVENT" and "Celery worker" in ev.engine_event_data.metadata:
+            step["worker"] = ev.engine_event_data.metadata["Celery worker"].value
+        elif ev.event_type_value == "STEP_START":
+            step["pid"], step["start"] = ev.pid, rec.timestamp
+        elif ev.event_type_value == "STEP_SUCCESS":
+            step["end"] = rec.timestamp
+    return run_pid, steps
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_sweep_runs_on_two_celery_workers_with_a_real_broker(pg, tmp_path, monkeypatch):
+    """smoke + smoke_null (and their datasets) on dagster-celery: Redis broker, 2 workers, PostgreSQL."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip(f"{REDIS_SERVER} not found (apt-get install redis-server; make test installs it as root)")
+    missing = [m for m in ("dagster_celery", "redis", "dagster_postgres") if not _has(m)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (pip install -e '.[cluster]')")
+    from himari_pipeline.definitions import defs
+    from himari_pipeline.defs.data_assets import DATA_ASSETS as _DATA
+    from himari_pipeline.defs.data_assets import SPLITS
+    from himari_pipeline.rl.experiments import load_experiment
+
+    catalog = pg.createdb("sweep_lake")
+    pg.createdb("sweep_dagster")
+    pg_env = {
+        "DAGSTER_PG_USERNAME": "himari",
+        "DAGSTER_PG_PASSWORD": "unused-trust-auth",
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(pg.port),
+        "DAGSTER_PG_DB": "sweep_dagster",
+    }
+    for var, value in pg_env.items():
+        monkeypatch.setenv(var, value)
+    home, lake_root = tmp_path / "dagster_home", tmp_path / "lake"  # the lake root: a shared volume
+    home.mkdir()
+    pools = {"pools": {"default_limit": 1}}  # lake writers one at a time, across runs and workers
+    cfg = {"storage": _doc_dagster_yaml()["storage"], "concurrency": pools, "telemetry": {"enabled": False}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(cfg))
+
+    broker = RedisServer().start()
+    workers = []
+    try:
+        executor_cfg = {"broker": broker.url(0), "backend": broker.url(1)}
+        (tmp_path / "celery.yaml").write_text(yaml.safe_dump({"execution": {"config": executor_cfg}}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HIMARI_")}
+        env.update(pg_env)
+        env.update(
+            {
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "DAGSTER_HOME": str(home),
+                "HIMARI_LAKE_ROOT": str(lake_root),
+                "HIMARI_LAKE_CATALOG": catalog,
+                "HIMARI_SYNTHETIC_START": "2025-07-01",
+                "HIMARI_TRUNCATION_PREFIXES": "1",
+                "HIMARI_EXECUTOR": "celery",
+                "HIMARI_EXECUTOR_CONFIG": json.dumps(executor_cfg),
+            }
+        )
+        for name in WORKERS:
+            workers.append(start_worker(name, tmp_path / "celery.yaml", env, tmp_path / f"{name}.log"))
+        worker_pids = wait_for_workers(broker.url(0), WORKERS, workers, timeout_s=180)
+
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            datasets = {name: load_experiment(name).dataset for name in SWEEP}
+            instance.add_dynamic_partitions("datasets", sorted(set(datasets.values())))
+            data_job, train_job = defs.resolve_job_def("data_job"), defs.resolve_job_def("train_job")
+            data_tags = [
+                data_job.partitions_def.get_tags_for_partition_key(d) for d in sorted(set(datasets.values()))
+            ]
+            _execute_all("data_job", data_tags, env, tmp_path)
+            train_tags = [_partition_tags(train_job, instance, n, datasets[n]) for n in SWEEP]
+            _execute_all("train_job", train_tags, env, tmp_path)
+
+            runs = {r.dagster_run.run_id: r.dagster_run for r in instance.get_run_records()}
+            assert len(runs) == 4 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs.values())
+            where = {run_id: _where_steps_ran(instance, run_id) for run_id in runs}
+        finally:
+            instance.dispose()
+    finally:
+        for w in workers:
+            stop_worker(w)
+        broker.stop()
+
+    # every step ran in one of the two worker processes, never in the process that ran the job
+    hosts_used = set()
+    for run_id, (run_pid, steps) in where.items():
+        assert run_pid not in worker_pids.values()
+        for key, step in steps.items():
+            assert step["pid"] == worker_pids[step["worker"]], (run_id, key, step, worker_pids)
+            hosts_used.add(step["worker"])
+    assert hosts_used == set(worker_pids)
+    # the sweep's trainings ran on both workers
+    train_runs = [r for r in runs.values() if r.job_name == "train_job"]
+    trained_on = {where[r.run_id][1]["policy_checkpoints"]["worker"] for r in train_runs}
+    assert trained_on == set(worker_pids), trained_on
+    # the himari_lake pool held under celery: lake writers of both data runs never overlapped
+    pool_steps = {a.op.name for a in _DATA if a.op.pool == "himari_lake"}
+    spans = sorted(
+        (s["start"], s["end"], key)
+        for r in runs.values()
+        if r.job_name == "data_job"
+        for key, s in where[r.run_id][1].items()
+        if key in pool_steps
+    )
+    assert len(spans) == 2 * len(pool_steps)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+
+    # the results are in the lake (catalog in PostgreSQL), registered by the runs that made them
+    lake = Lake(lake_root, catalog=catalog)
+    for run in runs.values():
+        if run.job_name == "data_job":
+            assert lake.latest(SPLITS, run.tags["dagster/partition"]).run_id == run.run_id
+    for run in train_runs:
+        name = _sweep_name(run)
+        part = next(p for p in lake.partitions("checkpoints") if name in p.split("|"))
+        v = lake.latest("checkpoints", part)
+        assert v.run_id == run.run_id and v.inputs[SPLITS] == lake.latest(SPLITS, datasets[name]).version
+        table = lake.read_table("checkpoints", part)
+        assert len(table) >= 2 and all((lake.root / p).is_dir() for p in table["checkpoint_path"])

@@ -80,11 +80,14 @@ def _truncation(context, compute, step, settings: PipelineSettings, store, asset
         store.read_table(RAW, context.partition_key),
         store.read_table(asset, context.partition_key),
     )
+    try:
+        start = _every_row_start(len(bars))
+    except ValueError as exc:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
     ks = default_prefixes(len(bars), count=_prefix_count(settings), min_rows=min(500, len(bars) // 2))
     t0 = time.perf_counter()
     report = check_truncation_invariance(compute, bars, full=stored, prefixes=ks)
     t1 = time.perf_counter()
-    start = _every_row_start(len(bars))
     rows = check_every_row(step(bars, start), stored, start)
     t2 = time.perf_counter()
     passed = report.ok and rows.ok

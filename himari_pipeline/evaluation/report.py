@@ -42,12 +42,14 @@ import torch
 from himari_pipeline.datasets.splits import DatasetSplits, SplitArrays
 from himari_pipeline.evaluation import html as html_mod
 from himari_pipeline.evaluation import report_plots
+from himari_pipeline.evaluation.attribution import attribute_returns
 from himari_pipeline.evaluation.backtest import BacktestResult, CostModel, backtest
 from himari_pipeline.evaluation.baselines import ma_crossover_positions, random_positions_like
 from himari_pipeline.evaluation.leakage import feature_return_correlations, input_ablation, next_returns
 from himari_pipeline.evaluation.metrics import compute_stats, sharpe_ratio, stats_by_group
 from himari_pipeline.evaluation.significance import (
     deflated_sharpe_ratio,
+    expected_max_sharpe,
     per_bar_sharpes,
     permutation_pvalue,
     probabilistic_sharpe_ratio,
@@ -72,6 +74,7 @@ __all__ = [
     "SUBJECTS",
     "SUMMARY_COLUMNS",
     "Plot",
+    "StrategySubject",
     "Replay",
     "Section",
     "ValidationReport",
@@ -261,6 +264,18 @@ class Replay:
     position: np.ndarray  # leverage * direction
     net_return: np.ndarray  # position * returns[t+1] - costs
     ruined: bool
+    direction: np.ndarray | None = None  # position / leverage per row from t0 (a strategy's); else sign
+
+
+@dataclass
+class StrategySubject:
+    """A strategy's positions in place of a checkpoint (see :mod:`~himari_pipeline.evaluation.strategy`)."""
+
+    name: str
+    dataset: str
+    replays: dict[str, Replay]  # per segment, from Replay rows 0 .. n-2
+    n_trials: int = 1  # variants the user tried (counted by the Deflated Sharpe)
+    source: str = ""  # the positions file
 
 
 @torch.no_grad()
@@ -407,7 +422,10 @@ def _split_run(
     """Backtests of the policy and the baselines over the replayed rows (decision rows only)."""
     t0, n = int(replay.t[0]), split.n_samples
     direction = np.zeros(n)
-    direction[replay.t] = np.sign(replay.position)
+    if replay.direction is not None:
+        direction[replay.t] = replay.direction[: len(replay.t)]
+    else:
+        direction[replay.t] = np.sign(replay.position)
     sl = slice(t0, n)
     ret = np.asarray(split.returns, dtype=np.float64)[sl].copy()
     ret[0] = 0.0  # never earned (the first step earns ret[1])
@@ -577,6 +595,7 @@ def build_validation_report(
     seed: int = 0,
     split_version: str | None = None,
     weights: WeightsCatalog | None = None,
+    strategy: StrategySubject | None = None,
 ) -> ValidationReport:
     """Judge the run's best-by-validation checkpoint on ``splits`` (see the module doc).
 
@@ -584,6 +603,8 @@ def build_validation_report(
     ``.npz``); by default the splits' own content hash, as :func:`train_experiment` records it.
     ``weights``: the catalog's record of the run's checkpoints; every checkpoint the report would load
     is checked against it first (a changed or unregistered one raises ``CheckpointIntegrityError``).
+    ``strategy``: judge these positions instead of a checkpoint (``run_dir_or_checkpoints`` is then
+    ignored): the same sections, with the model-only ones (3, 4a) marked not applicable.
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -595,6 +616,34 @@ def build_validation_report(
         clock = now
 
     gates = gates or Gates()
+    if strategy is not None:
+        return _build_report(
+            None,
+            Path(strategy.source or strategy.name),
+            [],
+            strategy.n_trials,
+            splits,
+            experiment,
+            bars_per_year=bars_per_year,
+            costs=costs or costs_from_experiment(experiment),
+            fkey="features_denoised",
+            exp_name=strategy.name,
+            dataset=strategy.dataset,
+            warnings=[],
+            replays=dict(strategy.replays),
+            n_shuffles=0,
+            shuffle_block=shuffle_block,
+            truncation_results=truncation_results,
+            gates=gates,
+            n_perm=n_perm,
+            perm_block=perm_block,
+            pbo_blocks=pbo_blocks,
+            leak_max_abs_corr=leak_max_abs_corr,
+            ablation_batch=ablation_batch,
+            seed=seed,
+            timings=timings,
+            lap=lap,
+        )
     selected_path, evaluated, n_trials = resolve_checkpoints(run_dir_or_checkpoints)
     if weights is not None:  # before anything is evaluated
         for path in evaluated:
@@ -638,7 +687,71 @@ def build_validation_report(
     all_series = [*series.values(), *shuffled]
     replays = dict(zip(keys, replay_greedy([sel.policy] * len(all_series), all_series, env_cfg), strict=True))
     lap("replay_selected")
+    return _build_report(
+        sel,
+        selected_path,
+        evaluated,
+        n_trials,
+        splits,
+        experiment,
+        bars_per_year=bars_per_year,
+        costs=costs,
+        fkey=fkey,
+        exp_name=exp_name,
+        dataset=dataset,
+        warnings=warnings,
+        replays=replays,
+        n_shuffles=n_shuffles,
+        shuffle_block=shuffle_block,
+        truncation_results=truncation_results,
+        gates=gates,
+        n_perm=n_perm,
+        perm_block=perm_block,
+        pbo_blocks=pbo_blocks,
+        leak_max_abs_corr=leak_max_abs_corr,
+        ablation_batch=ablation_batch,
+        seed=seed,
+        timings=timings,
+        lap=lap,
+        env_cfg=env_cfg,
+    )
 
+
+def _build_report(
+    sel: _Loaded | None,
+    selected_path: Path,
+    evaluated: list[Path],
+    n_trials: int,
+    splits: DatasetSplits,
+    experiment: Experiment | None,
+    *,
+    bars_per_year: float,
+    costs: CostModel,
+    fkey: str,
+    exp_name: str,
+    dataset: str,
+    warnings: list[str],
+    replays: dict[str, Replay],
+    n_shuffles: int,
+    shuffle_block: int,
+    truncation_results: Mapping[str, bool] | None,
+    gates: Gates,
+    n_perm: int,
+    perm_block: int,
+    pbo_blocks: int,
+    leak_max_abs_corr: float,
+    ablation_batch: int,
+    seed: int,
+    timings: dict[str, float],
+    lap,
+    env_cfg: EnvConfig | None = None,
+) -> ValidationReport:
+    """Sections 1-7 from the replays: of the selected checkpoint ``sel``, or of a strategy (``sel`` None)."""
+    names = [n for n in ("train", "val", "test", "live") if n in splits.splits and n in replays]
+    for need in ("val", "test", "live"):
+        if need not in names:
+            raise ValueError(f"no {need!r} segment to evaluate")
+    test = splits["test"]
     runs = {n: _split_run(n, splits[n], replays[n], costs, bars_per_year, seed) for n in names}
     lap("backtests")
     val, tst, live = runs["val"], runs["test"], runs["live"]
@@ -667,10 +780,15 @@ def build_validation_report(
     ]
     vt = pd.DataFrame({SECTION_OF_SPLIT[n]: {c: runs[n].stats["policy"][c] for c in cols} for n in names})
     s1 = Section("1. Validation vs test (selected checkpoint, greedy, net of costs)")
-    recorded = sel.meta.get("metrics", {}).get("greedy_sharpe")
-    s1.add(
+    recorded = sel.meta.get("metrics", {}).get("greedy_sharpe") if sel is not None else None
+    what = (
         f"Checkpoint `{selected_path.name}` (step {sel.step}) was selected by the run's best pointer "
-        "on VALIDATION; it is never re-selected on test. Costs: transaction "
+        "on VALIDATION; it is never re-selected on test."
+        if sel is not None
+        else f"Positions of strategy `{exp_name}` from `{selected_path.name}` ({n_trials} variant(s) tried)."
+    )
+    s1.add(
+        f"{what} Costs: transaction "
         f"{costs.transaction_cost:g} per unit of position change, carry {costs.carry_cost:g} per bar, "
         f"borrow {costs.borrow_rate_annual:g} per year; Sharpe annualized with {bars_per_year:g} bars "
         "per year. Training-time validation Sharpe recorded in the checkpoint: "
@@ -759,31 +877,39 @@ def build_validation_report(
     lap("section2")
 
     # ---- (3) constant inputs
-    pol, ctx = sel.policy, sel.policy.cfg.context
-    n_feat = np.asarray(splits["val"][fkey]).shape[1]
+    abl = pd.DataFrame(columns=list(ACTIONS), dtype=float)
+    if sel is None:
+        sections.append(
+            Section("3. Zero input / random noise / all-ones windows").add(
+                "Not applicable: a positions file has no model to feed constant inputs."
+            )
+        )
+    else:
+        pol, ctx = sel.policy, sel.policy.cfg.context
+        n_feat = np.asarray(splits["val"][fkey]).shape[1]
 
-    @torch.no_grad()
-    def act(xb: np.ndarray) -> np.ndarray:
-        b = xb.shape[0]
-        reg = torch.arange(b)[:, None].expand(b, ctx) % len(REGIMES)
-        logits, _ = pol.forward_windows(torch.from_numpy(xb), reg, torch.zeros(b, 3))
-        return logits.argmax(-1).numpy()
+        @torch.no_grad()
+        def act(xb: np.ndarray) -> np.ndarray:
+            b = xb.shape[0]
+            reg = torch.arange(b)[:, None].expand(b, ctx) % len(REGIMES)
+            logits, _ = pol.forward_windows(torch.from_numpy(xb), reg, torch.zeros(b, 3))
+            return logits.argmax(-1).numpy()
 
-    abl = input_ablation(act, (ctx, n_feat), seed=seed, batch=ablation_batch, action_names=ACTIONS)
-    long_var = float(abl["long"].max() - abl["long"].min())
-    s3 = Section("3. Zero input / random noise / all-ones windows")
-    s3.add(
-        f"The greedy action mix on {ablation_batch} constant windows of {ctx} bars x {n_feat} features "
-        "(regimes spread evenly, flat position state). Log 000 read 72% SHORT on all-zeros (the value of "
-        "every standardized feature at its mean) as fine; it is the policy's bias. "
-        f"LONG share variation across inputs: {long_var:.1%}.",
-        abl,
-    )
-    sections.append(s3)
-    for kind, r in abl.iterrows():
-        rows += _metric_rows("ablation", "policy", "ALL", {f"{kind}_share_{a}": r[a] for a in ACTIONS})
-    if abl.max(axis=1).min() > 0.95 and long_var < 0.02:
-        warnings.append("the policy picks the same action whatever its input (constant bias)")
+        abl = input_ablation(act, (ctx, n_feat), seed=seed, batch=ablation_batch, action_names=ACTIONS)
+        long_var = float(abl["long"].max() - abl["long"].min())
+        s3 = Section("3. Zero input / random noise / all-ones windows")
+        s3.add(
+            f"The greedy action mix on {ablation_batch} constant windows of {ctx} bars x {n_feat} features "
+            "(regimes spread evenly, flat position state). Log 000 read 72% SHORT on all-zeros (the value of "
+            "every standardized feature at its mean) as fine; it is the policy's bias. "
+            f"LONG share variation across inputs: {long_var:.1%}.",
+            abl,
+        )
+        sections.append(s3)
+        for kind, r in abl.iterrows():
+            rows += _metric_rows("ablation", "policy", "ALL", {f"{kind}_share_{a}": r[a] for a in ACTIONS})
+        if abl.max(axis=1).min() > 0.95 and long_var < 0.02:
+            warnings.append("the policy picks the same action whatever its input (constant bias)")
     lap("section3")
 
     # ---- (4) shuffle + permutation
@@ -803,13 +929,18 @@ def build_validation_report(
     sh_tab = pd.DataFrame({"sharpe": sh_sharpes}, index=[f"shuffle {i + 1}" for i in range(n_shuffles)])
     if n_shuffles:
         sh_tab.loc["mean"] = float(sh_sharpes.mean())
+    if sel is None:
+        s4.add("(a) Not applicable: a positions file cannot be re-run on shuffled bars (no model).")
+    else:
+        s4.add(
+            "(a) The policy re-run on the test bars shuffled in time (rows of features, regimes and "
+            f"returns permuted together, blocks of {shuffle_block}; returns, not price levels). A decision "
+            "at t then earns the return of an unrelated bar: an honest pipeline scores about zero less "
+            "costs; a clearly positive mean means the evaluation pays the policy a return its inputs "
+            "already contain (log 000's Sharpe 10).",
+            sh_tab,
+        )
     s4.add(
-        "(a) The policy re-run on the test bars shuffled in time (rows of features, regimes and "
-        f"returns permuted together, blocks of {shuffle_block}; returns, not price levels). A decision "
-        "at t then earns the return of an unrelated bar: an honest pipeline scores about zero less "
-        "costs; a clearly positive mean means the evaluation pays the policy a return its inputs "
-        "already contain (log 000's Sharpe 10).",
-        sh_tab,
         f"(b) Block permutation test of the real test Sharpe (positions kept, returns permuted in blocks of "
         f"{perm_block} with a random rotation, {n_perm} permutations): observed Sharpe {perm.sharpe:.3f}, "
         f"p-value {perm.p_value:.4f}, null mean {float(np.mean(perm.null_sharpes)):.3f}, null 95% quantile "
@@ -903,7 +1034,7 @@ def build_validation_report(
     lap("section5")
 
     # ---- (6) multiple testing
-    others = [p for p in evaluated if p != selected_path]
+    others = [p for p in evaluated if p != selected_path] if sel is not None else []
     loaded = [_load(p) for p in others]
     val_series = (splits["val"][fkey], splits["val"].regime_ids, splits["val"].returns)
     other_replays = (
@@ -913,7 +1044,10 @@ def build_validation_report(
     cols_net = {selected_path.name: val.replay.net_return}
     for p, rp in zip(others, other_replays, strict=True):
         cols_net[p.name] = np.pad(rp.net_return, (0, m_len - len(rp.net_return)))
-    step_of = {selected_path.name: sel.step, **{p.name: x.step for p, x in zip(others, loaded, strict=True)}}
+    step_of = {
+        selected_path.name: sel.step if sel else 0,
+        **{p.name: x.step for p, x in zip(others, loaded, strict=True)},
+    }
     matrix = np.column_stack(list(cols_net.values()))
     trial_sr = per_bar_sharpes(matrix)
     sel_ret = val.replay.net_return
@@ -927,6 +1061,9 @@ def build_validation_report(
     psr = safe(probabilistic_sharpe_ratio, sel_ret)
     psr_test = safe(probabilistic_sharpe_ratio, tst.replay.net_return)
     dsr = safe(deflated_sharpe_ratio, sel_ret, trial_sr, n_trials)
+    if sel is None and n_trials > 1:  # one series of N tried: their Sharpes' spread is the null's, 1/(T-1)
+        null_var = 1.0 / max(len(sel_ret) - 1, 1)
+        dsr = safe(probabilistic_sharpe_ratio, sel_ret, expected_max_sharpe(null_var, n_trials))
     pbo, pbo_note = float("nan"), ""
     if matrix.shape[1] >= 2 and matrix.shape[0] >= 2 * pbo_blocks:
         pbo = probability_of_backtest_overfitting(matrix, pbo_blocks).pbo
@@ -950,6 +1087,11 @@ def build_validation_report(
         f"per-bar validation returns ({pbo_blocks} blocks): {pbo:.3f}.{pbo_note}",
         trials,
     )
+    if sel is None:
+        s6.add(
+            f"A strategy: {n_trials} variant(s) tried (`--trials`), one replayed. The spread of the "
+            "variants' Sharpes is unknown, so the DSR takes the null's sampling variance 1/(T-1) per bar."
+        )
     sections.append(s6)
     rows += _metric_rows(
         "significance",
@@ -959,8 +1101,48 @@ def build_validation_report(
     )
     lap("section6")
 
+    # ---- return attribution (every segment): market exposure vs timing
+    attribution = {
+        SECTION_OF_SPLIT[n]: attribute_returns(
+            runs[n].policy.exposure,
+            np.asarray(splits[n].returns, dtype=np.float64)[runs[n].t0 + 1 :],
+            runs[n].policy.costs,
+        )
+        for n in names
+    }
+    attr_tab = pd.DataFrame({k: a.as_dict() for k, a in attribution.items()}).T
+    s6b = Section("6b. Return attribution: market exposure vs timing")
+    s6b.add(
+        "Gross P&L (sum of per-bar returns, before costs) = market exposure (bars x mean position x mean "
+        "market return: the drift any constant position of that size earns) + timing (bars x covariance "
+        "of the position with the next return: what moving the position earned). Shares are of "
+        "|exposure| + |timing|. p-values are one-sided, Newey-West (HAC) errors: timing from the OLS slope "
+        "of r[t+1] on the position, exposure from the mean market return in the direction of the mean "
+        "position. Timing gate: "
+        f"{'off' if gates.max_timing_p is None else f'test timing p <= {gates.max_timing_p}'}.",
+        attr_tab[
+            [
+                "gross_pnl",
+                "exposure_pnl",
+                "timing_pnl",
+                "costs",
+                "mean_exposure",
+                "exposure_share",
+                "timing_share",
+                "exposure_p",
+                "timing_p",
+                "timing_t",
+            ]
+        ],
+    )
+    sections.append(s6b)
+    for seg, a in attribution.items():
+        rows += _metric_rows(seg, "policy", "ALL", {f"attribution_{k}": v for k, v in a.as_dict().items()})
+
     # ---- evidence and verdict
     evidence = {
+        "timing_p": attribution["test"].timing_p,
+        "attribution": {k: a.as_dict() for k, a in attribution.items()},
         "truncation_invariant": (all(trunc.values()) if trunc else None),
         "truncation_results": trunc,
         "validation_action_shares": _shares(val.replay.action),
@@ -983,7 +1165,7 @@ def build_validation_report(
         "leak_suspicious_features": suspicious,
         "leak_flags": len(suspicious) + sum(not ok for ok in trunc.values()),
         "n_checkpoints": n_trials,
-        "selected_step": sel.step,
+        "selected_step": sel.step if sel else 0,
     }
     if train_shares is not None:
         evidence["train_action_shares"] = train_shares
@@ -1002,7 +1184,7 @@ def build_validation_report(
     return ValidationReport(
         experiment=exp_name,
         dataset=dataset,
-        checkpoint_step=sel.step,
+        checkpoint_step=sel.step if sel else 0,
         checkpoint_path=str(selected_path),
         evidence=evidence,
         verdict=verdict,

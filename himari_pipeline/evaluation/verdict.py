@@ -17,6 +17,8 @@ a sequence; percentages are normalized):
 ``live_buy_and_hold_sharpe`` live-year buy-and-hold Sharpe, net of the same costs
 ``validation_sharpe``        optional, annualized; with ``test_sharpe`` feeds the warnings
 ``test_sharpe``              optional, annualized
+``timing_p``                 one-sided HAC p-value of the test segment's timing (only with the
+                             optional ``max_timing_p`` gate; see :mod:`.attribution`)
 ===========================  =================================================================
 
 Why each default (the lab log's "Experiment 9": validation Sharpe 43.8, test 51.7, actions
@@ -47,6 +49,8 @@ class Gates:
     warn_test_over_validation: float = 1.1  # warn when test Sharpe > this x validation Sharpe (> 0)
     warn_test_over_validation_abs: float = 0.5  # ... and more than this above it (annualized)
     implausible_sharpe: float = 5.0  # warn when any annualized Sharpe exceeds this
+    # optional (off): test-segment timing must be significant, i.e. the edge is not just market drift
+    max_timing_p: float | None = None
 
 
 @dataclass
@@ -168,6 +172,18 @@ def judge(evidence: Mapping[str, Any], gates: Gates | None = None) -> Verdict:
             tvd <= g.max_action_drift_tvd,
             f"action distribution drift train -> live: total variation {tvd:.2f} > {g.max_action_drift_tvd}",
         )
+
+    if g.max_timing_p is not None:
+        tp = _number(evidence, "timing_p")
+        if tp is None:
+            missing("timing", "timing_p")
+        else:
+            gate(
+                "timing",
+                tp <= g.max_timing_p,
+                f"timing not significant on test: p-value {tp:.3g} > {g.max_timing_p} (the P&L is "
+                "market exposure, not timing)",
+            )
 
     val, test = _number(evidence, "validation_sharpe"), _number(evidence, "test_sharpe")
     if (

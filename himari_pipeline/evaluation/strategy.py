@@ -1,0 +1,159 @@
+"""Any strategy's positions, read and checked against a dataset's bars, as report replays.
+
+A positions file is CSV or Parquet with columns ``timestamp,position``: ``timestamp`` is a bar of the
+dataset as the lake stores it (bar close, UTC; ISO text or a datetime column, naive = UTC), and
+``position`` is decided at that bar's close and held during the next bar, in ``[-leverage,
++leverage]`` (the exposure; 1 = fully long). It must cover every bar of the dataset's ``val``,
+``test`` and ``live`` segments; ``train`` is used (for the action-drift reference) when the file
+covers it completely, else the drift gate compares live with val+test. Bars outside the segments
+(warm-up, embargo) are allowed and ignored.
+
+Every problem is a :class:`PositionsError` naming the file, the row (1-based data row, header not
+counted) and the rule: ``missing_column``, ``bad_timestamp``, ``duplicate_timestamp``,
+``non_finite`` (NaN/inf position), ``out_of_range``, ``unknown_timestamp`` (not a bar of the
+dataset), ``missing_bar`` (a segment bar without a position), ``empty``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from himari_pipeline.datasets.splits import DatasetSplits
+from himari_pipeline.evaluation.backtest import CostModel, backtest
+from himari_pipeline.evaluation.report import Replay
+
+__all__ = ["REQUIRED_SEGMENTS", "PositionsError", "read_positions", "segment_positions", "strategy_replays"]
+
+REQUIRED_SEGMENTS: tuple[str, ...] = ("val", "test", "live")
+
+
+class PositionsError(ValueError):
+    """A positions file broke a rule; the message names file, row and rule."""
+
+
+def _err(path: Path, row: int | None, rule: str, detail: str) -> PositionsError:
+    where = f", row {row}" if row is not None else ""
+    return PositionsError(f"{path.name}{where}: rule {rule}: {detail}")
+
+
+def read_positions(path: str | Path) -> pd.DataFrame:
+    """The file as ``timestamp`` (int64 ns UTC) and ``position`` (float64), checked row by row."""
+    path = Path(path)
+    if not path.is_file():
+        raise PositionsError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={"timestamp": str}, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _err(path, None, "not_utf8", str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, not a traceback
+        raise _err(path, None, "unreadable", f"{type(exc).__name__}: {exc}") from None
+    cols = [str(c).strip() for c in frame.columns]
+    frame.columns = cols
+    for need in ("timestamp", "position"):
+        if need not in cols:
+            raise _err(path, None, "missing_column", f"no {need!r} column (columns: {', '.join(cols)})")
+    if frame.empty:
+        raise _err(path, None, "empty", "no rows")
+    ts = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="mixed")
+    bad = np.flatnonzero(ts.isna().to_numpy())
+    if len(bad):
+        raise _err(
+            path, int(bad[0]) + 1, "bad_timestamp", f"cannot parse {frame['timestamp'].iloc[bad[0]]!r}"
+        )
+    ns = pd.DatetimeIndex(ts).asi8
+    dup = np.flatnonzero(pd.Series(ns).duplicated().to_numpy())
+    if len(dup):
+        raise _err(path, int(dup[0]) + 1, "duplicate_timestamp", f"{ts.iloc[dup[0]]} appears twice")
+    pos = pd.to_numeric(frame["position"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(pos))
+    if len(bad):
+        raise _err(path, int(bad[0]) + 1, "non_finite", f"position {frame['position'].iloc[bad[0]]!r}")
+    out = pd.DataFrame({"timestamp": ns, "position": pos, "row": np.arange(1, len(ns) + 1)})
+    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def segment_positions(
+    frame: pd.DataFrame,
+    splits: DatasetSplits,
+    leverage: float,
+    path: str | Path = "positions",
+    bar_timestamps: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Positions per segment on its bars: ``val``, ``test``, ``live`` and ``train`` when covered.
+
+    ``bar_timestamps``: every bar close of the dataset (int64 ns); without it a timestamp is known when it
+    lies on the splits' time grid between the first warm-up bar and the last bar.
+    """
+    path = Path(path)
+    pos, rows = frame["position"].to_numpy(), frame["row"].to_numpy()
+    bad = np.flatnonzero(np.abs(pos) > leverage + 1e-12)
+    if len(bad):
+        raise _err(
+            path,
+            int(rows[bad[0]]),
+            "out_of_range",
+            f"position {pos[bad[0]]:g} outside [-{leverage:g}, +{leverage:g}]",
+        )
+    ts = frame["timestamp"].to_numpy()
+    if bar_timestamps is not None:
+        unknown = ~np.isin(ts, np.asarray(bar_timestamps, dtype=np.int64))
+    else:  # the split rows and the bars before them (warm-up, embargo) on the bars' time grid
+        known = np.concatenate([np.asarray(s.timestamps, dtype=np.int64) for s in splits.splits.values()])
+        step = int(np.median(np.diff(np.sort(known))))
+        lo = known.min() - step * int(splits.metadata.get("plan", {}).get("warmup", 0))
+        unknown = ~np.isin(ts, known) & ((ts < lo) | (ts > known.max()) | ((ts - lo) % step != 0))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise _err(
+            path,
+            int(rows[i]),
+            "unknown_timestamp",
+            f"{pd.Timestamp(ts[i], tz='UTC')} is not a bar close of this dataset",
+        )
+    out: dict[str, np.ndarray] = {}
+    index = pd.Series(np.arange(len(ts)), index=ts)
+    for name in ("train", *REQUIRED_SEGMENTS):
+        if name not in splits.splits:
+            continue
+        seg_ts = np.asarray(splits[name].timestamps, dtype=np.int64)
+        hit = index.reindex(seg_ts).to_numpy()
+        missing = np.isnan(hit)
+        if missing.any():
+            if name == "train" and missing.all():
+                continue
+            first = pd.Timestamp(seg_ts[np.flatnonzero(missing)[0]], tz="UTC")
+            raise PositionsError(
+                f"{path.name}: rule missing_bar: {int(missing.sum())} of {len(seg_ts)} bars of the {name} "
+                f"segment have no position, the first at {first}"
+            )
+        out[name] = pos[hit.astype(np.int64)]
+    return out
+
+
+def strategy_replays(
+    positions: dict[str, np.ndarray], splits: DatasetSplits, costs: CostModel, bars_per_year: float
+) -> dict[str, Replay]:
+    """One :class:`Replay` per segment: decisions at every bar but the last (which earns nothing)."""
+    out = {}
+    for name, p in positions.items():
+        ret = np.asarray(splits[name].returns, dtype=np.float64).copy()
+        ret[0] = 0.0
+        res = backtest(p / costs.leverage, ret, costs, bars_per_year)
+        n = len(p) - 1
+        exposure = p[:n]
+        action = np.where(exposure > 0, 1, np.where(exposure < 0, 2, 0)).astype(np.int64)
+        out[name] = Replay(
+            np.arange(n),
+            action,
+            exposure,
+            res.raw_net_returns,
+            bool(res.ruined),
+            direction=p / costs.leverage,
+        )
+    return out

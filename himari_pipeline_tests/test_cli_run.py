@@ -1,0 +1,135 @@
+"""`himari run`, `himari report` and `himari experiments` as a user meets them: subprocesses on a temp lake.
+
+One module-scoped run trains `smoke_collapse` (a policy that must collapse: it holds its first position
+to the end) on 4-hour bars, not its YAML's default dataset. The collapse is validated anyway, the
+verdict FAIL is printed with the collapse first, the command succeeds, and `--strict` makes it fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from himari_pipeline.defs.partitions import lake_partition
+from himari_pipeline.storage.lake import Lake
+
+DATASET = "SYNTH-PLANTED_4h"
+EXP = "smoke_collapse"
+
+
+def himari(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "himari_pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("cli")
+    out = {k: v for k, v in os.environ.items() if k != "HIMARI_TEST_EXPERIMENTS"}  # the CLI enables smoke*
+    out.update(
+        HIMARI_LAKE_ROOT=str(tmp / "lake"),
+        DAGSTER_HOME=str(tmp / "dagster_home"),
+        HIMARI_SYNTHETIC_START="2023-01-01",
+        HIMARI_TRUNCATION_PREFIXES="2",
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def collapsed_run(env) -> subprocess.CompletedProcess:
+    return himari(env, "run", "-e", EXP, "-d", DATASET)
+
+
+def _partitions(env: dict) -> list[str]:
+    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+        return sorted(instance.get_dynamic_partitions("datasets"))
+
+
+@pytest.mark.timeout(600)
+def test_a_collapsed_policy_is_validated_and_rejected_not_broken(collapsed_run, env):
+    out = collapsed_run.stdout + collapsed_run.stderr
+    assert collapsed_run.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert f"[{EXP} on {DATASET}] the policy collapsed; validating anyway" in out
+    lines = out.splitlines()
+    verdict_at = lines.index(f"[{EXP} on {DATASET}] verdict FAIL")
+    assert "collapse" in lines[verdict_at + 1], lines[verdict_at : verdict_at + 4]  # the collapse first
+    assert f"[{EXP} on {DATASET}] promoted: no (the verdict is FAIL)" in lines
+    html = next(ln for ln in lines if "HTML report:" in ln).split("HTML report: ", 1)[1]
+    assert Path(html).is_file() and "collapse" in Path(html).read_text()
+    summary = Lake(env["HIMARI_LAKE_ROOT"]).read_table("validation_summary", lake_partition(EXP, DATASET))
+    assert summary["reasons"].iloc[-1].startswith("policy collapse")
+    assert summary["dataset"].iloc[-1] == DATASET
+    assert "dbt: Done. PASS=" in out
+
+
+def test_run_is_quiet_by_default(collapsed_run):
+    out = collapsed_run.stdout + collapsed_run.stderr
+    assert "DEBUG" not in out and "STEP_START" not in out
+    assert max(len(line) for line in out.splitlines()) < 400  # no multi-KB JSON lines
+    assert len(out.splitlines()) < 80, out  # one line per step, check and evaluation
+    assert sum("validation Sharpe" in line for line in out.splitlines()) == 4  # 512 steps / eval_every 128
+
+
+@pytest.mark.timeout(300)
+def test_verbose_shows_dagsters_logs(collapsed_run, env):
+    res = himari(env, "run", "-d", DATASET, "--data-only", "-v")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "STEP_SUCCESS" in res.stdout + res.stderr
+
+
+@pytest.mark.timeout(300)
+def test_strict_exits_nonzero_on_a_fail_verdict(collapsed_run, env):
+    res = himari(env, "run", "-e", EXP, "-d", DATASET, "--strict")
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert f"--strict: verdict FAIL for {EXP} on {DATASET}" in res.stderr
+    assert "Traceback" not in out
+
+
+def test_report_and_experiments_commands(collapsed_run, env):
+    rep = himari(env, "report", EXP, "-d", DATASET)
+    assert rep.returncode == 0, rep.stderr
+    assert f"[{EXP} on {DATASET}] verdict FAIL" in rep.stdout and "collapse" in rep.stdout
+    html = rep.stdout.split("HTML report: ", 1)[1].strip()
+    assert Path(html).is_file()
+    # its default dataset was never trained: a clear error naming where reports exist
+    missing = himari(env, "report", EXP)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert f"no validation report for {EXP} on SYNTH-PLANTED_1h" in missing.stderr
+    assert f"exist for: {DATASET}" in missing.stderr
+    listing = himari(env, "experiments")
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert {"default", "default_null", "log001_full", EXP} <= set(rows)
+    assert DATASET in rows[EXP] and "(test-only)" in rows[EXP]
+    assert rows["default"].split()[1] == "SYNTH-PLANTED_1h" and "not trained" in rows["default"]
+
+
+def test_user_errors_are_named_before_any_work(env, tmp_path):
+    fresh = {**env, "DAGSTER_HOME": str(tmp_path / "home"), "HIMARI_LAKE_ROOT": str(tmp_path / "lake")}
+    typo = himari(fresh, "run", "-e", "defualt")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr
+    assert "unknown experiment 'defualt'; known experiments: default, default_null" in typo.stderr
+    bad_data = himari(fresh, "run", "-e", "smoke", "-d", "TYPO_1h")
+    assert bad_data.returncode == 1 and "Traceback" not in bad_data.stderr
+    assert "unknown dataset 'TYPO_1h': no files in" in bad_data.stderr and "himari ingest" in bad_data.stderr
+    bad_key = himari(fresh, "run", "-d", "no-timeframe")
+    assert bad_key.returncode == 1 and "invalid dataset key 'no-timeframe'" in bad_key.stderr
+    assert "Traceback" not in bad_key.stderr
+    assert not (tmp_path / "lake").exists() or not list((tmp_path / "lake").rglob("*.parquet"))
+    assert not (tmp_path / "home").exists() or _partitions(fresh) == []  # no junk partition registered
+    # the same command with a real dataset is accepted (and registers exactly it)
+    good = himari(fresh, "run", "-d", "SYNTH-NULL_4h", "--data-only")
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert _partitions(fresh) == ["SYNTH-NULL_4h"]
