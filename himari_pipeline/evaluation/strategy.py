@@ -23,9 +23,22 @@ import pandas as pd
 
 from himari_pipeline.datasets.splits import DatasetSplits
 from himari_pipeline.evaluation.backtest import CostModel, backtest
-from himari_pipeline.evaluation.report import Replay
+from himari_pipeline.evaluation.report import (
+    Replay,
+    StrategySubject,
+    ValidationReport,
+    build_validation_report,
+)
+from himari_pipeline.evaluation.verdict import Gates
 
-__all__ = ["REQUIRED_SEGMENTS", "PositionsError", "read_positions", "segment_positions", "strategy_replays"]
+__all__ = [
+    "evaluate_positions",
+    "REQUIRED_SEGMENTS",
+    "PositionsError",
+    "read_positions",
+    "segment_positions",
+    "strategy_replays",
+]
 
 REQUIRED_SEGMENTS: tuple[str, ...] = ("val", "test", "live")
 
@@ -157,3 +170,38 @@ def strategy_replays(
             direction=p / costs.leverage,
         )
     return out
+
+
+def evaluate_positions(
+    frame: pd.DataFrame,
+    splits: DatasetSplits,
+    *,
+    name: str,
+    dataset: str,
+    costs: CostModel,
+    bars_per_year: float,
+    n_trials: int = 1,
+    truncation_results: dict[str, bool] | None = None,
+    bar_timestamps: np.ndarray | None = None,
+    source: str | Path = "positions",
+    gates: Gates | None = None,
+    n_perm: int = 1000,
+) -> ValidationReport:
+    """The validation report and verdict of a strategy's positions (``frame`` from :func:`read_positions`)."""
+    if n_trials < 1:
+        raise PositionsError(f"--trials must be >= 1, got {n_trials}")
+    segs = segment_positions(frame, splits, costs.leverage, source, bar_timestamps)
+    subject = StrategySubject(
+        name, dataset, strategy_replays(segs, splits, costs, bars_per_year), n_trials, str(source)
+    )
+    return build_validation_report(
+        None,
+        splits,
+        None,
+        bars_per_year=bars_per_year,
+        costs=costs,
+        truncation_results=truncation_results,
+        gates=gates,
+        n_perm=n_perm,
+        strategy=subject,
+    )
