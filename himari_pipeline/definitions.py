@@ -9,14 +9,15 @@ from himari_pipeline.defs.dbt_assets import dbt_marts, dbt_resource
 from himari_pipeline.defs.jobs import data_job, marts_job, train_job, validate_job
 from himari_pipeline.defs.progress import LOGGERS
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+from himari_pipeline.defs.strategy_assets import STRATEGY_ASSETS, strategy_job
 from himari_pipeline.defs.training_assets import TRAINING_ASSETS, TRAINING_CHECKS
 from himari_pipeline.defs.validation_assets import VALIDATION_ASSETS, VALIDATION_CHECKS
 from himari_pipeline.ui_settings import settings_overrides
 
 defs = dg.Definitions(
-    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *VALIDATION_ASSETS, dbt_marts],
+    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *VALIDATION_ASSETS, *STRATEGY_ASSETS, dbt_marts],
     asset_checks=[*DATA_CHECKS, *TRAINING_CHECKS, *VALIDATION_CHECKS],
-    jobs=[data_job, train_job, validate_job, marts_job],
+    jobs=[data_job, train_job, validate_job, marts_job, strategy_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
     loggers=LOGGERS,

@@ -61,6 +61,10 @@ def get_instance(recover: bool = True):
     if recover:
         from himari_pipeline.operations import recover_stale_state
 
-        for line in recover_stale_state(instance):
+        try:
+            repaired = recover_stale_state(instance)
+        except Exception as exc:  # noqa: BLE001 - recovery must never stop the command itself
+            repaired = [f"could not check for stale runs ({exc}); see `himari doctor`"]
+        for line in repaired:
             print(f"himari: {line}", file=sys.stderr)
     return instance

@@ -17,7 +17,9 @@ def progress_line(record: logging.LogRecord) -> str | None:
     meta = getattr(record, "dagster_meta", None) or {}
     event = meta.get("dagster_event")
     if event is None:
-        return meta.get("orig_message", record.getMessage()) if record.levelno >= logging.INFO else None
+        if record.levelno < logging.INFO:
+            return None
+        return _clip(str(meta.get("orig_message", record.getMessage())), 300)
     kind, step, data = event.event_type_value, event.step_key, event.event_specific_data
     if kind == "STEP_SUCCESS":
         return f"{step}: done in {data.duration_ms / 1000:.1f} s"
@@ -26,8 +28,12 @@ def progress_line(record: logging.LogRecord) -> str | None:
     if kind == "ASSET_CHECK_EVALUATION":
         outcome = "passed" if data.passed else f"did not pass ({data.severity.value})"
         desc = f": {data.description}" if data.description and not data.passed else ""
-        return f"check {data.check_name} {outcome}{desc[:300]}"
+        return f"check {data.check_name} {outcome}{_clip(desc)}"
     return None
+
+
+def _clip(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class ProgressHandler(logging.Handler):

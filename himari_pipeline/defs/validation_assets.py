@@ -139,13 +139,10 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
         for name in (METRICS, SUMMARY)
     }
     verdict = "PASS" if report.verdict.passed else "FAIL"
+    n_reasons = len(report.verdict.reasons)
     context.log.info(
         f"{exp.name} on {exp.dataset}: verdict {verdict}"
-        + (
-            f" ({report.verdict.reasons[0]}{' ...' if len(report.verdict.reasons) > 1 else ''})"
-            if report.verdict.reasons
-            else ""
-        )
+        + (f" ({n_reasons} reason{'s' if n_reasons > 1 else ''})" if n_reasons else "")
         + f"; report at {store.root / v.path}"
     )
     plots = plot_metadata(_plots(report))  # every plot, under its name (plot_action_mix, ...)
@@ -233,7 +230,9 @@ def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
     exp = lake_partition(*split_training_key(context.partition_key))
     summary = store.read_table(SUMMARY, exp).iloc[-1]
     if summary["verdict"] != "PASS":
-        context.log.info(f"{exp}: not promoted: the verdict is {summary['verdict']}: {summary['reasons']}")
+        context.log.info(
+            f"{exp}: not promoted: the verdict is {summary['verdict']} (reasons: validation_summary)"
+        )
         return
     table = store.read_table(CHECKPOINTS, exp)
     best = table.loc[table["step"] == int(summary["checkpoint_step"])].iloc[0]
