@@ -55,9 +55,9 @@ class RedisServer:
             except redis.exceptions.ConnectionError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"redis-server did not start: {(self.dir / 'redis.log').read_text()[-2000:]}"
-                )
+                log_tail = (self.dir / "redis.log").read_text()[-2000:]
+                self.stop()
+                raise RuntimeError(f"redis-server did not start: {log_tail}")
             time.sleep(0.2)
 
     def stop(self) -> None:

@@ -70,6 +70,7 @@ def validated(trained):
     return tmp, res
 
 
+@pytest.mark.timeout(300)
 def test_checkpoints_are_materialized_with_lineage_to_the_split(trained):
     tmp, res, dataset, _, instance = trained
     assert res.success

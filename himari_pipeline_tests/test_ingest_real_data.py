@@ -94,20 +94,32 @@ def test_hourly_eurusd_ingests_under_24_5_and_is_rejected_under_24_7(env, tmp_pa
     assert "EURUSD_1h" in text and "24/5" in text and "6,261" in text
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(300)
 def test_daily_goog_fits_the_nyse_calendar(env, tmp_path):
     from backtesting.test import GOOG
 
     csv = generic_csv(GOOG, tmp_path / "GOOG-1d.csv")
-    args = ["ingest", str(csv), "--symbol", "GOOG", "--timeframe", "1d"]
-    out = himari(env, *args, "--no-materialize")
+    args = ["ingest", str(csv), "--symbol", "GOOG", "--timeframe", "1d", "--no-materialize"]
+    out = himari(env, *args)
     assert out.returncode == 1 and "row 4: rule gap" in out.stderr  # 24/7: the first weekend is a gap
     out = himari(env, *args, "--calendar", "XNYS")
     assert out.returncode == 0, out.stdout + out.stderr
     # every bar is an NYSE session and no session is missing: weekends and holidays are closures
-    assert "2148 bars in total, calendar XNYS, 0 gap(s)" in out.stdout and "data_job ok" in out.stdout
+    assert "2148 bars in total, calendar XNYS, 0 gap(s)" in out.stdout
+    assert _materialize_raw(tmp_path, env, "GOOG_1d").success  # the data job validates the same way
     meta = Lake(env["HIMARI_LAKE_ROOT"]).latest(RAW, "GOOG_1d").metadata
     assert meta["calendar"] == "XNYS" and 250 < meta["bars_per_year"] < 253 and meta["gap_count"] == 0
+
+
+@pytest.mark.timeout(900)
+def test_daily_goog_materializes_through_dataset_splits(env, tmp_path):
+    from backtesting.test import GOOG
+
+    csv = generic_csv(GOOG, tmp_path / "GOOG-1d.csv")
+    out = himari(env, "ingest", str(csv), "--symbol", "GOOG", "--timeframe", "1d", "--calendar", "XNYS")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "data_job ok" in out.stdout
+    assert Lake(env["HIMARI_LAKE_ROOT"]).latest(SPLITS, "GOOG_1d") is not None
 
 
 def _materialize_raw(tmp_path: Path, env: dict, key: str) -> dg.ExecuteInProcessResult:

@@ -381,6 +381,23 @@ def test_project_definitions_follow_himari_executor():
     assert out.stdout.strip().splitlines()[-1] == "k8s"
 
 
+def test_the_celery_config_reaches_every_run_and_a_typo_fails_at_load():
+    pytest.importorskip("dagster_celery")
+    cfg = {"broker": "redis://broker.internal:6379/0", "backend": "redis://broker.internal:6379/1"}
+    defs = _definitions_with({"HIMARI_EXECUTOR": "celery", "HIMARI_EXECUTOR_CONFIG": json.dumps(cfg)})
+    job = defs.resolve_job_def("data_job")  # partitioned: a job-level default config would not reach
+    # a run made without run config (execute_job, `dagster job execute`) still gets the broker
+    assert dg.validate_run_config(job, {})["execution"]["celery"] == {**cfg, "retries": {"enabled": {}}}
+    # launch-time config is merged over the defaults key by key, and still checked against the schema
+    launched = dg.validate_run_config(job, {"execution": {"config": {"backend": "rpc://"}}})
+    assert launched["execution"]["celery"]["broker"] == cfg["broker"]
+    assert launched["execution"]["celery"]["backend"] == "rpc://"
+    with pytest.raises(dg.DagsterInvalidConfigError, match="brokr"):
+        dg.validate_run_config(job, {"execution": {"config": {"brokr": "redis://elsewhere/0"}}})
+    with pytest.raises(ExecutorConfigError, match="brokr"):  # a typo in the variable: at load time
+        _definitions_with({"HIMARI_EXECUTOR": "celery", "HIMARI_EXECUTOR_CONFIG": "{brokr: redis://b/0}"})
+
+
 SWEEP = ("smoke", "smoke_null")  # one tiny experiment on the planted and on the null market
 WORKERS = ["worker-a", "worker-b"]
 
@@ -420,7 +437,7 @@ def _where_steps_ran(instance: dg.DagsterInstance, run_id: str) -> tuple[int | N
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(480)
 def test_a_sweep_runs_on_two_celery_workers_with_a_real_broker(pg, tmp_path, monkeypatch):
     """smoke + smoke_null on dagster-celery: a Redis broker, two workers, Dagster and the lake on PostgreSQL.
 
@@ -481,6 +498,7 @@ def test_a_sweep_runs_on_two_celery_workers_with_a_real_broker(pg, tmp_path, mon
         try:
             datasets = {name: load_experiment(name).dataset for name in SWEEP}
             instance.add_dynamic_partitions("datasets", sorted(set(datasets.values())))
+            local_runs = []
             for dataset in sorted(set(datasets.values())):  # the sweep's inputs, made here in process
                 made = dg.materialize(
                     [*DATA_ASSETS, *DATA_CHECKS],
@@ -492,6 +510,7 @@ def test_a_sweep_runs_on_two_celery_workers_with_a_real_broker(pg, tmp_path, mon
                     },
                 )
                 assert made.success
+                local_runs.append(made.run_id)
             worker_pids = wait_for_workers(broker.url(0), WORKERS, workers, timeout_s=180)
 
             train_job = defs.resolve_job_def("train_job")
@@ -507,6 +526,7 @@ def test_a_sweep_runs_on_two_celery_workers_with_a_real_broker(pg, tmp_path, mon
             assert len(runs) == len(SWEEP)
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [r.status for r in runs]
             where = {r.run_id: _where_steps_ran(instance, r.run_id) for r in runs}
+            where_local = [_where_steps_ran(instance, run_id) for run_id in local_runs]
         finally:
             instance.dispose()
     finally:
@@ -514,7 +534,11 @@ def test_a_sweep_runs_on_two_celery_workers_with_a_real_broker(pg, tmp_path, mon
             stop_worker(w)
         broker.stop()
 
-    # every step ran in one of the two worker processes, never in the process that ran the job
+    # the evidence tells the engines apart: the splits' steps ran in this process, on no worker
+    for run_pid, steps in where_local:
+        assert run_pid == os.getpid() and steps
+        assert all("worker" not in step and step["pid"] == run_pid for step in steps.values())
+    # every step of the sweep ran in one of the two worker processes, never in the run's own process
     for run_id, (run_pid, steps) in where.items():
         assert run_pid is not None and run_pid not in worker_pids.values()
         assert "policy_checkpoints" in steps

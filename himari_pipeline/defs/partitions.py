@@ -48,3 +48,24 @@ def split_training_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
 def lake_partition(experiment: str, dataset: str) -> str:
     """The lake partition holding ``experiment`` trained on ``dataset`` (``EXPERIMENT.DATASET``)."""
     return validate_name("partition", f"{validate_name('experiment', experiment)}.{dataset}")
+
+
+def retrain_keys(instance: dg.DagsterInstance) -> list[str]:
+    """Training partitions worth refreshing on a schedule (not the whole experiment x dataset product):
+    every experiment on its YAML's default dataset when that dataset is registered, plus every pair
+    that already has checkpoints."""
+    from himari_pipeline.rl.experiments import load_experiment
+
+    known = set(instance.get_dynamic_partitions(datasets_partitions.name))
+    names = set(experiments_partitions.get_partition_keys())
+    keys = {
+        str(training_key(n, load_experiment(n).dataset)) for n in names if load_experiment(n).dataset in known
+    }
+    for key in instance.get_materialized_partitions(dg.AssetKey("policy_checkpoints")):
+        try:
+            name, dataset = split_training_key(key)
+        except Exception:  # a key from an older partitioning: not a current partition
+            continue
+        if name in names and dataset in known:
+            keys.add(str(training_key(name, dataset)))
+    return sorted(keys)

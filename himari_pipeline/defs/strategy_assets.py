@@ -21,7 +21,9 @@ from himari_pipeline.defs.partitions import DATASET_DIM, SPLITS_OF_DATASET, data
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.validation_assets import truncation_results
 from himari_pipeline.evaluation import attribution as attribution_mod
+from himari_pipeline.evaluation import report as report_mod
 from himari_pipeline.evaluation import strategy as strategy_mod
+from himari_pipeline.evaluation import verdict as verdict_mod
 from himari_pipeline.evaluation.backtest import CostModel
 from himari_pipeline.market.bars import validate_name
 from himari_pipeline.storage.hashing import code_version
@@ -33,7 +35,7 @@ STRATEGY_EVAL, POSITIONS, STRATEGY_METRICS, STRATEGY_SUMMARY = (
     "strategy_metrics",
     "strategy_summary",
 )
-STRATEGY_CODE = code_version(strategy_mod, attribution_mod)
+STRATEGY_CODE = code_version(strategy_mod, attribution_mod, report_mod, verdict_mod)
 strategies_partitions = dg.DynamicPartitionsDefinition(name="strategies")
 strategy_partitions = dg.MultiPartitionsDefinition(
     {STRATEGY_DIM: strategies_partitions, DATASET_DIM: datasets_partitions}
@@ -100,7 +102,6 @@ def strategy_evaluations(
         bar_timestamps=pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], utc=True)).asi8,
         source=config.source or f"{name}.parquet",
     )
-    report.experiment = f"strategy:{name}"
     inputs = {POSITIONS: pos_v.version, SPLITS: split_v.version}
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
         html = report.write_html(Path(tmp) / "strategy_report.html")

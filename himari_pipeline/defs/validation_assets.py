@@ -165,6 +165,7 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
     yield result(
         written[SUMMARY],
         asset_key=SUMMARY,
+        verdict=dg.MetadataValue.text(verdict),
         summary=md_table(tables[SUMMARY].T.set_axis(["value"], axis=1)),
     )
 

@@ -528,6 +528,8 @@ class ValidationReport:
 
     @property
     def title(self) -> str:
+        if self.experiment.startswith("strategy:"):
+            return f"Validation report: {self.experiment} on {self.dataset} (positions file)"
         return (
             f"Validation report: {self.experiment} on {self.dataset} (checkpoint step {self.checkpoint_step})"
         )
@@ -542,6 +544,8 @@ class ValidationReport:
     def to_html(self) -> str:
         v = self.verdict
         meta = f"checkpoint {self.checkpoint_path}; {self.n_checkpoints} checkpoints evaluated"
+        if self.experiment.startswith("strategy:"):
+            meta = f"positions {Path(self.checkpoint_path).name}; {self.n_checkpoints} variant(s) tried"
         return html_mod.render_html(self.title, v.passed, v.reasons, v.warnings, self.sections, meta)
 
     def write_html(self, path: str | Path) -> Path:
@@ -627,7 +631,7 @@ def build_validation_report(
             bars_per_year=bars_per_year,
             costs=costs or costs_from_experiment(experiment),
             fkey="features_denoised",
-            exp_name=strategy.name,
+            exp_name=f"strategy:{strategy.name}",
             dataset=strategy.dataset,
             warnings=[],
             replays=dict(strategy.replays),
