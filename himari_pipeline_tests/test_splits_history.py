@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from himari_pipeline.datasets import SplitConfig, build_splits, check_splits, plan_splits, required_warmup
+from himari_pipeline.datasets.splits import bar_years
 from himari_pipeline.ekf import EKFParams, denoise_features
 from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.features.compute import compute_features
@@ -155,3 +156,16 @@ def test_live_segment_modes_and_their_errors():
         SplitConfig(live="fraction", live_fraction=1.5)
     with pytest.raises(ValueError, match="after the last bar"):
         plan_splits(ts, 743, SplitConfig(live_start="2027-01-01"))
+
+
+def test_auto_falls_back_when_the_last_year_is_a_stub() -> None:
+    """Daily bars ending in early February (like GOOG's test file): the last year holds too few rows for
+    a live segment, so ``auto`` takes the last fraction; forcing that year is a clear error."""
+    ts = weekdays("2004-08-19", "2013-02-28")
+    stub = int((bar_years(ts) == 2013).sum())
+    assert stub < 101
+    plan = plan_splits(ts, 400)
+    assert plan.live == "fraction"
+    assert f"holds only {stub} rows" in plan.live_reason
+    with pytest.raises(ValueError, match=rf"live segment too short: .* holds {stub} bars, fewer than 101"):
+        plan_splits(ts, 400, SplitConfig(live="year"))

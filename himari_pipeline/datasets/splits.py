@@ -242,12 +242,13 @@ def _min_dev_rows(fractions: tuple[float, float, float], min_rows: int) -> int:
 
 
 def _live_range(
-    idx: pd.DatetimeIndex, warmup: int, cfg: SplitConfig, min_before: int
+    idx: pd.DatetimeIndex, warmup: int, cfg: SplitConfig, min_before: int, min_live: int
 ) -> tuple[tuple[int, int], str, int | None, str]:
     """``(live [start, stop), resolved mode, live year or None, why)`` for the bars ``idx``.
 
-    ``auto`` keeps the last calendar year when at least as many rows as it holds, and at least
-    ``min_before`` (embargo gaps + train/val/test), follow the warm-up before it.
+    ``auto`` keeps the last calendar year when it holds at least ``min_live`` rows and at least as
+    many rows as it holds, and at least ``min_before`` (embargo gaps + train/val/test), follow the
+    warm-up before it; otherwise it takes the last fraction.
     """
     n = len(idx)
     mode = cfg.live_mode
@@ -268,17 +269,17 @@ def _live_range(
     live = (int(in_year[0]), int(in_year[-1]) + 1)
     if mode == "year":
         return live, "year", year, f"calendar year {year}"
-    before = live[0] - warmup
-    if before >= max(live[1] - live[0], min_before):
+    before, n_year = live[0] - warmup, live[1] - live[0]
+    if n_year >= min_live and before >= max(n_year, min_before):
         return live, "year", year, f"auto: the last calendar year {year} ({before} rows precede it)"
     rng, _, _, why = fraction
-    return (
-        rng,
-        "fraction",
-        None,
-        f"auto: {why}, because only {max(before, 0)} rows after the warm-up precede the last calendar "
-        f"year {year} ({live[1] - live[0]} rows; keeping it needs {max(live[1] - live[0], min_before)})",
+    because = (
+        f"the last calendar year {year} holds only {n_year} rows (fewer than {min_live})"
+        if n_year < min_live
+        else f"only {max(before, 0)} rows after the warm-up precede the last calendar year {year} "
+        f"({n_year} rows; keeping it needs {max(n_year, min_before)})"
     )
+    return rng, "fraction", None, f"auto: {why}, because {because}"
 
 
 def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> SplitPlan:
@@ -299,9 +300,15 @@ def plan_splits(timestamps, warmup: int, cfg: SplitConfig = SplitConfig()) -> Sp
         raise ValueError("no bars to split")
     min_rows = cfg.context + 1
     need_dev = _min_dev_rows(cfg.fractions, min_rows)
-    live, mode, live_year, reason = _live_range(idx, warmup, cfg, 3 * embargo + need_dev)
+    live, mode, live_year, reason = _live_range(idx, warmup, cfg, 3 * embargo + need_dev, min_rows)
     n_live, after = live[1] - live[0], n - live[1]
     usable = live[0] - warmup - 3 * embargo
+    if n_live < min_rows and usable >= need_dev and mode != "fraction":
+        raise ValueError(
+            f"live segment too short: {reason} holds {n_live} bars, fewer than {min_rows} (model context "
+            f"{cfg.context} + 1); choose another live segment (live: fraction, an earlier live_year or "
+            f"live_start)"
+        )
     if usable < need_dev or n_live < min_rows:
         need_live = max(n_live, min_rows)
         if mode == "fraction":  # the live segment grows with the data: find the smallest total that fits
