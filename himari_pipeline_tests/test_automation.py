@@ -14,6 +14,7 @@ from himari_pipeline.defs.automation import (
     SCHEDULES,
     SENSORS,
     WEEKLY_JOBS,
+    WEEKLY_SCHEDULES,
     daily_append_schedule,
     file_state_key,
     raw_files_sensor,
@@ -23,9 +24,11 @@ from himari_pipeline.defs.automation import (
 from himari_pipeline.defs.data_assets import DATA_ASSETS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.jobs import data_job, train_job
+from himari_pipeline.defs.partitions import training_key
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import TRAINING_ASSETS, experiments_partitions
 from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
+from himari_pipeline.rl.experiments import load_experiment
 from himari_pipeline_tests.test_dagster_files import write_binance_csv
 
 
@@ -132,14 +135,24 @@ def test_daily_schedule_requests_every_known_dataset(instance):
     assert daily_append_schedule.execution_timezone == "UTC" and daily_append_schedule.job_name == "data_job"
 
 
-def test_weekly_schedule_requests_training_for_every_experiment(instance):
+def test_weekly_schedules_request_each_experiment_on_its_default_dataset(instance):
     when = dt.datetime(2025, 3, 2, 2, 0, tzinfo=dt.UTC)
-    reqs = weekly_retrain_schedule(
-        dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    revalidate = WEEKLY_SCHEDULES[1]
+    # no dataset registered yet: nothing to train, nothing trained to re-validate
+    assert isinstance(weekly_retrain_schedule(ctx), dg.SkipReason)
+    instance.add_dynamic_partitions("datasets", ["SYNTH-NULL_1h", "BTCUSDT_1h"])
+    reqs = weekly_retrain_schedule(ctx)
+    expected = sorted(
+        str(training_key(n, "SYNTH-NULL_1h"))
+        for n in experiments_partitions.get_partition_keys()
+        if load_experiment(n).dataset == "SYNTH-NULL_1h"
     )
-    experiments = experiments_partitions.get_partition_keys()
-    assert experiments and [r.partition_key for r in reqs] == experiments
+    # only experiments whose default dataset is registered; not the whole experiment x dataset product
+    assert expected and [r.partition_key for r in reqs] == expected
     assert all(r.run_key == f"weekly:train_job:2025-03-02:{r.partition_key}" for r in reqs)
+    assert isinstance(revalidate(ctx), dg.SkipReason)  # nothing trained yet
+    assert revalidate.name == "weekly_revalidate_schedule" and revalidate.job_name == "validate_job"
     assert weekly_retrain_schedule.name == "weekly_retrain_schedule"
     assert weekly_retrain_schedule.job_name == "train_job" and WEEKLY_JOBS[0][0] is train_job
     assert weekly_retrain_schedule.cron_schedule == "0 2 * * 0"  # Sundays, 02:00 UTC

@@ -12,8 +12,10 @@
   instance knows whose trading calendar (stored with the dataset) had a bar closing in the 24 hours
   before: new bars are appended (see ``data_assets``), unchanged data gives the same versions; a
   dataset whose exchange was closed all day (weekend, holiday) is skipped.
-* ``weekly_retrain_schedule`` (Sunday 02:00 UTC) requests ``train_job`` for every experiment.
-  :data:`WEEKLY_JOBS` lists (job, cron, name); each gets a weekly schedule (a schedule runs one job).
+* ``weekly_retrain_schedule`` (Sunday 02:00 UTC) requests ``train_job`` for every experiment on its
+  default dataset (when registered) and every experiment x dataset pair trained before;
+  ``weekly_revalidate_schedule`` (Sunday 08:00 UTC) requests ``validate_job`` for every trained pair.
+  :data:`WEEKLY_JOBS` lists (job, cron, name, trained pairs only); each gets a weekly schedule.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pandas as pd
 from himari_pipeline import sources
 from himari_pipeline.config import raw_dir
 from himari_pipeline.defs.jobs import data_job, train_job, validate_job
-from himari_pipeline.defs.partitions import datasets_partitions
+from himari_pipeline.defs.partitions import datasets_partitions, retrain_keys
 from himari_pipeline.defs.resources import PipelineSettings
 from himari_pipeline.market import calendars
 from himari_pipeline.market.bars import dataset_key, parse_dataset_key
@@ -39,11 +41,13 @@ FileState = dict[str, list[int]]  # file name -> [size, mtime_ns]
 
 RAW_SENSOR_INTERVAL_S = 60
 DAILY_APPEND_CRON = "15 0 * * *"
-#: Jobs run weekly on every partition of their partitions definition, with their cron (UTC).
-#: Later jobs should start after earlier ones finish (e.g. append ``(validate_job, "0 8 * * 0")``).
-WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str, str]] = [
-    (train_job, "0 2 * * 0", "weekly_retrain_schedule"),  # Sunday 02:00 UTC: retrain every experiment
-    (validate_job, "0 8 * * 0", "weekly_revalidate_schedule"),  # Sunday 08:00 UTC: re-validate and gate
+#: Jobs run weekly on experiment x dataset partitions, with their cron (UTC) and whether only pairs that
+#: already have checkpoints qualify (see :func:`retrain_keys`). Later jobs start after earlier ones finish.
+WEEKLY_JOBS: list[tuple[dg.UnresolvedAssetJobDefinition, str, str, bool]] = [
+    # Sunday 02:00 UTC: retrain every experiment on its default dataset and every pair trained before
+    (train_job, "0 2 * * 0", "weekly_retrain_schedule", False),
+    # Sunday 08:00 UTC: re-validate and gate every trained pair
+    (validate_job, "0 8 * * 0", "weekly_revalidate_schedule", True),
 ]
 TRIGGER_TAG = "himari/trigger"
 
@@ -188,9 +192,9 @@ def _day(context: dg.ScheduleEvaluationContext) -> str:
 
 
 def weekly_schedule(
-    job: dg.UnresolvedAssetJobDefinition, cron: str, name: str | None = None
+    job: dg.UnresolvedAssetJobDefinition, cron: str, name: str | None = None, trained_only: bool = False
 ) -> dg.ScheduleDefinition:
-    """A weekly schedule requesting ``job`` for every partition of its partitions definition."""
+    """A weekly schedule requesting ``job`` for the experiment x dataset pairs of :func:`retrain_keys`."""
     sched_name = name or f"weekly_{job.name}_schedule"
 
     @dg.schedule(
@@ -198,12 +202,17 @@ def weekly_schedule(
         cron_schedule=cron,
         execution_timezone="UTC",
         job=job,
-        description=f"Weekly ({cron}, UTC): {job.name} for every partition.",
+        description=f"Weekly ({cron}, UTC): {job.name} for "
+        + (
+            "every trained experiment x dataset pair."
+            if trained_only
+            else "every experiment on its default dataset and every pair trained before."
+        ),
     )
     def _weekly(context: dg.ScheduleEvaluationContext):
-        keys = job.partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
+        keys = retrain_keys(context.instance, trained_only=trained_only)
         if not keys:
-            return dg.SkipReason(f"{job.name}: no partitions")
+            return dg.SkipReason(f"{job.name}: no experiment x dataset pair to run yet")
         day = _day(context)
         return [
             dg.RunRequest(
@@ -216,7 +225,7 @@ def weekly_schedule(
 
 
 WEEKLY_SCHEDULES: list[dg.ScheduleDefinition] = [
-    weekly_schedule(job, cron, name) for job, cron, name in WEEKLY_JOBS
+    weekly_schedule(job, cron, name, trained_only) for job, cron, name, trained_only in WEEKLY_JOBS
 ]
 weekly_retrain_schedule = WEEKLY_SCHEDULES[0]
 

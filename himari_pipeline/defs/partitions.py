@@ -50,17 +50,23 @@ def lake_partition(experiment: str, dataset: str) -> str:
     return validate_name("partition", f"{validate_name('experiment', experiment)}.{dataset}")
 
 
-def retrain_keys(instance: dg.DagsterInstance) -> list[str]:
+def retrain_keys(instance: dg.DagsterInstance, trained_only: bool = False) -> list[str]:
     """Training partitions worth refreshing on a schedule (not the whole experiment x dataset product):
-    every experiment on its YAML's default dataset when that dataset is registered, plus every pair
-    that already has checkpoints."""
+    every pair that already has checkpoints, plus (unless ``trained_only``) every experiment on its
+    YAML's default dataset when that dataset is registered."""
     from himari_pipeline.rl.experiments import load_experiment
 
     known = set(instance.get_dynamic_partitions(datasets_partitions.name))
     names = set(experiments_partitions.get_partition_keys())
-    keys = {
-        str(training_key(n, load_experiment(n).dataset)) for n in names if load_experiment(n).dataset in known
-    }
+    keys = (
+        set()
+        if trained_only
+        else {
+            str(training_key(n, load_experiment(n).dataset))
+            for n in names
+            if load_experiment(n).dataset in known
+        }
+    )
     for key in instance.get_materialized_partitions(dg.AssetKey("policy_checkpoints")):
         try:
             name, dataset = split_training_key(key)
