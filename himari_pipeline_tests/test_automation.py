@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -123,9 +124,19 @@ def instance():
         yield inst
 
 
-def test_daily_schedule_requests_every_known_dataset(instance):
+@pytest.fixture
+def schedule_context(instance):
+    """``at(when)``: a schedule context at ``when``, closed after the test (it opens its own instance,
+    which would otherwise stay Dagster's current one after this instance is gone)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda when: stack.enter_context(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
+
+
+def test_daily_schedule_requests_every_known_dataset(instance, schedule_context):
     when = dt.datetime(2025, 3, 4, 0, 15, tzinfo=dt.UTC)
-    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    ctx = schedule_context(when)
     assert isinstance(daily_append_schedule(ctx), dg.SkipReason)
     instance.add_dynamic_partitions("datasets", ["SYNTH-PLANTED_1h", "BTCUSDT_5m"])
     reqs = daily_append_schedule(ctx)
@@ -135,9 +146,9 @@ def test_daily_schedule_requests_every_known_dataset(instance):
     assert daily_append_schedule.execution_timezone == "UTC" and daily_append_schedule.job_name == "data_job"
 
 
-def test_weekly_schedules_request_each_experiment_on_its_default_dataset(instance):
+def test_weekly_schedules_request_each_experiment_on_its_default_dataset(instance, schedule_context):
     when = dt.datetime(2025, 3, 2, 2, 0, tzinfo=dt.UTC)
-    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    ctx = schedule_context(when)
     revalidate = WEEKLY_SCHEDULES[1]
     # no dataset registered yet: nothing to train, nothing trained to re-validate
     assert isinstance(weekly_retrain_schedule(ctx), dg.SkipReason)

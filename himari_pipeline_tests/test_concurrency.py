@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from himari_pipeline.defs.partitions import lake_partition, training_key
 from himari_pipeline.storage.hashing import frame_hash
 from himari_pipeline.storage.lake import Lake
 
@@ -85,7 +86,8 @@ def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
         check=True,
     )
     _parallel(tmp_path, env, "data_job", datasets)
-    _parallel(tmp_path, env, "train_job", ["smoke", "smoke_null"])
+    pairs = [("smoke", "SYNTH-PLANTED_1h"), ("smoke_null", "SYNTH-NULL_1h")]
+    _parallel(tmp_path, env, "train_job", [str(training_key(e, d)) for e, d in pairs])
 
     lake = Lake(tmp_path / "lake")
     for v in lake.versions():
@@ -94,4 +96,4 @@ def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
         else:
             assert (lake.root / v.path).exists()
     assert set(lake.partitions("dataset_splits")) == set(datasets)
-    assert set(lake.partitions("checkpoints")) == {"smoke", "smoke_null"}
+    assert set(lake.partitions("checkpoints")) == {lake_partition(e, d) for e, d in pairs}

@@ -21,8 +21,8 @@ def lake(tmp_path, monkeypatch):
 
 
 def _schedule_at(instance, when: dt.datetime) -> list[str]:
-    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
-    result = daily_append_schedule(ctx)
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as ctx:
+        result = daily_append_schedule(ctx)
     return [] if isinstance(result, dg.SkipReason) else [r.partition_key for r in result]
 
 
@@ -41,10 +41,10 @@ def test_daily_schedule_skips_a_dataset_whose_exchange_was_closed(lake):
             assert _schedule_at(instance, dt.datetime(2025, 3, day, 0, 15, tzinfo=dt.UTC)) == ["BTCUSDT_1h"]
         # Good Friday 2025 (April 18) is an NYSE holiday: nothing for GOOG at 00:15 on Saturday the 19th
         assert _schedule_at(instance, dt.datetime(2025, 4, 19, 0, 15, tzinfo=dt.UTC)) == ["BTCUSDT_1h"]
-        ctx = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance, scheduled_execution_time=dt.datetime(2025, 3, 8, 0, 15, tzinfo=dt.UTC)
-        )
-        tags = {r.partition_key: r.tags[CALENDAR_TAG] for r in daily_append_schedule(ctx)}
+        ) as ctx:
+            tags = {r.partition_key: r.tags[CALENDAR_TAG] for r in daily_append_schedule(ctx)}
         assert tags == {"GOOG_1d": "XNYS", "BTCUSDT_1h": "24/7"}
 
 
