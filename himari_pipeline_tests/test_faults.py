@@ -160,14 +160,16 @@ def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
         "HIMARI_TRUNCATION_ROWS": "200",
     }
     cmd = ["run", "-d", "SYNTH-PLANTED_1h", "--data-only"]
-    first = subprocess.Popen(
-        [*himari_command(), *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = tmp_path / "first_run.log"
+    with log.open("w") as out:
+        first = subprocess.Popen([*himari_command(), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
     held: list[tuple[str, str]] = []
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
-            held = _claimed_slots(home) if (home / "history").exists() else []
+            # read the instance only once the run has written raw_ohlcv: opening it while the CLI is
+            # still creating its storage would race the schema migration
+            held = _claimed_slots(home) if "raw_ohlcv: done" in log.read_text() else []
             if any(step in WRITERS_AFTER_RAW for _, step in held):  # raw_ohlcv written, the next writing
                 break
             time.sleep(0.2)

@@ -50,7 +50,7 @@ class ProgressHandler(logging.Handler):
 
 @dg.logger(description="One short line per step, check and asset message (the `himari` CLI).")
 def cli_progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    logger = logging.Logger("himari_cli", level=logging.INFO)
+    logger = logging.Logger("himari_cli", level=logging.DEBUG)  # step events are DEBUG records
     logger.addHandler(ProgressHandler())
     return logger
 
