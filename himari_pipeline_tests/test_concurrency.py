@@ -62,6 +62,7 @@ def _parallel(tmp_path: Path, env: dict, job: str, partitions: list[str]) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -70,7 +71,7 @@ def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
         **os.environ,
         "DAGSTER_HOME": str(home),
         "HIMARI_LAKE_ROOT": str(tmp_path / "lake"),
-        "HIMARI_SYNTHETIC_START": "2023-01-01",
+        "HIMARI_SYNTHETIC_START": "2024-07-01",
         "HIMARI_TRUNCATION_PREFIXES": "2",
     }
     datasets = ["SYNTH-PLANTED_1h", "SYNTH-NULL_1h"]

@@ -22,6 +22,7 @@ from filelock import FileLock
 from himari_pipeline import sources
 from himari_pipeline.defs.data_assets import DATA_ASSETS, RAW, SPLITS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
+from himari_pipeline.defs.partitions import lake_partition
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.storage.lake import Lake
 from himari_pipeline_tests.test_dagster_files import _bars, write_binance_csv
@@ -55,6 +56,20 @@ def generic_csv(df: pd.DataFrame, path: Path) -> Path:
 
 def raw_folder(env: dict, symbol: str, timeframe: str) -> Path:
     return Path(env["HIMARI_LAKE_ROOT"]) / "raw" / symbol / timeframe
+
+
+def train_and_report(env: dict, key: str, bars_per_year: float) -> None:
+    """`himari run -e smoke -d KEY` as a user runs it: the report is written, annualized with the
+    dataset's own bars per year (not the 24/7 number of its timeframe)."""
+    out = himari(env, "run", "-e", "smoke", "-d", key, timeout=800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lake = Lake(env["HIMARI_LAKE_ROOT"])
+    summary = lake.read_table("validation_summary", lake_partition("smoke", key)).iloc[-1]
+    assert summary["bars_per_year"] == pytest.approx(bars_per_year)
+    html = (lake.root / summary["report_path"]).read_text()
+    assert f"Sharpe annualized with {bars_per_year:g} bars" in html
+    report = himari(env, "report", "smoke", "-d", key)
+    assert report.returncode == 0 and str(summary["verdict"]) in report.stdout, report.stdout + report.stderr
 
 
 @pytest.mark.timeout(900)
@@ -92,6 +107,7 @@ def test_hourly_eurusd_ingests_under_24_5_and_is_rejected_under_24_7(env, tmp_pa
     assert row["latest_version"] == raw.short
     text = himari(env, "datasets").stdout
     assert "EURUSD_1h" in text and "24/5" in text and "6,261" in text
+    train_and_report(env, "EURUSD_1h", meta["bars_per_year"])
 
 
 @pytest.mark.timeout(300)
@@ -112,14 +128,16 @@ def test_daily_goog_fits_the_nyse_calendar(env, tmp_path):
 
 
 @pytest.mark.timeout(900)
-def test_daily_goog_materializes_through_dataset_splits(env, tmp_path):
+def test_daily_goog_splits_trains_and_reports(env, tmp_path):
     from backtesting.test import GOOG
 
     csv = generic_csv(GOOG, tmp_path / "GOOG-1d.csv")
     out = himari(env, "ingest", str(csv), "--symbol", "GOOG", "--timeframe", "1d", "--calendar", "XNYS")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "data_job ok" in out.stdout
-    assert Lake(env["HIMARI_LAKE_ROOT"]).latest(SPLITS, "GOOG_1d") is not None
+    lake = Lake(env["HIMARI_LAKE_ROOT"])
+    assert lake.latest(SPLITS, "GOOG_1d") is not None
+    train_and_report(env, "GOOG_1d", lake.latest(RAW, "GOOG_1d").metadata["bars_per_year"])
 
 
 def _materialize_raw(tmp_path: Path, env: dict, key: str) -> dg.ExecuteInProcessResult:
