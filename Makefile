@@ -26,7 +26,7 @@ system-deps:            ## Debian chromium + postgresql for the browser and Post
 
 test: install system-deps  ## the whole test suite (what CI runs)
 	$(BIN)/ruff check himari_pipeline himari_pipeline_tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile   # two workers; a file stays on one worker (module fixtures)
 
 test-e2e: install       ## only the end-to-end controls: planted significant, null not (~4 min)
 	$(BIN)/python -m pytest -q -m e2e himari_pipeline_tests/test_e2e_controls.py

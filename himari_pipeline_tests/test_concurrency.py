@@ -1,8 +1,9 @@
-"""Two datasets, then two experiments, materialized in parallel under the multiprocess executor.
+"""Two datasets materialized in parallel under the multiprocess executor.
 
-Each pair runs as two simultaneous Dagster runs (separate processes, each with the multiprocess
-executor) against one lake and one instance: no lock errors, and every stored version stays readable
-and byte-identical to what was registered.
+Two simultaneous Dagster runs (separate processes, each with the multiprocess executor) against one
+DuckDB-file lake and one instance: no lock errors, and every stored version stays readable and
+byte-identical to what was registered. (Two trainings at once, on two Celery workers against one
+lake, are `test_scaleout.py`'s sweep.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from himari_pipeline.defs.partitions import lake_partition, training_key
 from himari_pipeline.storage.hashing import frame_hash
 from himari_pipeline.storage.lake import Lake
 
@@ -63,7 +63,7 @@ def _parallel(tmp_path: Path, env: dict, job: str, partitions: list[str]) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
+def test_two_datasets_in_parallel(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -87,8 +87,6 @@ def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
         check=True,
     )
     _parallel(tmp_path, env, "data_job", datasets)
-    pairs = [("smoke", "SYNTH-PLANTED_1h"), ("smoke_null", "SYNTH-NULL_1h")]
-    _parallel(tmp_path, env, "train_job", [str(training_key(e, d)) for e, d in pairs])
 
     lake = Lake(tmp_path / "lake")
     for v in lake.versions():
@@ -97,4 +95,3 @@ def test_two_datasets_and_two_experiments_in_parallel(tmp_path):
         else:
             assert (lake.root / v.path).exists()
     assert set(lake.partitions("dataset_splits")) == set(datasets)
-    assert set(lake.partitions("checkpoints")) == {lake_partition(e, d) for e, d in pairs}
