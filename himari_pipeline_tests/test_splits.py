@@ -26,6 +26,7 @@ from himari_pipeline.datasets import (
     splits_to_frame,
 )
 from himari_pipeline.regimes import detect_regimes
+from himari_pipeline_tests.builders import walk_bars
 
 N_FEAT = 44
 NAMES = [f"f{j:02d}_x" for j in range(N_FEAT)]
@@ -34,20 +35,7 @@ FEAT_WARMUP = 60
 
 def random_walk_bars(start: str, end: str, freq: str = "4h", seed: int = 0) -> pd.DataFrame:
     """Random-walk OHLCV bars with close timestamps from ``start`` to ``end`` inclusive."""
-    ts = pd.date_range(start, end, freq=freq, tz="UTC")
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(ts))))
-    open_ = np.r_[100.0, close[:-1]]
-    return pd.DataFrame(
-        {
-            "timestamp": ts,
-            "open": open_,
-            "high": np.maximum(open_, close) * 1.002,
-            "low": np.minimum(open_, close) * 0.998,
-            "close": close,
-            "volume": rng.uniform(1, 5, len(ts)),
-        }
-    )
+    return walk_bars(pd.date_range(start, end, freq=freq, tz="UTC"), seed)
 
 
 def random_features(ts: pd.Series, seed: int, warmup: int = FEAT_WARMUP) -> pd.DataFrame:

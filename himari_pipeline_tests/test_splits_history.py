@@ -14,23 +14,12 @@ from himari_pipeline.ekf import EKFParams, denoise_features
 from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.features.compute import compute_features
 from himari_pipeline.regimes import detect_regimes
+from himari_pipeline_tests.builders import walk_bars
 
 
 def walk(ts: pd.DatetimeIndex, seed: int = 0) -> pd.DataFrame:
     """Random-walk OHLCV bars closing at ``ts``."""
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(ts))))
-    open_ = np.r_[100.0, close[:-1]]
-    return pd.DataFrame(
-        {
-            "timestamp": ts,
-            "open": open_,
-            "high": np.maximum(open_, close) * 1.003,
-            "low": np.minimum(open_, close) * 0.997,
-            "close": close,
-            "volume": rng.uniform(1, 5, len(ts)),
-        }
-    )
+    return walk_bars(ts, seed, spread=0.003)
 
 
 def split_real(bars: pd.DataFrame, timeframe: str, cfg: SplitConfig | None = None):
