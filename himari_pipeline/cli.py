@@ -348,7 +348,6 @@ def evaluate(
 
     import pandas as pd
 
-    from himari_pipeline import sources
     from himari_pipeline.datasets.arrays import load_npz
     from himari_pipeline.defs.data_assets import RAW, SPLITS
     from himari_pipeline.defs.strategy_assets import (
@@ -445,7 +444,6 @@ def evaluate(
         "carry_cost": costs.carry_cost,
         "borrow_rate_annual": costs.borrow_rate_annual,
         "leverage": costs.leverage,
-        "bars_per_year": float(sources.dataset_bars_per_year(dataset, raw_dir())),
     }
     key = dg.MultiPartitionKey({STRATEGY_DIM: name, DATASET_DIM: dataset})
     typer.echo(f"[{name} on {dataset}] strategy_job ...")

@@ -14,6 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from himari_pipeline import sources
+from himari_pipeline.config import raw_dir
 from himari_pipeline.datasets.arrays import load_npz
 from himari_pipeline.defs.data_assets import POOL, RAW, SPLITS
 from himari_pipeline.defs.jobs import RUN
@@ -57,7 +59,6 @@ class StrategyConfig(dg.Config):
     carry_cost: float = 0.0
     borrow_rate_annual: float = 0.0
     leverage: float = 1.0
-    bars_per_year: float = 8760.0
 
 
 @dg.asset(
@@ -96,7 +97,7 @@ def strategy_evaluations(
             leverage=config.leverage,
             max_leverage=max(5.0, config.leverage),
         ),
-        bars_per_year=config.bars_per_year,
+        bars_per_year=sources.dataset_bars_per_year(dataset, Path(settings.raw_dir or raw_dir())),
         n_trials=config.trials,
         truncation_results=truncation_results(store, dataset, split_v.inputs),
         bar_timestamps=pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], utc=True)).asi8,
@@ -120,7 +121,6 @@ def strategy_evaluations(
             f"{STRATEGY_EVAL}_markdown", part, md, inputs={STRATEGY_EVAL: v.version}, run_id=context.run_id
         )
     tables = report.tables(report_path=v.path)
-    tables["validation_summary"]["bars_per_year"] = float(config.bars_per_year)
     for table, src in ((STRATEGY_METRICS, "validation_metrics"), (STRATEGY_SUMMARY, "validation_summary")):
         store.write_table(
             table,

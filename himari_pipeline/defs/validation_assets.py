@@ -126,7 +126,6 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
             metadata={"verdict": report.verdict.passed},
         )
     tables = report.tables(report_path=v.path)
-    tables[SUMMARY]["bars_per_year"] = float(bpy)
     written = {
         name: store.write_table(
             name,

@@ -128,6 +128,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "perm_pvalue",
     "leak_flags",
     "report_path",
+    "bars_per_year",
 )
 
 
@@ -476,6 +477,7 @@ class ValidationReport:
     sections: list[Section]
     metrics: pd.DataFrame  # long format rows (section, subject, regime, metric, value)
     n_checkpoints: int
+    bars_per_year: float
     report_path: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -520,6 +522,7 @@ class ValidationReport:
             "perm_pvalue": num("permutation_p"),
             "leak_flags": int(ev.get("leak_flags", 0)),
             "report_path": report_path if report_path is not None else self.report_path,
+            "bars_per_year": float(self.bars_per_year),
         }
         vs = pd.DataFrame([row], columns=list(SUMMARY_COLUMNS)).astype(
             {"checkpoint_step": "int64", "n_checkpoints": "int64", "leak_flags": "int64"}
@@ -619,7 +622,21 @@ def build_validation_report(
         timings[name] = now - clock
         clock = now
 
-    gates = gates or Gates()
+    # settings every report passes through to _build_report unchanged
+    shared = dict(
+        bars_per_year=bars_per_year,
+        shuffle_block=shuffle_block,
+        truncation_results=truncation_results,
+        gates=gates or Gates(),
+        n_perm=n_perm,
+        perm_block=perm_block,
+        pbo_blocks=pbo_blocks,
+        leak_max_abs_corr=leak_max_abs_corr,
+        ablation_batch=ablation_batch,
+        seed=seed,
+        timings=timings,
+        lap=lap,
+    )
     if strategy is not None:
         return _build_report(
             None,
@@ -628,7 +645,6 @@ def build_validation_report(
             strategy.n_trials,
             splits,
             experiment,
-            bars_per_year=bars_per_year,
             costs=costs or costs_from_experiment(experiment),
             fkey="features_denoised",
             exp_name=f"strategy:{strategy.name}",
@@ -636,17 +652,7 @@ def build_validation_report(
             warnings=[],
             replays=dict(strategy.replays),
             n_shuffles=0,
-            shuffle_block=shuffle_block,
-            truncation_results=truncation_results,
-            gates=gates,
-            n_perm=n_perm,
-            perm_block=perm_block,
-            pbo_blocks=pbo_blocks,
-            leak_max_abs_corr=leak_max_abs_corr,
-            ablation_batch=ablation_batch,
-            seed=seed,
-            timings=timings,
-            lap=lap,
+            **shared,
         )
     selected_path, evaluated, n_trials = resolve_checkpoints(run_dir_or_checkpoints)
     if weights is not None:  # before anything is evaluated
@@ -698,7 +704,6 @@ def build_validation_report(
         n_trials,
         splits,
         experiment,
-        bars_per_year=bars_per_year,
         costs=costs,
         fkey=fkey,
         exp_name=exp_name,
@@ -706,18 +711,8 @@ def build_validation_report(
         warnings=warnings,
         replays=replays,
         n_shuffles=n_shuffles,
-        shuffle_block=shuffle_block,
-        truncation_results=truncation_results,
-        gates=gates,
-        n_perm=n_perm,
-        perm_block=perm_block,
-        pbo_blocks=pbo_blocks,
-        leak_max_abs_corr=leak_max_abs_corr,
-        ablation_batch=ablation_batch,
-        seed=seed,
-        timings=timings,
-        lap=lap,
         env_cfg=env_cfg,
+        **shared,
     )
 
 
@@ -1195,5 +1190,6 @@ def _build_report(
         sections=sections,
         metrics=metrics,
         n_checkpoints=n_trials,
+        bars_per_year=bars_per_year,
         timings=timings,
     )
