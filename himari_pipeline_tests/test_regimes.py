@@ -10,7 +10,6 @@ import pytest
 
 from himari_pipeline.causality import check_truncation_invariance
 from himari_pipeline.regimes import (
-    REGIMES,
     RegimeParams,
     compute_indicators,
     detect_regimes,
@@ -18,6 +17,7 @@ from himari_pipeline.regimes import (
     regime_warmup,
     switches_per_1000,
 )
+from himari_pipeline.vocabulary import REGIMES
 
 
 def make_bars(log_returns: np.ndarray, start: str = "2021-01-01 01:00", freq: str = "h", seed: int = 0):

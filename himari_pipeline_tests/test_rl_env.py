@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from himari_pipeline.rl.env import FLAT, LONG, SHORT, EnvConfig, MarketArrays, VecTradingEnv
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
+from himari_pipeline.vocabulary import FLAT, LONG, SHORT
 
 
 def market(returns, regimes=None, n_features: int = 2, seed: int = 0) -> MarketArrays:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from himari_pipeline.rl.env import LONG, SHORT, EnvConfig, MarketArrays
+from himari_pipeline.rl.env import EnvConfig, MarketArrays
 from himari_pipeline.rl.gym_env import TradingGymEnv
+from himari_pipeline.vocabulary import LONG, SHORT
 
 
 def tiny_market(n: int = 300, n_features: int = 3, seed: int = 0) -> MarketArrays:

@@ -45,7 +45,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.regimes.detect import REGIMES, WARMUP_ID, regime_distribution
+from himari_pipeline.regimes.detect import regime_distribution
+from himari_pipeline.vocabulary import REGIMES, WARMUP_ID
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "live")
 ARRAY_FIELDS: tuple[str, ...] = (

@@ -20,8 +20,8 @@ from himari_pipeline.features import compute as features_mod
 from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.market.bars import RAW_COLUMNS, parse_dataset_key
 from himari_pipeline.market.validation import BarValidationError, validate_bars
-from himari_pipeline.regimes.detect import REGIMES as REGIME_NAMES
 from himari_pipeline.regimes.detect import RegimeParams, detect_regimes
+from himari_pipeline.vocabulary import REGIMES as REGIME_NAMES
 
 _CHECK = {"blocking": True, "partitions_def": datasets_partitions}
 

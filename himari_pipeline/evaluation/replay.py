@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from himari_pipeline.evaluation.backtest import CostModel
-from himari_pipeline.rl.env import BARS_HELD_SCALE, FLAT, LONG, SHORT, EnvConfig
+from himari_pipeline.rl.env import BARS_HELD_SCALE, EnvConfig
 from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import RegimeConditionedPolicy
+from himari_pipeline.vocabulary import FLAT, LONG, SHORT
 
 __all__ = ["Replay", "costs_from_experiment", "replay_greedy"]
 

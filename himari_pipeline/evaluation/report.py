@@ -52,7 +52,6 @@ from himari_pipeline.evaluation.significance import (
     probability_of_backtest_overfitting,
 )
 from himari_pipeline.evaluation.verdict import Gates, Verdict, judge, total_variation
-from himari_pipeline.regimes.detect import REGIMES
 from himari_pipeline.rl.checkpoints import (
     BEST_FILE,
     META_FILE,
@@ -63,6 +62,7 @@ from himari_pipeline.rl.checkpoints import (
 from himari_pipeline.rl.env import EnvConfig
 from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
+from himari_pipeline.vocabulary import REGIMES
 
 __all__ = [
     "ACTIONS",

@@ -2,9 +2,6 @@
 
 from himari_pipeline.regimes.detect import (
     REGIME_COLUMNS,
-    REGIME_IDS,
-    REGIMES,
-    WARMUP_ID,
     RegimeParams,
     compute_indicators,
     detect_regimes,
@@ -14,10 +11,7 @@ from himari_pipeline.regimes.detect import (
 )
 
 __all__ = [
-    "REGIMES",
     "REGIME_COLUMNS",
-    "REGIME_IDS",
-    "WARMUP_ID",
     "RegimeParams",
     "compute_indicators",
     "detect_regimes",

@@ -42,11 +42,7 @@ import pandas as pd
 
 from himari_pipeline.features.compute import EWMRunner, rolling_std, wilder_adx
 from himari_pipeline.market.bars import bars_per_year, timeframe_delta
-
-REGIMES: tuple[str, ...] = ("LOW_VOL", "TRENDING", "HIGH_VOL", "CRISIS")
-REGIME_IDS: dict[str, int] = {name: i for i, name in enumerate(REGIMES)}
-LOW_VOL, TRENDING, HIGH_VOL, CRISIS = range(4)
-WARMUP_ID = -1
+from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, LOW_VOL, REGIMES, TRENDING, WARMUP_ID
 
 REGIME_COLUMNS: tuple[str, ...] = (
     "timestamp",

@@ -1,6 +1,6 @@
 """Reinforcement learning: vectorized trading env, rewards, gymnasium wrapper, policy and PPO."""
 
-from himari_pipeline.rl.env import FLAT, LONG, SHORT, EnvConfig, MarketArrays, Obs, VecTradingEnv
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, Obs, VecTradingEnv
 from himari_pipeline.rl.rewards import (
     REWARDS,
     RewardFn,
@@ -8,6 +8,7 @@ from himari_pipeline.rl.rewards import (
     StepContext,
     reward_scale_diagnostic,
 )
+from himari_pipeline.vocabulary import FLAT, LONG, SHORT
 
 __all__ = [
     "FLAT",

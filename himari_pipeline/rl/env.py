@@ -20,12 +20,10 @@ import torch
 from torch import Tensor
 
 from himari_pipeline.rl.rewards import REWARDS, StepContext, make_reward
+from himari_pipeline.vocabulary import FLAT, LONG, N_REGIMES, NUM_ACTIONS, SHORT
 
 __all__ = ["FLAT", "LONG", "SHORT", "BARS_HELD_SCALE", "EnvConfig", "MarketArrays", "Obs", "VecTradingEnv"]
 
-FLAT, LONG, SHORT = 0, 1, 2
-NUM_ACTIONS = 3
-N_REGIMES = 4
 BARS_HELD_SCALE = math.log1p(100.0)
 """``position_state[:, 1] = log1p(bars_held) / BARS_HELD_SCALE`` (1.0 after 100 bars)."""
 

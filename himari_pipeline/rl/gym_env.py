@@ -13,7 +13,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from himari_pipeline.rl.env import NUM_ACTIONS, EnvConfig, MarketArrays, Obs, VecTradingEnv
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, Obs, VecTradingEnv
+from himari_pipeline.vocabulary import NUM_ACTIONS
 
 __all__ = ["TradingGymEnv"]
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, REWARD_MAX_ABS, REWARD_MAX_VALUE_LOSS, TRENDING
+
 __all__ = [
     "REWARDS",
     "AdaptiveRegimeReward",
@@ -31,8 +33,6 @@ __all__ = [
     "make_reward",
     "reward_scale_diagnostic",
 ]
-
-LOW_VOL, TRENDING, HIGH_VOL, CRISIS = 0, 1, 2, 3
 
 
 @dataclass
@@ -377,8 +377,8 @@ def reward_scale_diagnostic(
     *,
     max_abs_mean: float = 10.0,
     max_std: float = 100.0,
-    max_abs: float = 1e4,
-    max_value_loss: float = 1e6,
+    max_abs: float = REWARD_MAX_ABS,
+    max_value_loss: float = REWARD_MAX_VALUE_LOSS,
     min_std: float = 1e-6,
 ) -> dict:
     """Mean/std/abs-max of a batch of rewards; raise :class:`RewardScaleError` when absurd.
