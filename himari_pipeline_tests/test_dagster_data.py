@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from himari_pipeline.datasets import load_npz
 from himari_pipeline.defs import data_assets
 from himari_pipeline.defs.data_assets import DATA_ASSETS, DENOISED, FEATURES_T, RAW, REGIMES, SPLITS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
@@ -85,6 +86,11 @@ def test_lineage_chain_reaches_the_raw_bars(planted_run):
     with np.load(lake.root / splits.path, allow_pickle=False) as z:
         meta = json.loads(str(z["metadata_json"]))
     assert json.dumps(meta).count(lake.latest(DENOISED, KEY).version) >= 1
+    # gap_before travels from the raw bars into every split, row for row
+    raw = lake.read_table(RAW, KEY)
+    ds = load_npz(lake.root / splits.path)
+    for name, lo_hi in ds.metadata["plan"]["ranges"].items():
+        np.testing.assert_array_equal(ds[name].gap_before, raw["gap_before"].to_numpy()[slice(*lo_hi)])
 
 
 def test_npz_loads_without_this_package(planted_run):

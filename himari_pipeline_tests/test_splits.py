@@ -291,3 +291,43 @@ def test_frame_round_trip(built):
     assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
     back = splits_from_frame(df.sample(frac=1.0, random_state=0), ds.metadata)  # order restored
     assert_same(ds, back)
+
+
+def test_gap_before_carried_from_the_bars(inputs):
+    bars, feats, den, regimes = inputs
+    gaps = np.zeros(len(bars), dtype=np.int64)
+    gaps[::97] = np.arange(len(gaps[::97])) % 5  # some bars follow missing ones
+    plan = plan_splits(bars["timestamp"], required_warmup(feats, den, regimes), SplitConfig())
+    ds = build_splits(bars.assign(gap_before=gaps), feats, den, regimes, NAMES, plan)
+    for name in SPLIT_NAMES:
+        lo, hi = plan.ranges[name]
+        assert ds[name].gap_before.dtype == np.int64
+        np.testing.assert_array_equal(ds[name].gap_before, gaps[lo:hi])
+    assert sum(int(ds[k].gap_before.sum()) for k in SPLIT_NAMES) > 0
+    assert check_splits(ds, plan.embargo) == []
+    with pytest.raises(ValueError, match="negative gap_before"):
+        build_splits(bars.assign(gap_before=-gaps), feats, den, regimes, NAMES, plan)
+
+
+def test_gap_before_round_trips_and_old_files_load_as_zeros(inputs, built, tmp_path):
+    bars, feats, den, regimes = inputs
+    ds0, _ = built
+    assert all(not ds0[k].gap_before.any() for k in SPLIT_NAMES)  # bars without the column: no gaps
+    plan = SplitPlan.from_dict(ds0.metadata["plan"])
+    gaps = (np.arange(len(bars)) % 7 == 3).astype(np.int64) * 2
+    ds = build_splits(bars.assign(gap_before=gaps), feats, den, regimes, NAMES, plan)
+    path = export_npz(ds, tmp_path / "new.npz")
+    assert_same(ds, load_npz(path))
+    assert_same(ds, splits_from_frame(splits_to_frame(ds), ds.metadata))
+    with np.load(path, allow_pickle=False) as z:  # a file from before gap_before existed
+        old = {k: z[k] for k in z.files if not k.endswith("/gap_before")}
+    np.savez(tmp_path / "old.npz", **old)
+    back = load_npz(tmp_path / "old.npz")
+    for k in SPLIT_NAMES:
+        assert back[k].gap_before.dtype == np.int64 and not back[k].gap_before.any()
+        assert len(back[k].gap_before) == ds[k].n_samples
+    with np.load(path, allow_pickle=False) as z:  # any other missing array is still an error
+        broken = {k: z[k] for k in z.files if k != "train/prices"}
+    np.savez(tmp_path / "broken.npz", **broken)
+    with pytest.raises(ValueError, match="missing array"):
+        load_npz(tmp_path / "broken.npz")

@@ -8,7 +8,8 @@ The ``.npz`` needs nothing but numpy and json to read (no pickle, no project imp
     train = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("train/")}
 
 Keys: ``<split>/<field>`` for the arrays of :data:`ARRAY_FIELDS`, ``<split>/n_samples`` (0-d int64)
-and ``metadata_json`` (0-d numpy unicode string).
+and ``metadata_json`` (0-d numpy unicode string). Files written before ``gap_before`` existed load
+with zero gaps.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from himari_pipeline.datasets.splits import ARRAY_DTYPES, ARRAY_FIELDS, DatasetS
 from himari_pipeline.storage.atomic import atomic_open
 
 METADATA_KEY = "metadata_json"
+#: Arrays added after the format's first files; absent ones take :class:`SplitArrays`' defaults.
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"gap_before"})
 
 
 def export_npz(splits: DatasetSplits, path: str | os.PathLike, compressed: bool = False) -> Path:
@@ -51,6 +54,8 @@ def load_npz(path: str | os.PathLike) -> DatasetSplits:
             arrays = {}
             for k in ARRAY_FIELDS:
                 key = f"{name}/{k}"
+                if key not in z.files and k in OPTIONAL_FIELDS:
+                    continue
                 if key not in z.files:
                     raise ValueError(f"{path}: missing array {key!r}")
                 arrays[k] = z[key]
@@ -64,7 +69,7 @@ def load_npz(path: str | os.PathLike) -> DatasetSplits:
 
 def splits_to_frame(splits: DatasetSplits) -> pd.DataFrame:
     """Long table, one row per bar: ``split``, ``timestamp``, ``price``, ``return``, ``regime_id``,
-    ``regime_confidence``, then ``raw_<name>`` and ``den_<name>`` per feature (float32)."""
+    ``regime_confidence``, ``gap_before``, then ``raw_<name>`` and ``den_<name>`` per feature (float32)."""
     names = splits.feature_names
     parts = []
     for split, s in splits.splits.items():
@@ -75,6 +80,7 @@ def splits_to_frame(splits: DatasetSplits) -> pd.DataFrame:
             "return": s.returns,
             "regime_id": s.regime_ids,
             "regime_confidence": s.regime_confidences,
+            "gap_before": s.gap_before,
         }
         cols.update({f"raw_{n}": s.features_raw[:, j] for j, n in enumerate(names)})
         cols.update({f"den_{n}": s.features_denoised[:, j] for j, n in enumerate(names)})
@@ -102,6 +108,7 @@ def splits_from_frame(df: pd.DataFrame, metadata: dict) -> DatasetSplits:
             prices=part["price"].to_numpy(dtype=np.float64),
             returns=part["return"].to_numpy(dtype=np.float64),
             timestamps=pd.DatetimeIndex(pd.to_datetime(part["timestamp"], utc=True)).asi8.astype(np.int64),
+            gap_before=part["gap_before"].to_numpy(dtype=np.int64) if "gap_before" in part else None,
         )
         expected = metadata.get("n_samples", {}).get(name)
         if expected is not None and expected != s.n_samples:

@@ -57,6 +57,7 @@ ARRAY_FIELDS: tuple[str, ...] = (
     "prices",
     "returns",
     "timestamps",
+    "gap_before",
 )
 ARRAY_DTYPES: dict[str, np.dtype] = {
     "features_raw": np.dtype(np.float32),
@@ -66,6 +67,7 @@ ARRAY_DTYPES: dict[str, np.dtype] = {
     "prices": np.dtype(np.float64),
     "returns": np.dtype(np.float64),
     "timestamps": np.dtype(np.int64),
+    "gap_before": np.dtype(np.int64),
 }
 FORMAT_VERSION = 1
 FRACTION_PRESETS: dict[str, tuple[float, float, float]] = {
@@ -388,6 +390,12 @@ class SplitArrays:
     prices: np.ndarray
     returns: np.ndarray
     timestamps: np.ndarray
+    #: Missing expected bars just before each bar (0 = contiguous); zeros when not given.
+    gap_before: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.gap_before is None:
+            self.gap_before = np.zeros(len(self.prices), dtype=np.int64)
 
     @property
     def n_samples(self) -> int:
@@ -462,6 +470,16 @@ def _check_aligned(inputs: dict[str, pd.DataFrame], n_rows: int) -> np.ndarray:
     return ref
 
 
+def _gap_before(bars: pd.DataFrame) -> np.ndarray:
+    """The bars' ``gap_before`` column as int64 (zeros for bars stored without one)."""
+    if "gap_before" not in bars.columns:
+        return np.zeros(len(bars), dtype=np.int64)
+    gaps = bars["gap_before"].to_numpy()
+    if (gaps < 0).any():
+        raise ValueError("bars have a negative gap_before")
+    return gaps.astype(np.int64)
+
+
 def _feature_matrix(frame: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
     missing = [c for c in names if c not in frame.columns]
     if missing:
@@ -516,6 +534,7 @@ def build_splits(
     close = bars["close"].to_numpy(dtype=np.float64)
     returns = np.full(len(close), np.nan)
     returns[1:] = close[1:] / close[:-1] - 1.0
+    gaps = _gap_before(bars)
     rid = regimes["regime_id"].to_numpy().astype(np.int8)
     conf = regimes["confidence"].to_numpy(dtype=np.float64)
 
@@ -536,6 +555,7 @@ def build_splits(
             prices=close[s].copy(),
             returns=returns[s].copy(),
             timestamps=ts[s].copy(),
+            gap_before=gaps[s].copy(),
         )
         for k in ("features_raw", "features_denoised", "regime_confidences", "prices", "returns"):
             bad = ~np.isfinite(getattr(arr, k))
