@@ -17,6 +17,7 @@ from himari_pipeline.evaluation import (
     sharpe_ratio,
     shuffle_test,
 )
+from himari_pipeline.evaluation.leakage import shuffle_orders, shuffle_returns, shuffle_sharpe_positive
 
 
 def _market(n: int, seed: int) -> tuple[np.ndarray, np.random.Generator]:
@@ -100,3 +101,32 @@ def test_shuffle_test_separates_leak_from_honest() -> None:
     # shuffling keeps the multiset of returns
     close = prices_from_returns(ret)
     assert close[-1] == pytest.approx(np.prod(1 + ret[1:]))
+
+
+def test_shuffle_orders_move_whole_blocks_and_repeat_with_the_seed() -> None:
+    orders = shuffle_orders(23, 3, seed=4, block=5)
+    assert len(orders) == 3 and all(sorted(o) == list(range(23)) for o in orders)
+    for o in orders:  # every block of 5 (and the tail of 3) stays contiguous and in order
+        starts = [i for i in range(23) if o[i] % 5 == 0]
+        for s in starts:
+            run = o[s : s + min(5, 23 - o[s])]
+            np.testing.assert_array_equal(run, np.arange(o[s], o[s] + len(run)))
+    assert any(not np.array_equal(o, np.arange(23)) for o in orders)
+    again = shuffle_orders(23, 3, seed=4, block=5)
+    assert all(np.array_equal(a, b) for a, b in zip(orders, again, strict=True))
+    with pytest.raises(ValueError, match="block"):
+        shuffle_orders(10, 1, block=0)
+
+
+def test_shuffle_returns_keeps_the_first_bar_and_the_values() -> None:
+    r = np.r_[np.nan, np.arange(1.0, 12.0)]
+    out = shuffle_returns(r, np.random.default_rng(0), block=3)
+    assert np.isnan(out[0]) and sorted(out[1:]) == list(np.arange(1.0, 12.0))
+    assert not np.array_equal(out[1:], r[1:])
+
+
+def test_shuffle_sharpe_positive_needs_a_mean_beyond_two_standard_errors() -> None:
+    assert shuffle_sharpe_positive([9.8, 10.1, 10.3, 9.9])  # a leak: the shuffle still pays
+    assert not shuffle_sharpe_positive([0.4, -0.6, 0.1, -0.2])  # honest: about zero
+    assert not shuffle_sharpe_positive([-3.0, -2.5])  # negative is never a leak signal
+    assert not shuffle_sharpe_positive([12.0])  # one shuffle has no standard error

@@ -81,6 +81,19 @@ def _pbo_loop(m: np.ndarray, s: int) -> np.ndarray:
     return np.array(logits)
 
 
+def test_dsr_with_unknown_trial_spread_uses_the_null_sampling_variance() -> None:
+    """One series of N variants: the expected maximum uses variance 1/(T-1), by hand."""
+    rng = np.random.default_rng(5)
+    r = rng.normal(0.001, 0.01, 500)
+    bench = expected_max_sharpe(1.0 / 499, 20)
+    got = deflated_sharpe_ratio(r, None, n_trials=20)
+    assert got == pytest.approx(probabilistic_sharpe_ratio(r, bench))
+    assert got < probabilistic_sharpe_ratio(r)  # 20 variants tried: deflated below the plain PSR
+    assert deflated_sharpe_ratio(r, None, n_trials=1) == pytest.approx(probabilistic_sharpe_ratio(r))
+    with pytest.raises(ValueError, match="n_trials"):
+        deflated_sharpe_ratio(r, None)
+
+
 def test_pbo_matches_loop_reference() -> None:
     m = np.random.default_rng(2).normal(0, 0.01, (301, 7))
     res = probability_of_backtest_overfitting(m, n_blocks=6)

@@ -11,15 +11,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.evaluation.backtest import CostModel, backtest
+from himari_pipeline.evaluation.backtest import BacktestResult, CostModel, backtest
 from himari_pipeline.evaluation.metrics import compute_stats
+
+#: The policy and its baselines, in the order every report shows them.
+SUBJECTS: tuple[str, ...] = ("policy", "buy_and_hold", "flat", "ma_crossover", "random_same_turnover")
 
 
 def buy_and_hold_positions(n: int) -> np.ndarray:
+    """Fully long at every bar."""
     return np.ones(n)
 
 
 def flat_positions(n: int) -> np.ndarray:
+    """Out of the market at every bar."""
     return np.zeros(n)
 
 
@@ -77,13 +82,40 @@ def random_positions_like(positions: np.ndarray, seed: int = 0) -> np.ndarray:
 def baseline_positions(
     prices: np.ndarray, policy_positions: np.ndarray, seed: int = 0, fast: int = 50, slow: int = 200
 ) -> dict[str, np.ndarray]:
+    """Every baseline's positions over the bars of ``policy_positions``.
+
+    ``prices`` may be longer than the positions: its leading bars are history the moving averages
+    see (the positions cover its last ``len(policy_positions)`` bars).
+    """
     n = len(policy_positions)
+    if len(prices) < n:
+        raise ValueError(f"{len(prices)} prices for {n} positions")
     return {
         "buy_and_hold": buy_and_hold_positions(n),
         "flat": flat_positions(n),
-        "ma_crossover": ma_crossover_positions(prices, fast, slow),
+        "ma_crossover": ma_crossover_positions(prices, fast, slow)[len(prices) - n :],
         "random_same_turnover": random_positions_like(policy_positions, seed),
     }
+
+
+def subject_backtests(
+    prices: np.ndarray,
+    returns: np.ndarray,
+    policy_positions: np.ndarray,
+    costs: CostModel | None,
+    bars_per_year: float,
+    seed: int = 0,
+    fast: int = 50,
+    slow: int = 200,
+) -> dict[str, BacktestResult]:
+    """Backtests of the policy and of each baseline (in :data:`SUBJECTS` order), net of the same costs.
+
+    ``returns`` and ``policy_positions`` cover the same bars; ``prices`` may start earlier (see
+    :func:`baseline_positions`).
+    """
+    runs = {"policy": np.asarray(policy_positions, dtype=np.float64)}
+    runs.update(baseline_positions(prices, policy_positions, seed, fast, slow))
+    return {name: backtest(runs[name], returns, costs, bars_per_year) for name in SUBJECTS}
 
 
 def baseline_table(
@@ -98,10 +130,6 @@ def baseline_table(
     slow: int = 200,
 ) -> pd.DataFrame:
     """``compute_stats`` rows for the policy and each baseline, all net of the same ``costs``."""
-    runs = {"policy": np.asarray(policy_positions, dtype=np.float64)}
-    runs.update(baseline_positions(prices, policy_positions, seed, fast, slow))
-    rows = {
-        name: compute_stats(backtest(pos, returns, costs, bars_per_year), bars_per_year, timestamps)
-        for name, pos in runs.items()
-    }
+    results = subject_backtests(prices, returns, policy_positions, costs, bars_per_year, seed, fast, slow)
+    rows = {name: compute_stats(res, bars_per_year, timestamps) for name, res in results.items()}
     return pd.DataFrame.from_dict(rows, orient="index")

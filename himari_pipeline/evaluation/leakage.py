@@ -1,8 +1,8 @@
 """Leak and bias probes: feature/next-return correlations, input ablation, time-shuffle test.
 
-The lab log's "Experiment 9" passed its own leakage check with a feature at corr -0.62 with
-``r[t+1]`` because the bar was ``|corr| < 0.95``. On a liquid market an honest feature's correlation
-with the next return is of the order of ``1/sqrt(n)``; anything above ~0.3 is a leak, not an edge.
+On a liquid market an honest feature's correlation with the next return is of the order of
+``1/sqrt(n)``; anything above ~0.3 is a leak, not an edge (a leak bar as loose as ``|corr| < 0.95``
+lets a feature at -0.62 through).
 """
 
 from __future__ import annotations
@@ -103,19 +103,47 @@ def input_ablation(
     return pd.DataFrame.from_dict(rows, orient="index", columns=names)
 
 
+def block_order(n: int, rng: np.random.Generator, block: int = 1) -> np.ndarray:
+    """A row order that shuffles ``n`` rows in contiguous blocks of ``block`` (the last may be shorter)."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    starts = np.arange(0, n, block)
+    pieces = [np.arange(s, min(s + block, n)) for s in starts[rng.permutation(len(starts))]]
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+
+def shuffle_orders(n: int, n_shuffles: int, seed: int = 0, block: int = 1) -> list[np.ndarray]:
+    """``n_shuffles`` independent block orders of ``n`` rows (one generator seeded ``seed``, in turn).
+
+    Apply one order to every per-row array of a segment (features, regimes, returns) to shuffle the
+    rows together: a decision at ``t`` then earns the return of an unrelated bar.
+    """
+    rng = np.random.default_rng(seed)
+    return [block_order(n, rng, block) for _ in range(n_shuffles)]
+
+
 def shuffle_returns(returns: np.ndarray, rng: np.random.Generator, block: int = 1) -> np.ndarray:
     """Permute ``returns[1:]`` in contiguous blocks (``returns[0]`` stays first)."""
     r = np.asarray(returns, dtype=np.float64)
-    body = r[1:]
-    cuts = np.arange(0, len(body), block)
-    order = rng.permutation(len(cuts))
-    pieces = [body[s : s + block] for s in cuts[order]]
-    return np.r_[r[:1], np.concatenate(pieces)] if pieces else r.copy()
+    return np.r_[r[:1], r[1:][block_order(len(r) - 1, rng, block)]] if len(r) > 1 else r.copy()
+
+
+def shuffle_sharpe_positive(sharpes: Sequence[float]) -> bool:
+    """Whether shuffled-data Sharpes are above 0 by more than two standard errors of their mean.
+
+    Needs at least two shuffles. An honest evaluation scores shuffled bars about zero less costs; a
+    clearly positive mean means it pays the policy a return its inputs already contain.
+    """
+    s = np.asarray(sharpes, dtype=np.float64)
+    if len(s) < 2:
+        return False
+    mean, se = float(s.mean()), float(s.std(ddof=1) / math.sqrt(len(s)))
+    return mean > 0 and mean > 2 * se
 
 
 def prices_from_returns(returns: np.ndarray, start: float = 1.0) -> np.ndarray:
     """Rebuild closes from returns (``returns[0]`` ignored): shuffle returns, never price levels,
-    or the shuffled series gets the absurd jumps the lab log blamed for its shuffle-test Sharpe."""
+    or the shuffled series gets absurd jumps that a policy can trade for a large shuffle-test Sharpe."""
     r = np.asarray(returns, dtype=np.float64).copy()
     r[0] = 0.0
     return start * np.cumprod(1.0 + r)
@@ -133,7 +161,7 @@ def shuffle_test(
     ``evaluate(returns)`` must rebuild whatever it needs (prices, features, decisions) from the
     returns it is given. Shuffling destroys all temporal structure, so an honest policy's Sharpe
     should centre on 0 (no better than :func:`permutation_pvalue`'s null); a clearly positive mean
-    means the evaluation sees the return it is scored on (a leak), as in the lab log's Sharpe ~10.
+    means the evaluation sees the return it is scored on (a leak).
     """
     rng = np.random.default_rng(seed)
     return np.array([float(evaluate(shuffle_returns(returns, rng, block))) for _ in range(n_shuffles)])

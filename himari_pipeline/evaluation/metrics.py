@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.evaluation.backtest import BacktestResult
+from himari_pipeline.vocabulary import FLAT, LONG, SHORT, action_shares
 
 
 def _ratio(num: float, den: float) -> float:
@@ -69,14 +70,11 @@ def daily_returns(result: BacktestResult, timestamps: Sequence | pd.DatetimeInde
     return growth.groupby(ts[1:].floor("D")).prod() - 1.0
 
 
-def action_shares(exposure: np.ndarray) -> dict[str, float]:
+def position_shares(exposure: np.ndarray) -> dict[str, float]:
+    """``long_share``, ``short_share``, ``flat_share`` of the steps, by the sign of the exposure."""
     e = np.asarray(exposure)
-    n = max(len(e), 1)
-    return {
-        "long_share": float(np.count_nonzero(e > 0) / n),
-        "short_share": float(np.count_nonzero(e < 0) / n),
-        "flat_share": float(np.count_nonzero(e == 0) / n),
-    }
+    shares = action_shares(np.select([e > 0, e < 0], [LONG, SHORT], FLAT))
+    return {f"{a}_share": shares[a] for a in ("long", "short", "flat")}
 
 
 def _turnover(exposure: np.ndarray) -> np.ndarray:
@@ -124,7 +122,7 @@ def compute_stats(
         "avg_hold_bars": float(trades["holding_bars"].mean()) if len(trades) else float("nan"),
         "profit_factor": _ratio(gains, losses) if len(tr) else float("nan"),
         "exposure": float(np.mean(result.exposure != 0)) if m else 0.0,
-        **action_shares(result.exposure),
+        **position_shares(result.exposure),
         "ruined": float(result.ruined),
         "ruin_bar": float(result.ruin_bar) if result.ruin_bar is not None else float("nan"),
     }
@@ -172,6 +170,6 @@ def stats_by_group(
             "annual_volatility": float(rg.std(ddof=1) * np.sqrt(k)) if len(rg) > 1 else float("nan"),
             "sharpe": sharpe_ratio(rg, k),
             "turnover_per_bar": float(turnover[sel].mean()),
-            **action_shares(result.exposure[sel]),
+            **position_shares(result.exposure[sel]),
         }
     return pd.DataFrame.from_dict(rows, orient="index")

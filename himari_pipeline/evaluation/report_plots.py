@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.plots import _png, _thin, plt
+from himari_pipeline.vocabulary import ACTIONS
 
 
 def equity_plot(
@@ -80,7 +81,6 @@ def action_mix_per_regime(tables: Mapping[str, pd.DataFrame], title: str) -> byt
 
     Each table is indexed by regime (``ALL`` first) with columns ``flat``, ``long``, ``short``.
     """
-    actions = ["flat", "long", "short"]
-    rows = pd.concat({seg: t[actions] for seg, t in tables.items()})
+    rows = pd.concat({seg: t[list(ACTIONS)] for seg, t in tables.items()})
     rows.index = [f"{seg}: {regime}" for seg, regime in rows.index]
     return action_share_bars(rows, title)

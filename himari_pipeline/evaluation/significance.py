@@ -67,15 +67,24 @@ def expected_max_sharpe(sr_variance: float, n_trials: int) -> float:
 
 
 def deflated_sharpe_ratio(
-    returns: np.ndarray, trial_sharpes: np.ndarray, n_trials: int | None = None
+    returns: np.ndarray, trial_sharpes: np.ndarray | None, n_trials: int | None = None
 ) -> float:
     """DSR: PSR of the selected strategy's ``returns`` against the expected maximum Sharpe of
     ``n_trials`` (default ``len(trial_sharpes)``) unskilled trials, whose variance is estimated from
     ``trial_sharpes`` (per-bar Sharpes of every configuration/checkpoint evaluated, the selected one
-    included)."""
-    ts = np.asarray(trial_sharpes, dtype=np.float64)
-    n = int(n_trials or len(ts))
-    var = float(ts.var(ddof=1)) if len(ts) > 1 else 0.0
+    included).
+
+    ``trial_sharpes=None``: only the selected series is known (e.g. a strategy whose user tried
+    ``n_trials`` variants), so the variance is the null's sampling variance ``1/(T-1)`` per bar.
+    """
+    if trial_sharpes is None:
+        if not n_trials:
+            raise ValueError("n_trials is needed when the trials' Sharpes are unknown")
+        var, n = 1.0 / max(len(np.asarray(returns)) - 1, 1), int(n_trials)
+    else:
+        ts = np.asarray(trial_sharpes, dtype=np.float64)
+        n = int(n_trials or len(ts))
+        var = float(ts.var(ddof=1)) if len(ts) > 1 else 0.0
     return probabilistic_sharpe_ratio(returns, expected_max_sharpe(var, n))
 
 
