@@ -299,28 +299,3 @@ def test_tensorboard_logger_writes_events(tmp_path) -> None:
     logger(10, {"losses/value_loss": 0.5, "nan_is_skipped": float("nan")})
     logger.close()
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
-
-
-class _DictStateEnv:
-    """An env exposing ``state_dict``/``load_state_dict`` is saved through them, not by snapshot."""
-
-    def __init__(self) -> None:
-        self.pos, self.steps = torch.zeros(2), 0
-
-    def state_dict(self) -> dict:
-        return {"pos": self.pos, "steps": self.steps}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.pos, self.steps = d["pos"].clone(), d["steps"]
-
-
-def test_env_state_prefers_state_dict() -> None:
-    env = _DictStateEnv()
-    env.pos += torch.tensor([1.0, -1.0])
-    env.steps = 7
-    tensors, meta = env_state(env)
-    env.pos.zero_()  # the saved state is a copy
-    fresh = _DictStateEnv()
-    load_env_state(fresh, tensors, json.loads(json.dumps(meta)))
-    assert meta["kind"] == "state_dict" and fresh.steps == 7
-    assert torch.equal(fresh.pos, torch.tensor([1.0, -1.0]))

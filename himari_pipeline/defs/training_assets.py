@@ -32,9 +32,9 @@ from himari_pipeline.rl import ppo as ppo_mod
 from himari_pipeline.rl import training as training_mod
 from himari_pipeline.rl.checkpoints import WeightsCatalog
 from himari_pipeline.rl.experiments import Experiment, load_experiment
-from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
 from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
 from himari_pipeline.storage.hashing import code_version
+from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, top_action
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
 TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod)
@@ -76,7 +76,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         f"{exp.name} on {exp.dataset} (splits {split_v.short}, {bpy:,.0f} bars a year): training "
         f"{exp.ppo['total_timesteps']:,} steps"
     )
-    _reward_scale_preflight(exp, splits)
+    training_mod.reward_scale_preflight(exp, splits["train"])
     if (prev := store.latest(CHECKPOINTS, part)) is not None:  # resume only from unchanged checkpoints
         registered = store.read_table(CHECKPOINTS, part, prev.version)
         WeightsCatalog.from_table(store.root, registered).verify_all(under=out)
@@ -157,7 +157,7 @@ def _eval_line(metrics: dict) -> str:
     parts = [f"validation Sharpe {float(metrics['eval/greedy_sharpe']):.2f}"]
     if "eval/greedy_total_return" in metrics:
         parts.append(f"return {float(metrics['eval/greedy_total_return']):+.1%}")
-    shares = [metrics.get(f"eval/greedy_share_{a}") for a in ("flat", "long", "short")]
+    shares = [metrics.get(f"eval/greedy_share_{a}") for a in ACTIONS]
     if all(_is_num(x) for x in shares):
         parts.append("flat/long/short " + "/".join(f"{float(x):.0%}" for x in shares))
     if "eval/greedy_entropy" in metrics:
@@ -167,26 +167,6 @@ def _eval_line(metrics: dict) -> str:
 
 def _is_num(v) -> bool:
     return isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool)
-
-
-def _reward_scale_preflight(exp, splits) -> None:
-    """Fail before training when the configured reward is absurdly scaled (log 003)."""
-    import torch
-
-    from himari_pipeline.rl.env import MarketArrays, VecTradingEnv
-
-    market = MarketArrays.from_split(splits["train"], features_key=exp.features_key)
-    env = VecTradingEnv(market, exp.env_config(), num_envs=64, seed=0)
-    env.reset()
-    gen = torch.Generator().manual_seed(0)
-    rewards = []
-    for _ in range(64):
-        _, r, _, _ = env.step(torch.randint(0, 3, (64,), generator=gen))
-        rewards.append(r)
-    try:
-        reward_scale_diagnostic(torch.stack(rewards))
-    except RewardScaleError as exc:
-        raise RewardScaleError(f"experiment {exp.name!r}, reward {exp.env.get('reward')!r}: {exc}") from None
 
 
 def _leaderboard_md(table: pd.DataFrame) -> str:
@@ -199,7 +179,8 @@ def _leaderboard_md(table: pd.DataFrame) -> str:
     name="reward_scale",
     blocking=True,
     partitions_def=training_partitions,
-    description="Per-step rewards and value loss stay in a sane range during training (log 003).",
+    description="Per-step rewards and value loss stay in a sane range during training "
+    "(rewards of ~1e7 make PPO learn nothing).",
 )
 def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     log = lake.get().read_table(TRAINING_LOG, lake_partition(*split_training_key(context.partition_key)))
@@ -226,7 +207,7 @@ def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResourc
     blocking=False,
     partitions_def=training_partitions,
     description="The selected checkpoint does not put >95% of validation decisions on one action "
-    "and its entropy stays above the floor (log 000). The validation report judges it too.",
+    "and its entropy stays above the floor (a collapsed policy). The validation report judges it too.",
 )
 def collapse_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     table = lake.get().read_table(CHECKPOINTS, lake_partition(*split_training_key(context.partition_key)))
@@ -234,9 +215,9 @@ def collapse_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     if best.empty:
         return dg.AssetCheckResult(passed=False, description="no best checkpoint")
     row = best.iloc[0]
-    shares = {a: float(row[f"val_share_{a}"]) for a in ("flat", "long", "short")}
-    top = max(shares, key=shares.get)
-    collapsed = bool(row["collapsed"]) or shares[top] > 0.95
+    shares = {a: float(row[f"val_share_{a}"]) for a in ACTIONS}
+    top, top_share = top_action(shares)
+    collapsed = bool(row["collapsed"]) or top_share > COLLAPSE_MAX_SHARE
     desc = f"best step {int(row['step'])}: {top} {shares[top]:.1%} of validation decisions"
     return dg.AssetCheckResult(
         passed=not collapsed,

@@ -29,7 +29,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -37,6 +37,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from himari_pipeline.storage.hashing import file_sha256
+from himari_pipeline.vocabulary import COLLAPSE_MAX_SHARE
+
+if TYPE_CHECKING:
+    from himari_pipeline.rl.env import VecTradingEnv
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -104,81 +108,21 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, Ten
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-# --------------------------------------------------------------------------- generic object state
-def _is_project_object(value: Any) -> bool:
-    mod = type(value).__module__
-    return (
-        hasattr(value, "__dict__")
-        and not isinstance(value, type)
-        and not mod.startswith(("torch", "builtins"))
-    )
-
-
-def snapshot_state(obj: Any, skip: tuple[str, ...] = ("market", "cfg"), _depth: int = 0):
-    """Tensors, generators and scalars reachable from ``obj``'s attributes -> (tensors, json).
-
-    Used for environments without ``state_dict()``: enough to restore an env mid-episode exactly
-    (positions, clocks, reward ring buffers, the RNG). Attributes named in ``skip`` are not stored.
-    """
-    tensors: dict[str, Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for name, value in vars(obj).items():
-        if name in skip:
-            continue
-        if isinstance(value, Tensor):
-            tensors[name] = value.detach().clone()  # envs update buffers in place
-        elif isinstance(value, torch.Generator):
-            tensors[f"{name}#generator"] = value.get_state()
-        elif isinstance(value, bool | int | float | str) or value is None:
-            scalars[name] = value
-        elif _is_project_object(value) and _depth < 3 and not dataclasses.is_dataclass(value):
-            sub_t, sub_s = snapshot_state(value, skip, _depth + 1)
-            tensors.update({f"{name}.{k}": v for k, v in sub_t.items()})
-            if sub_s:
-                scalars[name] = sub_s
-    return tensors, scalars
-
-
-def restore_state(obj: Any, tensors: dict[str, Tensor], scalars: dict[str, Any]) -> None:
-    """Inverse of :func:`snapshot_state` (tensors are moved to the device they replace)."""
-    nested: dict[str, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        name, dot, rest = key.partition(".")
-        if dot:
-            nested.setdefault(name, {})[rest] = value
-        elif name.endswith("#generator"):
-            getattr(obj, name.removesuffix("#generator")).set_state(value.to("cpu"))
+# --------------------------------------------------------------------------- environment state
+def env_state(env: VecTradingEnv) -> tuple[dict[str, Tensor], dict]:
+    """An environment's ``state_dict()`` split into tensors (safetensors) and JSON scalars."""
+    tensors, scalars = {}, {}
+    for k, v in env.state_dict().items():
+        if isinstance(v, Tensor):
+            tensors[k] = v.detach().clone()
         else:
-            old = getattr(obj, name, None)
-            setattr(obj, name, value.clone().to(old.device if isinstance(old, Tensor) else "cpu"))
-    for name, value in scalars.items():
-        if isinstance(value, dict):
-            restore_state(getattr(obj, name), nested.pop(name, {}), value)
-        else:
-            setattr(obj, name, value)
-    for name, sub in nested.items():
-        restore_state(getattr(obj, name), sub, {})
+            scalars[k] = v
+    return tensors, {"kind": "state_dict", "scalars": to_jsonable(scalars)}
 
 
-def env_state(env: Any) -> tuple[dict[str, Tensor], dict]:
-    """An environment's full state: its own ``state_dict()`` if it has one, else :func:`snapshot_state`."""
-    if hasattr(env, "state_dict"):
-        tensors, scalars = {}, {}
-        for k, v in env.state_dict().items():
-            if isinstance(v, Tensor):
-                tensors[k] = v.detach().clone()
-            else:
-                scalars[k] = v
-        return tensors, {"kind": "state_dict", "scalars": to_jsonable(scalars)}
-    tensors, scalars = snapshot_state(env)
-    return tensors, {"kind": "snapshot", "scalars": to_jsonable(scalars)}
-
-
-def load_env_state(env: Any, tensors: dict[str, Tensor], meta: dict) -> None:
-    if meta["kind"] == "state_dict":
-        env.load_state_dict({**tensors, **meta["scalars"]})
-    else:
-        restore_state(env, tensors, meta["scalars"])
+def load_env_state(env: VecTradingEnv, tensors: dict[str, Tensor], meta: dict) -> None:
+    """Inverse of :func:`env_state`."""
+    env.load_state_dict({**tensors, **meta["scalars"]})
 
 
 # --------------------------------------------------------------------------- save / load
@@ -265,10 +209,10 @@ class CollapseStatus:
 class CollapseDetector:
     """Flags a policy whose decisions are (nearly) all one action or whose entropy has died.
 
-    Reference log 000: 99-100 % FLAT / LONG / SHORT runs and entropy falling to 0.003 nats.
+    Collapsed runs put 99-100 % of decisions on one action and their entropy falls towards 0.
     """
 
-    max_action_share: float = 0.95
+    max_action_share: float = COLLAPSE_MAX_SHARE
     entropy_floor: float = 0.1  # nats; a uniform 3-way policy has ln 3 = 1.0986
 
     def check(self, action_shares: Tensor | list[float], entropy: float | None = None) -> CollapseStatus:

@@ -69,7 +69,7 @@ class PolicyConfig:
 
     @classmethod
     def full(cls, **overrides) -> PolicyConfig:
-        """The architecture of reference log 001: context 100, d 256, 3 layers, 4 heads."""
+        """The full-size architecture: context 100, d 256, 3 layers, 4 heads."""
         return cls(**overrides)
 
     @classmethod

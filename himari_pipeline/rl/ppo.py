@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,19 +39,17 @@ from himari_pipeline.rl.checkpoints import (
     save_checkpoint,
     write_best_pointer,
 )
-from himari_pipeline.rl.policy import N_ACTIONS, PolicyConfig, RegimeConditionedPolicy, masked_logits
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
+from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
+from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, N_REGIMES, NUM_ACTIONS
+from himari_pipeline.vocabulary import action_shares as _shares
 
-if TYPE_CHECKING:
-    from himari_pipeline.rl.env import EnvConfig, MarketArrays
-
-ACTION_NAMES = ("flat", "long", "short")
 LogFn = Callable[[int, dict[str, float]], None]
-EnvFactory = Callable[..., Any]  # (market, cfg, num_envs, device, seed) -> VecTradingEnv-like
 
 
 @dataclass
 class PPOConfig:
-    """Every PPO hyperparameter (CleanRL names); defaults follow reference log 000, experiment 7."""
+    """Every PPO hyperparameter (CleanRL names); defaults are the full-size profile."""
 
     exp_name: str = "himari_ppo"
     seed: int = 1
@@ -87,7 +84,7 @@ class PPOConfig:
     select_metric: str = "greedy_sharpe"
     select_mode: str = "max"
     patience: int | None = None  # evaluations without improvement before stopping
-    collapse_max_share: float = 0.95
+    collapse_max_share: float = COLLAPSE_MAX_SHARE
     collapse_entropy_floor: float = 0.1
     stop_on_collapse: bool = False
 
@@ -171,31 +168,21 @@ class _ObsView:
     position_state: Tensor
 
 
-def _default_env_factory(market, cfg, num_envs, device, seed):
-    from himari_pipeline.rl.env import VecTradingEnv
-
-    return VecTradingEnv(market, cfg, num_envs, device=device, seed=seed)
-
-
 def explained_variance(y_pred: Tensor, y_true: Tensor) -> float:
     var_y = torch.var(y_true)
     return float("nan") if var_y == 0 else float(1 - torch.var(y_true - y_pred) / var_y)
 
 
-def action_shares(actions: Tensor, regimes: Tensor | None = None, n_regimes: int = 4) -> dict[str, float]:
-    """Share of each action overall and (if ``regimes`` given) per regime."""
-    out: dict[str, float] = {}
-    a = actions.reshape(-1)
-    counts = torch.bincount(a, minlength=N_ACTIONS).double()
-    for i, name in enumerate(ACTION_NAMES):
-        out[f"share_{name}"] = float(counts[i] / max(1, a.numel()))
+def action_shares(actions: Tensor, regimes: Tensor | None = None) -> dict[str, float]:
+    """Share of each action overall and (if ``regimes`` given) per regime (NaN for an absent regime)."""
+    a = actions.reshape(-1).cpu().numpy()
+    out = {f"share_{name}": v for name, v in _shares(a).items()}
     if regimes is not None:
-        r = regimes.reshape(-1)
-        for reg in range(n_regimes):
+        r = regimes.reshape(-1).cpu().numpy()
+        for reg in range(N_REGIMES):
             sel = a[r == reg]
-            c = torch.bincount(sel, minlength=N_ACTIONS).double()
-            for i, name in enumerate(ACTION_NAMES):
-                out[f"regime{reg}_share_{name}"] = float(c[i] / sel.numel()) if sel.numel() else float("nan")
+            shares = _shares(sel) if sel.size else dict.fromkeys(ACTIONS, float("nan"))
+            out.update({f"regime{reg}_share_{name}": v for name, v in shares.items()})
     return out
 
 
@@ -225,9 +212,9 @@ class PPOTrainer:
         env_cfg: EnvConfig,
         ppo_cfg: PPOConfig,
         val_market: MarketArrays | None = None,
-        env_factory: EnvFactory | None = None,
         log_fn: LogFn | None = None,
         checkpoint_dir: str | Path | None = None,
+        provenance: dict | None = None,
     ) -> None:
         self.cfg = ppo_cfg
         self.device = torch.device(ppo_cfg.device)
@@ -236,13 +223,13 @@ class PPOTrainer:
         self.train_market = train_market
         self.val_market = val_market
         context = policy.cfg.context
-        if getattr(env_cfg, "context", context) < context:  # decisions need a full feature window
+        if env_cfg.context < context:  # decisions need a full feature window
             env_cfg = dataclasses.replace(env_cfg, context=context)
         self.env_cfg = env_cfg
-        self.env_factory = env_factory or _default_env_factory
         self.log_fn = log_fn
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.env = self.env_factory(train_market, env_cfg, ppo_cfg.num_envs, self.device, ppo_cfg.seed)
+        self.provenance = dict(provenance or {})  # written into every checkpoint's JSON
+        self.env = VecTradingEnv(train_market, env_cfg, ppo_cfg.num_envs, self.device, ppo_cfg.seed)
         self.optimizer = torch.optim.Adam(
             self.policy.parameters(), lr=ppo_cfg.learning_rate, eps=ppo_cfg.adam_eps
         )
@@ -342,7 +329,7 @@ class PPOTrainer:
         obs, done = self._next_obs, self._next_done
         obs_t = torch.zeros(S, N, dtype=torch.long, device=dev)
         pos = torch.zeros(S, N, obs.position_state.shape[-1], device=dev)
-        masks = torch.zeros(S, N, N_ACTIONS, dtype=torch.bool, device=dev)
+        masks = torch.zeros(S, N, NUM_ACTIONS, dtype=torch.bool, device=dev)
         actions = torch.zeros(S, N, dtype=torch.long, device=dev)
         logprobs, values, rewards = (torch.zeros(S, N, device=dev) for _ in range(3))
         dones = torch.zeros(S, N, dtype=torch.bool, device=dev)
@@ -369,15 +356,15 @@ class PPOTrainer:
 
             next_obs, reward, done, info = env.step(action)
             reward = reward.to(dev, torch.float32).clone()
-            truncated = info.get("truncated")
-            if cfg.bootstrap_truncated and truncated is not None and bool(truncated.any()):
+            truncated = info["truncated"]
+            if cfg.bootstrap_truncated and bool(truncated.any()):
                 idx = truncated.nonzero().squeeze(-1)
                 final = info["final_obs"]
                 f_enc = self.policy.encode_indices(m.features, m.regime_ids, final.t[idx])
                 _, f_val = self._policy_step(f_enc, final.t[idx], final.position_state[idx].float(), None)
                 reward[idx] += cfg.gamma * f_val
             rewards[k] = reward
-            if "episode_return" in info and bool(done.any()):
+            if bool(done.any()):
                 episode_returns += info["episode_return"][done].double().tolist()
             obs, done = _ObsView(next_obs.t.clone(), next_obs.position_state.clone()), done.bool()
             self.global_step += N
@@ -416,7 +403,7 @@ class PPOTrainer:
         logits, newvalue = self.policy.heads(
             enc, r.regimes[sel].reshape(-1), r.position_state[sel].reshape(enc.shape[0], -1).float()
         )
-        logits = masked_logits(logits, r.masks[sel].reshape(-1, N_ACTIONS))
+        logits = masked_logits(logits, r.masks[sel].reshape(-1, NUM_ACTIONS))
         logp_all = torch.log_softmax(logits, -1)
         newlogprob = logp_all.gather(-1, r.actions[sel].reshape(-1, 1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -444,7 +431,7 @@ class PPOTrainer:
         loss = pg_loss - ent_coef * entropy_loss + cfg.vf_coef * v_loss
         # reported entropy: over decisions with a choice (min-hold/cooldown masks force the rest, whose
         # entropy is 0 by construction and would read as a collapse); NaN when every decision was forced
-        free = r.masks[sel].reshape(-1, N_ACTIONS).sum(-1) > 1
+        free = r.masks[sel].reshape(-1, NUM_ACTIONS).sum(-1) > 1
         free_entropy = entropy[free].mean() if bool(free.any()) else entropy.new_tensor(float("nan"))
         stats = {
             "policy_loss": pg_loss.detach(),
@@ -506,11 +493,9 @@ class PPOTrainer:
         modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
         self.policy.eval()
         enc_all = self.policy.encode_stretch(market.features, market.regime_ids)
-        eval_cfg = self.env_cfg
-        if hasattr(eval_cfg, "episode_length"):
-            eval_cfg = dataclasses.replace(eval_cfg, episode_length=None)
-        env = self.env_factory(market, eval_cfg, len(modes), self.device, cfg.seed)
-        obs = env.reset(start=getattr(self.env_cfg, "context", self.policy.cfg.context) - 1)
+        eval_cfg = dataclasses.replace(self.env_cfg, episode_length=None)
+        env = VecTradingEnv(market, eval_cfg, len(modes), self.device, cfg.seed)
+        obs = env.reset(start=self.env_cfg.context - 1)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(cfg.seed if cfg.eval_seed is None else cfg.eval_seed)
         rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
@@ -534,7 +519,7 @@ class PPOTrainer:
             finished = finished | done.bool()
         keep = torch.stack(alive, dim=1)
         stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (modes, bars)
-        bpy = cfg.bars_per_year or getattr(self.env_cfg, "bars_per_year", None)
+        bpy = cfg.bars_per_year or self.env_cfg.bars_per_year
         metrics: dict[str, float] = {}
         series: dict[str, dict[str, Tensor]] = {}
         for i, mode in enumerate(modes):
@@ -554,7 +539,7 @@ class PPOTrainer:
         result = self.evaluate()
         metrics = dict(result.metrics)
         mode = "greedy" if self.cfg.eval_greedy else "temp"
-        shares = [metrics[f"{mode}_share_{a}"] for a in ACTION_NAMES]
+        shares = [metrics[f"{mode}_share_{a}"] for a in ACTIONS]
         status = self.collapse_detector.check(shares, self.last_train_stats.get("losses/entropy"))
         if status.collapsed:
             self.collapsed = True
@@ -605,6 +590,7 @@ class PPOTrainer:
             "eval_history": self.eval_history,
             "optimizer": opt_meta,
             "env_state": env_meta,
+            **self.provenance,
         }
         return save_checkpoint(
             path, model=self.policy.state_dict(), optimizer=opt_tensors, state=state, meta=meta

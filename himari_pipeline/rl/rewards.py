@@ -181,7 +181,7 @@ class SortinoReward(RewardFn):
 
 
 class CarryReward(RewardFn):
-    """Net PnL minus a reward-only carry on exposure (log 000 exp 7-9: 0.00002-0.0001 per bar).
+    """Net PnL minus a reward-only carry on exposure (typically 0.00002-0.0001 per bar).
 
     ``reward = scale * (pnl - costs - carry_coef * |new_position|)``. This shapes the reward only;
     a carry that really costs money is ``EnvConfig.carry_cost`` and is already inside ``costs``.
@@ -204,14 +204,14 @@ class CarryReward(RewardFn):
 
 
 class AntiOvertradingReward(RewardFn):
-    """Net PnL with cooldown / min-hold penalties and a persistence bonus (log 000 exp 10).
+    """Net PnL with cooldown / min-hold penalties and a persistence bonus.
 
     ``reward = scale * (pnl - costs - cooldown_penalty * reopen - min_hold_penalty * early_exit
     + persistence_bonus * persist)`` where
     ``reopen = after_close & position == 0 & new_position != 0 & bars_held < cooldown_bars``,
     ``early_exit = position != 0 & new_position != position & bars_held < min_hold_bars``,
     ``persist = new_position == position & new_position != 0`` (only for holding an exposure: a
-    guaranteed bonus for sitting flat is what collapsed log 001 sessions 2 and 5).
+    guaranteed bonus for sitting flat collapses a policy to FLAT).
     Defaults are exp 10's: 4 bars / 0.0002, 2 bars / 0.0001, 0.00005 per bar.
     """
 
@@ -254,7 +254,7 @@ class AntiOvertradingReward(RewardFn):
 
 
 class BalanceReward(RewardFn):
-    """Net PnL minus a penalty for deviating from a target share of SHORT bars (log 000 exp 10b).
+    """Net PnL minus a penalty for deviating from a target share of SHORT bars.
 
     ``share_t`` = fraction of the last ``min(n, window)`` decisions of the episode (current one
     included) with ``new_position < 0``;
@@ -291,7 +291,7 @@ class BalanceReward(RewardFn):
 
 
 class AdaptiveRegimeReward(RewardFn):
-    """Variance-normalised, regime-dependent reward (log 001 session 18), batch statistics over envs.
+    """Variance-normalised, regime-dependent reward, batch statistics over envs.
 
     With ``d = sign(new_position)`` (the direction), over the batch of envs:
     ``vol = sqrt(mean(r_next^2)) + eps`` (root mean square: a plain std is 0 when every env sits on
@@ -368,7 +368,7 @@ def make_reward(name: str, num_envs: int, device: torch.device | str = "cpu", **
 
 
 class RewardScaleError(ValueError):
-    """Rewards (or the value loss they cause) are on an absurd scale (log 003: rewards ~1e7)."""
+    """Rewards (or the value loss they cause) are on an absurd scale (rewards of ~1e7 have been seen)."""
 
 
 def reward_scale_diagnostic(
@@ -420,7 +420,7 @@ def reward_scale_diagnostic(
     if problems:
         raise RewardScaleError(
             "reward scale is absurd (" + "; ".join(problems) + "): rescale the reward so per-step values "
-            "are O(0.01-1) (log 003: rewards ~1e7 and value loss ~1e13 made PPO learn nothing)"
+            "are O(0.01-1) (rewards of ~1e7 and a value loss of ~1e13 make PPO learn nothing)"
         )
     out["ok"] = True
     return out

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,16 +30,18 @@ from himari_pipeline.datasets.splits import (
     required_warmup,
 )
 from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint, load_checkpoint
-from himari_pipeline.rl.env import EnvConfig, MarketArrays
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
 from himari_pipeline.rl.ppo import PPOTrainer, action_shares, return_metrics, seed_everything
+from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
 
 __all__ = [
     "TrainingSummary",
     "build_synthetic_splits",
     "evaluate_checkpoint",
     "last_checkpoint",
+    "reward_scale_preflight",
     "train_experiment",
 ]
 
@@ -114,28 +114,7 @@ class TrainingSummary:
         return to_jsonable(self)
 
 
-# --------------------------------------------------------------------------- trainer with provenance
-class _ProvenanceTrainer(PPOTrainer):
-    """A :class:`PPOTrainer` whose checkpoints also name the experiment, its config hash and the splits."""
-
-    provenance: dict
-
-    def save(self, path: str | Path, metrics: dict | None = None) -> Path:
-        path = Path(path)
-        staging = path.with_name(f".{path.name}.staging-{os.getpid()}")
-        if staging.exists():
-            shutil.rmtree(staging)
-        super().save(staging, metrics=metrics)  # atomic write of the staging directory
-        meta_path = staging / META_FILE
-        meta = json.loads(meta_path.read_text())
-        meta.update(self.provenance)
-        meta_path.write_text(json.dumps(meta, indent=2, allow_nan=False))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-        return path
-
-
+# --------------------------------------------------------------------------- run folders
 def last_checkpoint(out_dir: str | Path) -> Path | None:
     """The checkpoint directory with the highest step under ``out_dir`` (None if there is none)."""
     out = Path(out_dir)
@@ -204,21 +183,21 @@ def train_experiment(
 
     seed_everything(ppo_cfg.seed, ppo_cfg.torch_deterministic)
     policy = RegimeConditionedPolicy(policy_cfg)
-    trainer = _ProvenanceTrainer(
+    trainer = PPOTrainer(
         policy,
         _market(splits["train"], exp.features_key, device),
         env_cfg,
         ppo_cfg,
         val_market=_market(splits["val"], exp.features_key, device),
         checkpoint_dir=out,
+        provenance={
+            "experiment": exp.name,
+            "experiment_config": exp.to_dict(),
+            "config_hash": chash,
+            "split_version": version,
+            "features_key": exp.features_key,
+        },
     )
-    trainer.provenance = {
-        "experiment": exp.name,
-        "experiment_config": exp.to_dict(),
-        "config_hash": chash,
-        "split_version": version,
-        "features_key": exp.features_key,
-    }
     resumed_from = None
     last = last_checkpoint(out) if resume else None
     if last is not None:
@@ -292,6 +271,24 @@ def train_experiment(
         wall_time_s=time.time() - t0,
         steps_per_s=(trainer.global_step - start_step) / max(train_time, 1e-9),
     )
+
+
+def reward_scale_preflight(exp: Experiment, train: SplitArrays, steps: int = 64, num_envs: int = 64) -> None:
+    """Fail before training when ``exp``'s reward is absurdly scaled on the train split.
+
+    Steps ``num_envs`` envs with uniformly random actions for ``steps`` steps (fixed seeds) and runs
+    :func:`~himari_pipeline.rl.rewards.reward_scale_diagnostic` on the rewards; raises
+    :class:`~himari_pipeline.rl.rewards.RewardScaleError` naming the experiment and its reward.
+    """
+    market = MarketArrays.from_split(train, features_key=exp.features_key)
+    env = VecTradingEnv(market, exp.env_config(), num_envs=num_envs, seed=0)
+    env.reset()
+    gen = torch.Generator().manual_seed(0)
+    rewards = [env.step(torch.randint(0, 3, (num_envs,), generator=gen))[1] for _ in range(steps)]
+    try:
+        reward_scale_diagnostic(torch.stack(rewards))
+    except RewardScaleError as exc:
+        raise RewardScaleError(f"experiment {exp.name!r}, reward {exp.env.get('reward')!r}: {exc}") from None
 
 
 def load_checkpoint_meta(checkpoint_dir: str | Path) -> dict:

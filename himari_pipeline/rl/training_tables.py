@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint, weights_fingerprint
+from himari_pipeline.vocabulary import ACTIONS
 
 CHECKPOINT_COLUMNS = (
     "experiment",
@@ -93,7 +94,7 @@ def training_curves_plot(log: pd.DataFrame, table: pd.DataFrame, title: str) -> 
         if key in log:
             ax.plot(log["step"], log[key])
         ax.set_title(name, fontsize=9)
-    for a in ("flat", "long", "short"):
+    for a in ACTIONS:
         key = f"actions/share_{a}"
         if key in log:
             axes[2].plot(log["step"], log[key], label=a)
