@@ -13,9 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +24,7 @@ from himari_pipeline import sources
 from himari_pipeline.market.bars import parse_dataset_key
 from himari_pipeline.market.settings import DatasetSettings, read_settings, settings_path, write_settings
 from himari_pipeline.market.validation import ValidationReport
+from himari_pipeline.storage.atomic import atomic_copy, atomic_write_text
 from himari_pipeline.storage.hashing import file_sha256
 
 
@@ -137,10 +135,7 @@ def commit(plan: IngestPlan) -> Applied:
     applied = Applied(plan.folder, settings_before=stored.read_text() if stored.is_file() else None)
     try:
         for p in plan.new:
-            tmp = plan.folder / f".{p.name}.{uuid.uuid4().hex}.tmp"
-            shutil.copyfile(p, tmp)
-            os.replace(tmp, plan.folder / p.name)
-            applied.copied.append(plan.folder / p.name)
+            applied.copied.append(atomic_copy(p, plan.folder / p.name))
         if applied.settings_before is None or read_settings(plan.folder) != plan.settings:
             write_settings(plan.folder, plan.settings, timeframe)
             applied.settings_written = True
@@ -164,7 +159,7 @@ def rollback(applied: Applied) -> list[str]:
                 stored.unlink()
             done.append(f"removed {stored}")
         else:
-            stored.write_text(applied.settings_before)
+            atomic_write_text(stored, applied.settings_before)
             done.append(f"restored {stored}")
     with contextlib.suppress(OSError):
         applied.folder.rmdir()  # only when empty: a dataset created by this ingest

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from himari_pipeline.config import dagster_home
+from himari_pipeline.storage.atomic import atomic_write_text
 
 #: First line of a dagster.yaml that himari wrote (and may therefore rewrite when its defaults change).
 MARKER = "# Written by himari"
@@ -40,9 +41,7 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists() or (cfg.read_text().startswith(MARKER) and cfg.read_text() != DAGSTER_YAML):
-        tmp = cfg.with_name(f".dagster.yaml.{os.getpid()}.tmp")
-        tmp.write_text(DAGSTER_YAML)
-        os.replace(tmp, cfg)
+        atomic_write_text(cfg, DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from himari_pipeline.storage.atomic import is_temp_name
+
 #: Run states in which a run claims to have a live process.
 ACTIVE_STATES = ("STARTING", "STARTED", "CANCELING")
 #: A temp file younger than this may still be in the hands of a writer that is about to rename it.
@@ -191,10 +193,6 @@ def find_stale_slots(instance, dead_run_ids: Iterable[str] = ()) -> list[StaleSl
     return stale
 
 
-def _is_temp_name(name: str) -> bool:
-    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
-
-
 def _open_files() -> set[Path]:
     """Every file some visible process has open."""
     found: set[Path] = set()
@@ -215,7 +213,7 @@ def find_stale_temp_files(lake_root: Path) -> list[Path]:
     candidates = [
         p
         for p in root.rglob(".*")
-        if p.is_file() and _is_temp_name(p.name) and now - p.stat().st_mtime > TEMP_MIN_AGE_S
+        if p.is_file() and is_temp_name(p.name) and now - p.stat().st_mtime > TEMP_MIN_AGE_S
     ]
     if not candidates:
         return []

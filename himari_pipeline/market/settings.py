@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from himari_pipeline.market import calendars
+from himari_pipeline.storage.atomic import atomic_write_text
 
 SETTINGS_FILE = "dataset.json"
 GAP_POLICIES: tuple[str, ...] = ("short", "any", "none")
@@ -105,9 +106,4 @@ def read_settings(folder: Path) -> DatasetSettings:
 
 def write_settings(folder: Path, settings: DatasetSettings, timeframe: str) -> Path:
     """Store ``settings`` atomically in ``folder``."""
-    path = settings_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SETTINGS_FILE}.tmp")
-    tmp.write_text(settings.to_json(timeframe), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(settings_path(folder), settings.to_json(timeframe))

@@ -41,6 +41,7 @@ import duckdb
 import pandas as pd
 
 from himari_pipeline.market.bars import validate_name
+from himari_pipeline.storage.atomic import atomic_copy
 from himari_pipeline.storage.extensions import extensions_for, load_extension
 from himari_pipeline.storage.hashing import file_sha256, frame_hash, normalize_frame
 
@@ -300,13 +301,7 @@ class Lake:
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / f"{digest[:16]}{''.join(src.suffixes)}"
         if not dest.exists():
-            tmp = dest_dir / f".{dest.name}.{uuid.uuid4().hex}.tmp"
-            with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while block := fin.read(1 << 20):
-                    fout.write(block)
-                fout.flush()
-                os.fsync(fout.fileno())
-            os.replace(tmp, dest)
+            atomic_copy(src, dest)
         src.unlink(missing_ok=True)
         tag = f"{asset}/{partition}/{uuid.uuid4().hex}"
         rel = str(dest.relative_to(self.root))
