@@ -3,7 +3,7 @@
 A bar table is a pandas DataFrame with exactly the columns in ``BAR_COLUMNS``:
 ``timestamp`` (``datetime64[ns, UTC]``, the bar's *close* time, strictly increasing and unique),
 ``open``, ``high``, ``low``, ``close``, ``volume`` (float64). Bar ``t`` closes at ``timestamp[t]``;
-anything computed "at t" may use rows ``<= t`` only (DESIGN.md, causality convention).
+anything computed "at t" may use rows ``<= t`` only (the causality convention).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Every reader returns ``BAR_COLUMNS`` plus ``source_row`` (int64, 1-based): the line number in a CSV
 (header line included, so the first data line of a file with a header is row 2) or the row number in
 a Parquet file. :func:`read_bars_files` adds ``source_file``. Use :func:`canonical` to drop both.
-``timestamp`` is the bar's CLOSE time in UTC (DESIGN.md): open time + timeframe when the source labels
-bars by their open time. Parse problems raise :class:`BarValidationError` naming the file, row and rule;
+``timestamp`` is the bar's CLOSE time in UTC (a decision at bar t sees bar t complete): open time +
+timeframe when the source labels bars by their open time. Parse problems raise
+:class:`BarValidationError` naming the file, row and rule;
 the OHLC/spacing rules are checked by :func:`~himari_pipeline.market.validation.validate_bars`
 (:func:`load_bars` does both).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -170,6 +171,15 @@ def _read_csv_text(source, label: str, names: list[str] | None, skip_header: boo
     return raw
 
 
+def _reject_first(
+    bad: np.ndarray, label: str, rows: np.ndarray, rule: str, message: Callable[[int], str]
+) -> None:
+    """Raise :class:`BarValidationError` (rule ``rule``) at the first position where ``bad`` is True."""
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BarValidationError(label, int(rows[i]), rule, message(i))
+
+
 def _numbers(raw: pd.Series, column: str, label: str, rows: np.ndarray) -> np.ndarray:
     """Float values of a column; the first missing or non-numeric cell raises ``nan_value``."""
     if raw.dtype.kind in "fiu":
@@ -179,11 +189,13 @@ def _numbers(raw: pd.Series, column: str, label: str, rows: np.ndarray) -> np.nd
         text = raw.fillna("").astype(str).str.strip()
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
         bad = np.isnan(values)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+
+    def message(i: int) -> str:
         cell = raw.iloc[i]
         what = "is empty" if cell is None or str(cell).strip() in ("", "nan", "None") else "is not a number"
-        raise BarValidationError(label, int(rows[i]), "nan_value", f"{column} {what}: {cell!r}")
+        return f"{column} {what}: {cell!r}"
+
+    _reject_first(bad, label, rows, "nan_value", message)
     return values
 
 
@@ -206,28 +218,27 @@ def _epoch_to_ns(text: pd.Series, label: str, rows: np.ndarray, column: str) -> 
             ints = None
             floats = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     unit = _epoch_unit(np.abs(floats))
-    if (unit != unit[0]).any():
-        i = int(np.flatnonzero(unit != unit[0])[0])
-        names = [u[1] for u in _EPOCH_UNITS] + ["nanoseconds"]
-        raise BarValidationError(
-            label,
-            int(rows[i]),
-            "mixed_timestamp_unit",
+    names = [u[1] for u in _EPOCH_UNITS] + ["nanoseconds"]
+    _reject_first(
+        unit != unit[0],
+        label,
+        rows,
+        "mixed_timestamp_unit",
+        lambda i: (
             f"{column} {text.iloc[i]} is in {names[unit[i]]} but row {rows[0]} ({text.iloc[0]}) is in "
-            f"{names[unit[0]]}: one file must use one unit",
-        )
+            f"{names[unit[0]]}: one file must use one unit"
+        ),
+    )
     per = (*(u[2] for u in _EPOCH_UNITS), 1)[int(unit[0])]
     seconds = floats * (per / 1e9)
     out = ~((seconds >= _EPOCH_RANGE_S[0]) & (seconds <= _EPOCH_RANGE_S[1]))
-    if out.any():
-        i = int(np.flatnonzero(out)[0])
-        names = [u[1] for u in _EPOCH_UNITS] + ["nanoseconds"]
-        raise BarValidationError(
-            label,
-            int(rows[i]),
-            "timestamp_out_of_range",
-            f"{column} {text.iloc[i]} (epoch {names[unit[i]]}) is outside 1970..2100",
-        )
+    _reject_first(
+        out,
+        label,
+        rows,
+        "timestamp_out_of_range",
+        lambda i: f"{column} {text.iloc[i]} (epoch {names[unit[i]]}) is outside 1970..2100",
+    )
     if ints is not None:
         return ints * per, per
     return np.round(floats * per).astype(np.int64), per
@@ -241,9 +252,7 @@ def _timestamps(raw: pd.Series, label: str, rows: np.ndarray, column: str = "tim
         ts = raw.dt.tz_localize("UTC")
     elif raw.dtype.kind in "iuf":
         values = raw.to_numpy(dtype=float)
-        if np.isnan(values).any():
-            i = int(np.flatnonzero(np.isnan(values))[0])
-            raise BarValidationError(label, int(rows[i]), "unparsable_timestamp", f"{column} is empty")
+        _reject_first(np.isnan(values), label, rows, "unparsable_timestamp", lambda i: f"{column} is empty")
         return _epoch_to_ns(raw, label, rows, column)[0]
     else:
         text = raw.fillna("").astype(str).str.strip()
@@ -252,15 +261,13 @@ def _timestamps(raw: pd.Series, label: str, rows: np.ndarray, column: str = "tim
             return _epoch_to_ns(text, label, rows, column)[0]
         ts = pd.to_datetime(text.where(~numeric, ""), utc=True, errors="coerce", format="ISO8601")
     ns = ts.to_numpy(dtype="datetime64[ns]")
-    bad = np.isnat(ns)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise BarValidationError(
-            label,
-            int(rows[i]),
-            "unparsable_timestamp",
-            f"{column} {raw.iloc[i]!r} is neither an ISO-8601 time nor an epoch number",
-        )
+    _reject_first(
+        np.isnat(ns),
+        label,
+        rows,
+        "unparsable_timestamp",
+        lambda i: f"{column} {raw.iloc[i]!r} is neither an ISO-8601 time nor an epoch number",
+    )
     return ns.astype(np.int64)
 
 
@@ -284,12 +291,13 @@ def _read_binance(source, label: str, timeframe: str, has_header: bool) -> pd.Da
         if raw[col].dtype.kind in "iu":
             continue
         text = raw[col].astype(str).str.strip()
-        bad = ~text.str.match(_INT_RE)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BarValidationError(
-                label, int(rows[i]), "unparsable_timestamp", f"{col} {raw[col].iloc[i]!r} is not an integer"
-            )
+        _reject_first(
+            ~text.str.match(_INT_RE).to_numpy(),
+            label,
+            rows,
+            "unparsable_timestamp",
+            lambda i, col=col: f"{col} {raw[col].iloc[i]!r} is not an integer",
+        )
     open_ns, per = _epoch_to_ns(raw["open_time"], label, rows, "open_time")
     if per not in (10**6, 10**3):
         raise BarValidationError(
@@ -301,15 +309,15 @@ def _read_binance(source, label: str, timeframe: str, has_header: bool) -> pd.Da
     close_ns = raw["close_time"].astype(np.int64).to_numpy() * per
     step = int(timeframe_delta(timeframe).value)
     span = close_ns - open_ns + per
-    off = span != step
-    if off.any():
-        i = int(np.flatnonzero(off)[0])
-        raise BarValidationError(
-            label,
-            int(rows[i]),
-            "mixed_timeframe",
-            f"close_time - open_time spans {pd.Timedelta(int(span[i]))}, but the timeframe is {timeframe}",
-        )
+    _reject_first(
+        span != step,
+        label,
+        rows,
+        "mixed_timeframe",
+        lambda i: (
+            f"close_time - open_time spans {pd.Timedelta(int(span[i]))}, but the timeframe is {timeframe}"
+        ),
+    )
     values = {c: _numbers(raw[c], c, label, rows) for c in _VALUE_COLUMNS}
     return _frame(open_ns + step, values, rows)
 
