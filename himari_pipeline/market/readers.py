@@ -1,5 +1,8 @@
 """Read bar files into the canonical schema: Binance kline CSV/ZIP, generic CSV and Parquet.
 
+Kept whole (over 400 lines): the readers share one row-numbering, timestamp-parsing and rejection
+scheme, so every error names the file, the row and the rule the same way.
+
 Every reader returns ``BAR_COLUMNS`` plus ``source_row`` (int64, 1-based): the line number in a CSV
 (header line included, so the first data line of a file with a header is row 2) or the row number in
 a Parquet file. :func:`read_bars_files` adds ``source_file``. Use :func:`canonical` to drop both.

@@ -1,13 +1,16 @@
 """The versioned lake: DuckLake (a catalog database plus Parquet files) with a version registry.
 
+Kept whole (over 400 lines): :class:`Lake` is one connection and transaction protocol; its writers,
+readers and registry share the catalog's locking, retry and snapshot rules.
+
 Every write is one DuckLake transaction that replaces one partition of one table *and* records a
 row in ``himari_versions`` (content hash, input versions, code version, run id). Either both are
 visible or neither is: a killed writer leaves no half-written version. Old versions stay readable
 through DuckLake time travel (``AT (VERSION => snapshot)``) until :meth:`Lake.expire` removes them.
 
-Files that are not tables (``.npz`` arrays, checkpoints, HTML reports) are written atomically
-(temp file + ``os.replace``) under ``artifacts/`` with their sha256 in the name and registered the
-same way.
+Files that are not tables (``.npz`` arrays, checkpoints, HTML reports) are copied in atomically
+(:func:`~himari_pipeline.storage.atomic.atomic_copy`) under ``artifacts/`` with their sha256 in the
+name and registered the same way.
 
 The catalog is a DuckDB file by default (one writer process at a time: connections retry while
 another process holds the lock) and can be PostgreSQL for a shared lake; the data path can be
