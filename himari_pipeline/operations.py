@@ -136,11 +136,6 @@ def run_processes(instance, run_id: str) -> dict[int, float]:
     return pids
 
 
-def run_is_alive(instance, run_id: str) -> bool:
-    """Whether any process that logged ``run_id``'s start or steps is still running."""
-    return any(_started_before(pid, ts) for pid, ts in run_processes(instance, run_id).items())
-
-
 # ----------------------------------------------------------------------------------------------
 # finding and repairing stale state
 
