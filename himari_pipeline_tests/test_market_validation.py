@@ -113,26 +113,20 @@ def test_non_positive_price(tmp_path):
     assert "low 0.0 <= 0" in str(err)
 
 
-def test_high_below_low(tmp_path):
-    f = bad_file(tmp_path, 1, 2, "98.0")
-    assert_error(error_for(f), f, 3, "high_below_low")
-
-
-def test_close_outside_range(tmp_path):
-    f = bad_file(tmp_path, 4, 4, "150.0")
+@pytest.mark.parametrize(
+    ("index", "column", "value", "row", "rule", "message"),
+    [
+        (1, 2, "98.0", 3, "high_below_low", ""),
+        (4, 4, "150.0", 6, "close_outside_range", "close 150.0 outside [low 103.0, high 106.0]"),
+        (0, 1, "90.0", 2, "open_outside_range", ""),
+        (5, 5, "-1.0", 7, "negative_volume", ""),
+    ],
+)
+def test_ohlc_and_volume_rules(tmp_path, index, column, value, row, rule, message):
+    f = bad_file(tmp_path, index, column, value)
     err = error_for(f)
-    assert_error(err, f, 6, "close_outside_range")
-    assert "close 150.0 outside [low 103.0, high 106.0]" in str(err)
-
-
-def test_open_outside_range(tmp_path):
-    f = bad_file(tmp_path, 0, 1, "90.0")
-    assert_error(error_for(f), f, 2, "open_outside_range")
-
-
-def test_negative_volume(tmp_path):
-    f = bad_file(tmp_path, 5, 5, "-1.0")
-    assert_error(error_for(f), f, 7, "negative_volume")
+    assert_error(err, f, row, rule)
+    assert message in str(err)
 
 
 @pytest.mark.parametrize("value", ["", "abc", "nan"])
