@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from himari_pipeline.evaluation import (
-    CostModel,
+    TradingRules,
     backtest,
     feature_return_correlations,
     input_ablation,
@@ -17,7 +17,12 @@ from himari_pipeline.evaluation import (
     sharpe_ratio,
     shuffle_test,
 )
-from himari_pipeline.evaluation.leakage import shuffle_orders, shuffle_returns, shuffle_sharpe_positive
+from himari_pipeline.evaluation.leakage import (
+    ablation_is_constant,
+    shuffle_orders,
+    shuffle_returns,
+    shuffle_sharpe_positive,
+)
 
 
 def _market(n: int, seed: int) -> tuple[np.ndarray, np.random.Generator]:
@@ -85,11 +90,11 @@ def test_shuffle_test_separates_leak_from_honest() -> None:
         close = prices_from_returns(r, 100.0)
         rr = np.r_[np.nan, close[1:] / close[:-1] - 1]
         pos = np.sign(pd.Series(rr).rolling(12).sum().fillna(0).to_numpy())  # causal
-        return sharpe_ratio(backtest(pos, rr, CostModel(transaction_cost=0.0), k).net_returns, k)
+        return sharpe_ratio(backtest(pos, rr, TradingRules(transaction_cost=0.0), k).net_returns, k)
 
     def leaky(r: np.ndarray) -> float:
         pos = np.r_[np.sign(r[1:]), 0.0]  # peeks at the next return
-        return sharpe_ratio(backtest(pos, r, CostModel(transaction_cost=0.0), k).net_returns, k)
+        return sharpe_ratio(backtest(pos, r, TradingRules(transaction_cost=0.0), k).net_returns, k)
 
     honest = shuffle_test(honest_momentum, ret, n_shuffles=5, seed=0)
     leak = shuffle_test(leaky, ret, n_shuffles=5, seed=0)
@@ -130,3 +135,12 @@ def test_shuffle_sharpe_positive_needs_a_mean_beyond_two_standard_errors() -> No
     assert not shuffle_sharpe_positive([0.4, -0.6, 0.1, -0.2])  # honest: about zero
     assert not shuffle_sharpe_positive([-3.0, -2.5])  # negative is never a leak signal
     assert not shuffle_sharpe_positive([12.0])  # one shuffle has no standard error
+
+
+def test_ablation_is_constant_only_when_every_input_gives_one_action() -> None:
+    cols = ["flat", "long", "short"]
+    biased = pd.DataFrame([[0.0, 0.0, 1.0], [0.01, 0.0, 0.99], [0.0, 0.0, 1.0]], columns=cols)
+    assert ablation_is_constant(biased)
+    reacting = pd.DataFrame([[0.0, 0.0, 1.0], [0.3, 0.4, 0.3], [0.0, 1.0, 0.0]], columns=cols)
+    assert not ablation_is_constant(reacting)
+    assert not ablation_is_constant(pd.DataFrame(columns=cols, dtype=float))

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from himari_pipeline.evaluation.backtest import CostModel
 from himari_pipeline.evaluation.strategy import PositionsError, evaluate_positions, read_positions
 from himari_pipeline.market.synthetic import (
     SyntheticConfig,
@@ -25,6 +24,7 @@ from himari_pipeline.market.synthetic import (
     reference_rule_positions,
 )
 from himari_pipeline.rl.training import build_synthetic_splits
+from himari_pipeline.trading.rules import TradingRules
 
 SEED, BPY = 1, 8760.0
 TRUNC_OK = {"features": True, "features_denoised": True, "regimes": True}
@@ -65,7 +65,7 @@ def _evaluate(path: Path, splits, name: str = "trend"):
         splits,
         name=name,
         dataset="SYNTH",
-        costs=CostModel(),
+        costs=TradingRules(),
         bars_per_year=BPY,
         truncation_results=TRUNC_OK,
         source=path,
@@ -83,7 +83,7 @@ def test_trend_rule_passes_on_the_planted_market(planted, tmp_path):
     splits, bars = planted
     rep = _evaluate(_trend_file(bars, tmp_path / "trend.csv"), splits)
     assert rep.verdict.passed, rep.verdict.reasons
-    test_attr = rep.evidence["attribution"]["test"]
+    test_attr = rep.evidence.attribution["test"]
     assert test_attr["timing_share"] > 0.6 and test_attr["timing_p"] < 0.05  # mostly timing, not drift
     md = rep.to_markdown()
     assert "Not applicable: a positions file has no model" in md
@@ -108,7 +108,7 @@ def test_experiment9_profile_fails_with_its_reasons(planted, tmp_path):
     reasons = " | ".join(rep.verdict.reasons)
     assert "underperforms buy-and-hold in the live year" in reasons
     assert "action distribution drift" in reasons
-    live = rep.evidence["attribution"]["live"]
+    live = rep.evidence.attribution["live"]
     assert live["mean_exposure"] < -0.2 and live["exposure_pnl"] < 0  # short bias in a rising year
 
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.evaluation.backtest import BacktestResult, CostModel, backtest
+from himari_pipeline.evaluation.backtest import BacktestResult, backtest
 from himari_pipeline.evaluation.metrics import compute_stats
+from himari_pipeline.trading.rules import TradingRules
 
 #: The policy and its baselines, in the order every report shows them.
 SUBJECTS: tuple[str, ...] = ("policy", "buy_and_hold", "flat", "ma_crossover", "random_same_turnover")
@@ -102,27 +103,30 @@ def subject_backtests(
     prices: np.ndarray,
     returns: np.ndarray,
     policy_positions: np.ndarray,
-    costs: CostModel | None,
+    costs: TradingRules | None,
     bars_per_year: float,
     seed: int = 0,
     fast: int = 50,
     slow: int = 200,
+    gap_before: np.ndarray | None = None,
 ) -> dict[str, BacktestResult]:
     """Backtests of the policy and of each baseline (in :data:`SUBJECTS` order), net of the same costs.
 
-    ``returns`` and ``policy_positions`` cover the same bars; ``prices`` may start earlier (see
-    :func:`baseline_positions`).
+    ``returns``, ``policy_positions`` and ``gap_before`` (bars missing before each bar; None = none)
+    cover the same bars; ``prices`` may start earlier (see :func:`baseline_positions`).
     """
     runs = {"policy": np.asarray(policy_positions, dtype=np.float64)}
     runs.update(baseline_positions(prices, policy_positions, seed, fast, slow))
-    return {name: backtest(runs[name], returns, costs, bars_per_year) for name in SUBJECTS}
+    return {
+        name: backtest(runs[name], returns, costs, bars_per_year, gap_before=gap_before) for name in SUBJECTS
+    }
 
 
 def baseline_table(
     prices: np.ndarray,
     returns: np.ndarray,
     policy_positions: np.ndarray,
-    costs: CostModel | None,
+    costs: TradingRules | None,
     bars_per_year: float,
     seed: int = 0,
     timestamps: Sequence | pd.DatetimeIndex | None = None,

@@ -103,6 +103,20 @@ def input_ablation(
     return pd.DataFrame.from_dict(rows, orient="index", columns=names)
 
 
+def ablation_is_constant(
+    ablation: pd.DataFrame, max_share: float = 0.95, min_long_variation: float = 0.02
+) -> bool:
+    """Whether an :func:`input_ablation` table shows one action whatever the input (a constant bias).
+
+    True when every input kind gives some action more than ``max_share`` of the decisions and the
+    ``long`` share varies by less than ``min_long_variation`` across the kinds.
+    """
+    if ablation.empty:
+        return False
+    long_var = float(ablation["long"].max() - ablation["long"].min())
+    return bool(ablation.max(axis=1).min() > max_share and long_var < min_long_variation)
+
+
 def block_order(n: int, rng: np.random.Generator, block: int = 1) -> np.ndarray:
     """A row order that shuffles ``n`` rows in contiguous blocks of ``block`` (the last may be shorter)."""
     if block < 1:

@@ -1,8 +1,9 @@
 """Promotion verdict: a policy passes only if every gate passes on the evidence given.
 
 ``judge`` fails closed: a gate whose evidence is missing or not a finite number fails with a
-reason saying so. Evidence is a plain dict (numbers/bools, action shares as ``{action: share}`` or
-a sequence; percentages are normalized):
+reason saying so. Evidence is a mapping (numbers/bools, action shares as ``{action: share}`` or a
+sequence; percentages are normalized) or an object with a ``gate_view()`` giving one (the report's
+:class:`~himari_pipeline.evaluation.report.Evidence`):
 
 ===========================  =================================================================
 ``truncation_invariant``     bool: features/denoised/regimes passed truncation invariance
@@ -15,17 +16,20 @@ a sequence; percentages are normalized):
 ``live_max_drawdown``        live-year max drawdown (negative fraction)
 ``live_sharpe``              live-year annualized Sharpe, net of costs
 ``live_buy_and_hold_sharpe`` live-year buy-and-hold Sharpe, net of the same costs
+``leak_correlations``        ``{feature: {"pearson": .., "spearman": ..}}``: each feature at ``t``
+                             against ``r[t+1]`` (the leakage gate)
+``truncation_results``       optional ``{check: passed}``; any failure fails the leakage gate
 ``validation_sharpe``        optional, annualized; with ``test_sharpe`` feeds the warnings
 ``test_sharpe``              optional, annualized
 ``timing_p``                 one-sided HAC p-value of the test segment's timing (only with the
                              optional ``max_timing_p`` gate; see :mod:`.attribution`)
 ===========================  =================================================================
 
-Why each default (the lab log's "Experiment 9": validation Sharpe 43.8, test 51.7, actions
-54/34/12 in training and 22/64/14 live, final capital 0 in the live year):
-a Sharpe above ~5 on a liquid market is almost always a bug or a leak, and test beating validation
-by far is luck or leakage, not "no overfitting" (warnings); a total-variation drift of 0.32 in the
-action mix between training and live is a regime the policy never learned (gate at 0.20).
+Why each default: a Sharpe above ~5 on a liquid market is almost always a bug or a leak, and test
+beating validation by far is luck or leakage, not "no overfitting" (warnings); an honest feature's
+correlation with the next return is of the order of ``1/sqrt(n)``, so ``|corr| > 0.3`` is a leak;
+a policy trading 54/34/12 long/short/flat in training and 22/64/14 live (total variation 0.32) is
+in a regime it never learned (drift gate at 0.20).
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from himari_pipeline.vocabulary import COLLAPSE_MAX_SHARE, top_action
 
 
 @dataclass(frozen=True)
 class Gates:
     require_truncation_invariance: bool = True
-    max_action_share: float = 0.95  # collapse: one action above this share of decisions
+    max_action_share: float = COLLAPSE_MAX_SHARE  # collapse: one action above this share of decisions
     min_dsr: float = 0.95  # Deflated Sharpe Ratio (probability) over all checkpoints evaluated
     max_permutation_p: float = 0.05
     forbid_live_ruin: bool = True
@@ -51,6 +57,13 @@ class Gates:
     implausible_sharpe: float = 5.0  # warn when any annualized Sharpe exceeds this
     # optional (off): test-segment timing must be significant, i.e. the edge is not just market drift
     max_timing_p: float | None = None
+    max_leak_abs_corr: float = 0.3  # leak: a feature's |Pearson| or |Spearman| with r[t+1] above this
+
+
+class GateEvidence(Protocol):
+    """Typed evidence that offers the mapping :func:`judge` reads."""
+
+    def gate_view(self) -> Mapping[str, Any]: ...
 
 
 @dataclass
@@ -61,7 +74,8 @@ class Verdict:
     checks: dict[str, bool] = field(default_factory=dict)  # gate name -> passed
 
 
-def _shares(value: Any) -> dict[str, float]:
+def normalized_shares(value: Any) -> dict[str, float]:
+    """Given action shares (a mapping or a sequence, any positive scale) normalized to sum 1."""
     items = value.items() if isinstance(value, Mapping) else enumerate(value)
     out = {str(k): float(v) for k, v in items}
     total = sum(out.values())
@@ -74,7 +88,7 @@ def total_variation(
     p: Mapping[str, float] | Sequence[float], q: Mapping[str, float] | Sequence[float]
 ) -> float:
     """``0.5 * sum |p_a - q_a|`` over the union of actions (shares normalized to sum 1)."""
-    ps, qs = _shares(p), _shares(q)
+    ps, qs = normalized_shares(p), normalized_shares(q)
     return 0.5 * sum(abs(ps.get(a, 0.0) - qs.get(a, 0.0)) for a in set(ps) | set(qs))
 
 
@@ -89,8 +103,20 @@ def _number(evidence: Mapping[str, Any], key: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def judge(evidence: Mapping[str, Any], gates: Gates | None = None) -> Verdict:
+def suspicious_features(
+    correlations: Mapping[str, Mapping[str, float]], max_abs_corr: float
+) -> dict[str, float]:
+    """Features whose |Pearson| or |Spearman| with ``r[t+1]`` exceeds ``max_abs_corr``, largest
+    first, each with its Pearson correlation."""
+    worst = {k: max(abs(float(c["pearson"])), abs(float(c["spearman"]))) for k, c in correlations.items()}
+    over = sorted((k for k in worst if worst[k] > max_abs_corr), key=lambda k: -worst[k])
+    return {k: float(correlations[k]["pearson"]) for k in over}
+
+
+def judge(evidence: Mapping[str, Any] | GateEvidence, gates: Gates | None = None) -> Verdict:
     """Apply every gate to ``evidence``; see the module doc for the keys."""
+    if not isinstance(evidence, Mapping):
+        evidence = evidence.gate_view()
     g = gates or Gates()
     v = Verdict(passed=True)
 
@@ -113,8 +139,7 @@ def judge(evidence: Mapping[str, Any], gates: Gates | None = None) -> Verdict:
     if not share_keys:
         missing("no_collapse", "*_action_shares")
     for key in share_keys:
-        shares = _shares(evidence[key])
-        top, top_share = max(shares.items(), key=lambda kv: kv[1])
+        top, top_share = top_action(normalized_shares(evidence[key]))
         gate(
             f"no_collapse[{key}]",
             top_share <= g.max_action_share,
@@ -184,6 +209,24 @@ def judge(evidence: Mapping[str, Any], gates: Gates | None = None) -> Verdict:
                 f"timing not significant on test: p-value {tp:.3g} > {g.max_timing_p} (the P&L is "
                 "market exposure, not timing)",
             )
+
+    corr = evidence.get("leak_correlations")
+    if corr is None:
+        missing("leakage", "leak_correlations")
+    else:
+        leak_reasons = []
+        sus = suspicious_features(corr, g.max_leak_abs_corr)
+        if sus:
+            worst = ", ".join(f"{k} ({v:+.2f})" for k, v in list(sus.items())[:5])
+            leak_reasons.append(
+                f"leakage: {len(sus)} feature(s) correlate with r[t+1] beyond |corr| "
+                f"{g.max_leak_abs_corr}: {worst}"
+            )
+        failed = [k for k, ok in (evidence.get("truncation_results") or {}).items() if not ok]
+        if failed:
+            leak_reasons.append(f"leakage: truncation invariance failed for {', '.join(failed)}")
+        v.checks["leakage"] = not leak_reasons
+        v.reasons.extend(leak_reasons)
 
     val, test = _number(evidence, "validation_sharpe"), _number(evidence, "test_sharpe")
     if (

@@ -1,0 +1,100 @@
+"""The checkpoints a report judges: which one the run selected, which ones it evaluated, loading one."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from himari_pipeline.rl.checkpoints import BEST_FILE, META_FILE, best_checkpoint, load_checkpoint
+from himari_pipeline.rl.env import EnvConfig
+from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
+
+__all__ = ["LoadedCheckpoint", "load_policy_checkpoint", "resolve_checkpoints"]
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint's recorded metadata and its policy, in eval mode."""
+
+    path: Path
+    meta: dict
+    policy: RegimeConditionedPolicy
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    @property
+    def env_cfg(self) -> EnvConfig:
+        return EnvConfig(**self.meta["env_config"])
+
+    @property
+    def features_key(self) -> str:
+        return self.meta.get("features_key", "features_denoised")
+
+
+def load_policy_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Load a checkpoint directory's policy (strict weights) and metadata."""
+    ck = load_checkpoint(path)
+    policy = RegimeConditionedPolicy(PolicyConfig.from_dict(ck.meta["policy_config"]))
+    policy.load_state_dict(ck.model, strict=True)
+    policy.eval()
+    return LoadedCheckpoint(Path(path), ck.meta, policy)
+
+
+def _meta(path: Path) -> dict:
+    return json.loads((Path(path) / META_FILE).read_text())
+
+
+def _selection(meta: dict) -> tuple[str, str]:
+    ppo = meta.get("ppo_config", {})
+    return ppo.get("select_metric", "greedy_sharpe"), ppo.get("select_mode", "max")
+
+
+def resolve_checkpoints(
+    run_dir_or_checkpoints: str | Path | Sequence[str | Path],
+) -> tuple[Path, list[Path], int]:
+    """(selected, evaluated checkpoints, number of trials) of a run directory or a list of checkpoints.
+
+    A run directory's selection is its best pointer (``best.json``: best by validation). A list is
+    judged by each checkpoint's recorded validation selection metric, never by anything else.
+    Evaluated = checkpoints whose JSON holds validation metrics; the number of trials is at least the
+    length of the run's evaluation history (checkpoints deleted since still count).
+    """
+    if (
+        isinstance(run_dir_or_checkpoints, str | Path)
+        and not (Path(run_dir_or_checkpoints) / META_FILE).is_file()
+    ):
+        run = Path(run_dir_or_checkpoints)
+        if not (run / BEST_FILE).is_file():
+            raise FileNotFoundError(f"{run}: no {BEST_FILE} (no validated checkpoint to judge)")
+        selected = best_checkpoint(run)
+        candidates = sorted(p for p in run.glob("step_*") if (p / META_FILE).is_file())
+    else:
+        items = (
+            [run_dir_or_checkpoints]
+            if isinstance(run_dir_or_checkpoints, str | Path)
+            else list(run_dir_or_checkpoints)
+        )
+        candidates = sorted(Path(p) for p in items)
+        selected = None
+    metas = {p: _meta(p) for p in candidates}
+    evaluated = [p for p in candidates if metas[p].get("metrics")]
+    if selected is None:
+        if not evaluated:
+            raise ValueError("none of the checkpoints carries validation metrics to select by")
+        metric, mode = _selection(metas[evaluated[0]])
+        sign = 1.0 if mode == "max" else -1.0
+
+        def score(p: Path) -> float:
+            v = metas[p]["metrics"].get(metric)
+            return sign * float(v) if v is not None and math.isfinite(float(v)) else -math.inf
+
+        selected = max(evaluated, key=score)
+    if selected not in evaluated:
+        evaluated.append(selected)
+    history = max((len(m.get("eval_history", [])) for m in metas.values()), default=0)
+    return Path(selected), sorted(evaluated), max(len(evaluated), history)
