@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from himari_pipeline.evaluation import CostModel, backtest, compute_stats, permutation_pvalue  # noqa: E402
+from himari_pipeline.evaluation import TradingRules, backtest, compute_stats, permutation_pvalue  # noqa: E402
 
 BARS_PER_YEAR = 105_120
 FEE = 0.0015
@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
 
     ts, close, ret, pos = make_data(args.bars, 0)
-    costs = CostModel(transaction_cost=FEE)
+    costs = TradingRules(transaction_cost=FEE)
     print(f"bars={args.bars}, position changes={np.count_nonzero(np.diff(pos, prepend=0.0))}, fee={FEE}")
 
     def ours():
@@ -119,7 +119,7 @@ def main() -> None:
     t_vbt_full, (pf, vstats) = best_of(vbt_full, args.repeats)
 
     # (a) exact model check without fees: rebalance to the target weight at every bar
-    res0 = backtest(pos, ret, CostModel(transaction_cost=0.0), BARS_PER_YEAR)
+    res0 = backtest(pos, ret, TradingRules(transaction_cost=0.0), BARS_PER_YEAR)
     pf0 = vbt_run(close_s, pos, 0.0)
     v0 = pf0.value().to_numpy() / cash
     rel_curve = float(np.max(np.abs(v0 - res0.equity) / res0.equity))

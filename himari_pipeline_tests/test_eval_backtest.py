@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from himari_pipeline.evaluation import (
-    CostModel,
+    TradingRules,
     backtest,
     baseline_table,
     buy_and_hold_positions,
@@ -21,7 +21,7 @@ POS = np.array([1.0, 1.0, -1.0, 0.0, 1.0])  # the last decision earns nothing
 
 
 def test_hand_computed_tiny_series() -> None:
-    res = backtest(POS, RETURNS, CostModel(transaction_cost=0.01, carry_cost=0.001), bars_per_year=8760)
+    res = backtest(POS, RETURNS, TradingRules(transaction_cost=0.01, carry_cost=0.001), bars_per_year=8760)
     np.testing.assert_allclose(res.gross_returns, [0.1, -0.1, 0.0, 0.0], atol=1e-15)
     np.testing.assert_allclose(res.transaction_costs, [0.01, 0.0, 0.02, 0.01], atol=1e-15)
     np.testing.assert_allclose(res.carry_costs, [0.001, 0.001, 0.001, 0.0], atol=1e-15)
@@ -42,7 +42,7 @@ def test_hand_computed_tiny_series() -> None:
     np.testing.assert_allclose(t["return"], [long_ret, short_ret], rtol=1e-12)
 
 
-def _loop_reference(pos, ret, c: CostModel, k: float, initial: float = 1.0) -> np.ndarray:
+def _loop_reference(pos, ret, c: TradingRules, k: float, initial: float = 1.0) -> np.ndarray:
     """Plain loop with the env's per-step formula (rl/env.py)."""
     equity = [initial]
     old = 0.0
@@ -64,7 +64,7 @@ def test_matches_loop_reference_with_all_costs_and_leverage() -> None:
     n = 3000
     ret = np.r_[np.nan, rng.normal(0, 0.004, n - 1)]
     pos = rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.3, 0.2, 0.5])
-    c = CostModel(
+    c = TradingRules(
         transaction_cost=0.0007, carry_cost=2e-5, borrow_rate_annual=0.08, leverage=1.5, max_leverage=2
     )
     res = backtest(pos, ret, c, bars_per_year=105_120, initial=10_000.0)
@@ -77,7 +77,7 @@ def test_matches_loop_reference_with_all_costs_and_leverage() -> None:
 def test_ruin_floors_equity_at_zero_for_good() -> None:
     ret = np.array([np.nan, 0.01, 0.6, -0.3, 0.2, 0.1])
     pos = np.array([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
-    c = CostModel(transaction_cost=0.0, leverage=2.0, max_leverage=2.0)
+    c = TradingRules(transaction_cost=0.0, leverage=2.0, max_leverage=2.0)
     res = backtest(pos, ret, c, bars_per_year=8760)
     assert res.ruined and res.ruin_bar == 2  # step 1: 1 - 2*0.6 = -0.2 <= 0
     np.testing.assert_allclose(res.equity, [1.0, 0.98, 0.0, 0.0, 0.0, 0.0])
@@ -89,15 +89,15 @@ def test_ruin_floors_equity_at_zero_for_good() -> None:
 
 def test_validation_errors() -> None:
     with pytest.raises(ValueError, match="leverage"):
-        CostModel(leverage=3.0, max_leverage=2.0)
+        TradingRules(leverage=3.0, max_leverage=2.0)
     with pytest.raises(ValueError, match="transaction_cost"):
-        CostModel(transaction_cost=-0.1)
+        TradingRules(transaction_cost=-0.1)
     with pytest.raises(ValueError, match="max_leverage"):
-        backtest(np.array([3.0, 0.0]), np.array([np.nan, 0.1]), CostModel(max_leverage=2.0), 8760)
+        backtest(np.array([3.0, 0.0]), np.array([np.nan, 0.1]), TradingRules(max_leverage=2.0), 8760)
     with pytest.raises(ValueError, match="non-finite"):
-        backtest(np.ones(4), np.array([np.nan, 0.1, np.nan, 0.0]), CostModel(), 8760)
+        backtest(np.ones(4), np.array([np.nan, 0.1, np.nan, 0.0]), TradingRules(), 8760)
     with pytest.raises(ValueError, match="equal length"):
-        backtest(np.ones(4), np.zeros(3), CostModel(), 8760)
+        backtest(np.ones(4), np.zeros(3), TradingRules(), 8760)
 
 
 def test_backtest_is_truncation_invariant() -> None:
@@ -105,9 +105,9 @@ def test_backtest_is_truncation_invariant() -> None:
     n = 500
     ret = np.r_[np.nan, rng.normal(0, 0.01, n - 1)]
     pos = rng.choice([-1.0, 0.0, 1.0], size=n)
-    full = backtest(pos, ret, CostModel(carry_cost=1e-5), 8760)
+    full = backtest(pos, ret, TradingRules(carry_cost=1e-5), 8760)
     for k in (2, 17, 250, 499):
-        part = backtest(pos[:k], ret[:k], CostModel(carry_cost=1e-5), 8760)
+        part = backtest(pos[:k], ret[:k], TradingRules(carry_cost=1e-5), 8760)
         np.testing.assert_array_equal(part.equity, full.equity[:k])
 
 
@@ -122,9 +122,9 @@ def _market(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_buy_and_hold_tracks_the_price() -> None:
     close, ret = _market(1000, 1)
-    res = backtest(buy_and_hold_positions(1000), ret, CostModel(transaction_cost=0.0), 8760)
+    res = backtest(buy_and_hold_positions(1000), ret, TradingRules(transaction_cost=0.0), 8760)
     np.testing.assert_allclose(res.equity, close / close[0], rtol=1e-10)
-    res_c = backtest(buy_and_hold_positions(1000), ret, CostModel(transaction_cost=0.001), 8760)
+    res_c = backtest(buy_and_hold_positions(1000), ret, TradingRules(transaction_cost=0.001), 8760)
     assert res_c.final_value == pytest.approx((1 + ret[1] - 0.001) * close[-1] / close[1], rel=1e-10)
 
 
@@ -155,7 +155,7 @@ def test_random_policy_matches_turnover_and_levels() -> None:
 def test_baseline_table_rows_net_of_same_costs() -> None:
     close, ret = _market(2000, 5)
     policy = ma_crossover_positions(close, 10, 40)
-    costs = CostModel(transaction_cost=0.001)
+    costs = TradingRules(transaction_cost=0.001)
     ts = pd.date_range("2025-01-01", periods=2000, freq="1h", tz="UTC")
     table = baseline_table(close, ret, policy, costs, 8760, seed=1, timestamps=ts, fast=10, slow=40)
     assert list(table.index) == ["policy", "buy_and_hold", "flat", "ma_crossover", "random_same_turnover"]
@@ -170,7 +170,7 @@ def test_baseline_table_rows_net_of_same_costs() -> None:
 def test_ruin_fraction_treats_dust_as_zero() -> None:
     ret = np.r_[np.nan, np.full(10, -0.5)]
     pos = np.ones(11)
-    c = CostModel(transaction_cost=0.0)
+    c = TradingRules(transaction_cost=0.0)
     assert not backtest(pos, ret, c, 8760).ruined  # 0.5**10 > 0
     res = backtest(pos, ret, c, 8760, ruin_fraction=0.01)
     assert res.ruined and res.ruin_bar == 7  # 0.5**7 = 0.0078 <= 0.01

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from himari_pipeline.evaluation.backtest import CostModel, backtest
+from himari_pipeline.evaluation.backtest import backtest
 from himari_pipeline.evaluation.baselines import (
     SUBJECTS,
     baseline_positions,
@@ -13,6 +13,7 @@ from himari_pipeline.evaluation.baselines import (
     random_positions_like,
     subject_backtests,
 )
+from himari_pipeline.trading.rules import TradingRules
 
 
 def _market(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +39,7 @@ def test_subject_backtests_run_each_subject_net_of_the_same_costs() -> None:
     r = ret[start:].copy()
     r[0] = 0.0
     policy = np.sign(np.sin(np.arange(400) / 7.0))
-    costs = CostModel(transaction_cost=0.002)
+    costs = TradingRules(transaction_cost=0.002)
     out = subject_backtests(close, r, policy, costs, 8760, seed=3, fast=5, slow=20)
     assert tuple(out) == SUBJECTS
     expected = {

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from himari_pipeline.evaluation import CostModel, backtest, compute_stats, daily_returns, stats_by_group
+from himari_pipeline.evaluation import TradingRules, backtest, compute_stats, daily_returns, stats_by_group
 
 CLOSE = np.array([100.0, 110.0, 99.0, 99.0, 108.9])
 RETURNS = np.r_[np.nan, CLOSE[1:] / CLOSE[:-1] - 1]
@@ -16,7 +16,7 @@ K = 8760.0
 
 
 def test_hand_computed_stats_on_tiny_series() -> None:
-    res = backtest(POS, RETURNS, CostModel(transaction_cost=0.01, carry_cost=0.001), K)
+    res = backtest(POS, RETURNS, TradingRules(transaction_cost=0.01, carry_cost=0.001), K)
     s = compute_stats(res, K)
     r = np.array([0.089, -0.101, -0.021, -0.01])
     final = np.prod(1 + r)
@@ -49,7 +49,7 @@ def test_hand_computed_stats_on_tiny_series() -> None:
 def test_win_rate_and_profit_factor_by_hand() -> None:
     ret = np.array([np.nan, 0.02, 0.01, -0.03, 0.01, 0.0, -0.02, 0.05])
     pos = np.array([1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0])
-    s = compute_stats(backtest(pos, ret, CostModel(transaction_cost=0.0), K), K)
+    s = compute_stats(backtest(pos, ret, TradingRules(transaction_cost=0.0), K), K)
     # trades: long earns .02, long earns -.03, short earns -.0, long earns .05
     assert s["n_trades"] == 4
     assert s["win_rate"] == 0.5
@@ -64,7 +64,7 @@ def test_against_empyrical(bars_per_year: int, seed: int) -> None:
     n = 3000
     ret = np.r_[np.nan, rng.standard_t(4, n - 1) * 0.003 + 0.0002]
     pos = np.repeat(rng.choice([-1.0, 0.0, 1.0], size=n // 10), 10)
-    res = backtest(pos, ret, CostModel(transaction_cost=0.0005, carry_cost=1e-6), bars_per_year)
+    res = backtest(pos, ret, TradingRules(transaction_cost=0.0005, carry_cost=1e-6), bars_per_year)
     s = compute_stats(res, bars_per_year)
     r = pd.Series(res.net_returns)
     kw = {"annualization": bars_per_year}
@@ -79,7 +79,7 @@ def test_against_empyrical(bars_per_year: int, seed: int) -> None:
 
 def test_ruined_stats() -> None:
     ret = np.array([np.nan, 0.01, 0.6, -0.3, 0.2])
-    res = backtest(np.array([-1.0, -1.0, -1.0, 1.0, 1.0]), ret, CostModel(leverage=2, max_leverage=2), K)
+    res = backtest(np.array([-1.0, -1.0, -1.0, 1.0, 1.0]), ret, TradingRules(leverage=2, max_leverage=2), K)
     s = compute_stats(res, K)
     assert s["ruined"] == 1.0 and s["ruin_bar"] == 2
     assert s["final_value"] == 0.0 and s["cumulative_return"] == -1.0
@@ -91,7 +91,7 @@ def test_daily_returns_and_daily_sharpe() -> None:
     n = 288 * 6 + 1  # six days of 5-minute bars plus the opening bar
     ts = pd.date_range("2025-03-01 00:00", periods=n, freq="5min", tz="UTC")
     ret = np.r_[np.nan, rng.normal(0, 0.002, n - 1)]
-    res = backtest(np.ones(n), ret, CostModel(transaction_cost=0.0), 105_120)
+    res = backtest(np.ones(n), ret, TradingRules(transaction_cost=0.0), 105_120)
     daily = daily_returns(res, ts)
     # step i is realized at ts[i+1]: day d holds steps ending in (d 00:00, d+1 00:00)
     e = pd.Series(res.equity, index=ts)
@@ -109,7 +109,7 @@ def test_stats_by_group() -> None:
     ret = np.r_[np.nan, rng.normal(0, 0.01, n - 1)]
     pos = rng.choice([-1.0, 0.0, 1.0], size=n)
     groups = np.repeat([0, 1, 2, 1], n // 4)
-    res = backtest(pos, ret, CostModel(), K)
+    res = backtest(pos, ret, TradingRules(), K)
     table = stats_by_group(res, groups, ["calm", "trend", "crash"], K)
     assert set(table.index) == {"calm", "trend", "crash"}
     sel = groups[:-1] == 1

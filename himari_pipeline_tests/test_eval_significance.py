@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from himari_pipeline.evaluation import (
-    CostModel,
+    TradingRules,
     backtest,
     deflated_sharpe_ratio,
     expected_max_sharpe,
@@ -126,10 +126,11 @@ def _planted(n: int, seed: int, skill: float) -> tuple[np.ndarray, np.ndarray]:
 
 def test_permutation_detects_a_real_edge() -> None:
     pos, ret = _planted(20_000, 4, skill=0.1)
-    res = permutation_pvalue(pos, ret, CostModel(transaction_cost=0.0), 105_120, n_perm=300, block=20, seed=0)
+    free = TradingRules(transaction_cost=0.0)
+    res = permutation_pvalue(pos, ret, free, 105_120, n_perm=300, block=20, seed=0)
     assert res.p_value < 0.01
     assert res.p_value == pytest.approx(1 / 301)
-    ref = sharpe_ratio(backtest(pos, ret, CostModel(transaction_cost=0.0), 105_120).raw_net_returns, 105_120)
+    ref = sharpe_ratio(backtest(pos, ret, free, 105_120).raw_net_returns, 105_120)
     assert res.sharpe == pytest.approx(ref, rel=1e-9)
 
 
@@ -138,7 +139,7 @@ def test_permutation_pvalues_not_small_under_the_null() -> None:
     for seed in range(20):
         pos, ret = _planted(3000, 100 + seed, skill=0.0)
         pos = np.repeat(pos[:300], 10)  # persistent positions
-        ps.append(permutation_pvalue(pos, ret, CostModel(), 8760, n_perm=100, block=10, seed=seed).p_value)
+        ps.append(permutation_pvalue(pos, ret, TradingRules(), 8760, n_perm=100, block=10, seed=seed).p_value)
     ps = np.array(ps)
     assert np.mean(ps < 0.05) <= 0.15
     assert 0.3 < ps.mean() < 0.7
@@ -148,14 +149,14 @@ def test_permutation_exact_algebra_and_determinism() -> None:
     rng = np.random.default_rng(5)
     ret = np.r_[np.nan, rng.normal(0.0003, 0.01, 999)]
     # constant exposure and no cost: every permutation has the same Sharpe -> p = 1
-    res = permutation_pvalue(np.ones(1000), ret, CostModel(transaction_cost=0.0), 8760, n_perm=50, seed=1)
+    res = permutation_pvalue(np.ones(1000), ret, TradingRules(transaction_cost=0.0), 8760, n_perm=50, seed=1)
     np.testing.assert_allclose(res.null_sharpes, res.sharpe, rtol=1e-9)
     assert res.p_value == 1.0
     pos = rng.choice([-1.0, 1.0], size=1000)
     for block in (1, 7):
-        a = permutation_pvalue(pos, ret, CostModel(), 8760, n_perm=64, block=block, seed=9)
-        b = permutation_pvalue(pos, ret, CostModel(), 8760, n_perm=64, block=block, seed=9)
-        c = permutation_pvalue(pos, ret, CostModel(), 8760, n_perm=64, block=block, seed=10)
+        a = permutation_pvalue(pos, ret, TradingRules(), 8760, n_perm=64, block=block, seed=9)
+        b = permutation_pvalue(pos, ret, TradingRules(), 8760, n_perm=64, block=block, seed=9)
+        c = permutation_pvalue(pos, ret, TradingRules(), 8760, n_perm=64, block=block, seed=10)
         np.testing.assert_array_equal(a.null_sharpes, b.null_sharpes)
         assert not np.array_equal(a.null_sharpes, c.null_sharpes)
 
@@ -163,7 +164,7 @@ def test_permutation_exact_algebra_and_determinism() -> None:
 def test_permutation_is_fast_on_a_year_of_5m_bars() -> None:
     pos, ret = _planted(105_120, 6, skill=0.0)
     t0 = time.perf_counter()
-    res = permutation_pvalue(pos, ret, CostModel(), 105_120, n_perm=1000, block=100, seed=0)
+    res = permutation_pvalue(pos, ret, TradingRules(), 105_120, n_perm=1000, block=100, seed=0)
     elapsed = time.perf_counter() - t0
     assert len(res.null_sharpes) == 1000
     assert elapsed < 15.0, f"{elapsed:.1f} s"

@@ -49,11 +49,11 @@ def evaluate(
         strategies_partitions,
         strategy_partition,
     )
-    from himari_pipeline.evaluation.backtest import CostModel
     from himari_pipeline.evaluation.report import costs_from_experiment
     from himari_pipeline.evaluation.strategy import PositionsError, read_positions, segment_positions
     from himari_pipeline.market.bars import validate_name
     from himari_pipeline.storage.lake import Lake, LakeError
+    from himari_pipeline.trading.rules import TradingRules
 
     name = name or positions.stem
     try:
@@ -72,7 +72,7 @@ def evaluate(
         trials = 1
     if trials < 1:
         fail(f"--trials must be >= 1, got {trials}", 2)
-    costs = CostModel()
+    costs = TradingRules()
     if experiment:
         from himari_pipeline.rl.experiments import load_experiment
 

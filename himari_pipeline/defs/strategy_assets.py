@@ -26,9 +26,9 @@ from himari_pipeline.evaluation import attribution as attribution_mod
 from himari_pipeline.evaluation import report as report_mod
 from himari_pipeline.evaluation import strategy as strategy_mod
 from himari_pipeline.evaluation import verdict as verdict_mod
-from himari_pipeline.evaluation.backtest import CostModel
 from himari_pipeline.market.bars import validate_name
 from himari_pipeline.storage.hashing import code_version
+from himari_pipeline.trading.rules import TradingRules
 
 STRATEGY_DIM = "strategy"
 STRATEGY_EVAL, POSITIONS, STRATEGY_METRICS, STRATEGY_SUMMARY = (
@@ -90,7 +90,7 @@ def strategy_evaluations(
         splits,
         name=name,
         dataset=dataset,
-        costs=CostModel(
+        costs=TradingRules(
             transaction_cost=config.transaction_cost,
             carry_cost=config.carry_cost,
             borrow_rate_annual=config.borrow_rate_annual,

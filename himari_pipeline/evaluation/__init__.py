@@ -4,7 +4,7 @@ Pure numpy/pandas functions, no Dagster. Convention: ``positions[i]`` is decided
 close and earns ``returns[i+1]``; annualization uses the data's ``bars_per_year``.
 """
 
-from himari_pipeline.evaluation.backtest import BacktestResult, CostModel, backtest
+from himari_pipeline.evaluation.backtest import BacktestResult, backtest
 from himari_pipeline.evaluation.baselines import (
     baseline_table,
     buy_and_hold_positions,
@@ -32,13 +32,14 @@ from himari_pipeline.evaluation.significance import (
     psr_from_moments,
 )
 from himari_pipeline.evaluation.verdict import Gates, Verdict, judge, total_variation
+from himari_pipeline.trading.rules import TradingRules
 
 __all__ = [
     "BacktestResult",
-    "CostModel",
     "Gates",
     "PBOResult",
     "PermutationResult",
+    "TradingRules",
     "Verdict",
     "backtest",
     "baseline_table",

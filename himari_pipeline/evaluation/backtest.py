@@ -1,63 +1,37 @@
-"""Vectorized position backtest with the pipeline's causal convention and cost model.
+"""Vectorized position backtest with the pipeline's causal convention and trading rules.
 
-Convention (DESIGN.md, same as :mod:`himari_pipeline.rl.env`): ``positions[i]`` is decided at bar
-``i``'s close and held during bar ``i+1``, earning ``returns[i+1]`` with
-``returns[i] = close[i]/close[i-1] - 1`` (``returns[0]`` is never used and may be NaN). Step ``i``
-(``i = 0 .. n-2``) goes from close ``i`` to close ``i+1``::
+Convention (the same as the RL env): ``positions[i]`` is decided at bar ``i``'s close and held during
+bar ``i+1``, earning ``returns[i+1]`` with ``returns[i] = close[i]/close[i-1] - 1`` (``returns[0]``
+is never used and may be NaN). Step ``i`` (``i = 0 .. n-2``) goes from close ``i`` to close ``i+1``
+with ``exposure[i] = leverage * positions[i]`` (``exposure[-1] = 0``); its costs and net return are
+:func:`~himari_pipeline.trading.rules.trade_step` of the rules (transaction, carry and borrow;
+carry and borrow ``1 + gap_before[i+1]`` times when bars are missing before bar ``i+1``) and
+``equity[i+1] = equity[i] * (1 + net[i])``, ``equity[0] = initial``.
 
-    exposure[i] = leverage * positions[i]
-    net[i]      = exposure[i] * returns[i+1]
-                  - transaction_cost * |exposure[i] - exposure[i-1]|     (exposure[-1] = 0)
-                  - carry_cost * |exposure[i]|
-                  - borrow_rate_annual / bars_per_year * max(-exposure[i], 0)
-    equity[i+1] = equity[i] * (1 + net[i]),  equity[0] = initial
-
-so ``equity`` has one value per bar close and ``net`` one per step. The position decided at the
-last bar earns nothing (there is no next return). Equity is floored at 0: at the first step with
-``1 + net <= 0`` (or equity at or below ``ruin_fraction * initial``) the account is ruined, that
-step's return is -1, and every later step returns 0.
+So ``equity`` has one value per bar close and ``net`` one per step. The position decided at the
+last bar earns nothing (there is no next return). With min hold or cooldown in the rules, a blocked
+change keeps the previous position (``BacktestResult.positions`` is what was held). Equity is
+floored at 0: at the first step where the compounded equity (floored at 0) is at or below the ruin
+level (``ruin_equity * initial``) the account is ruined, that step's return is -1, and every later
+step returns 0.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-
-@dataclass(frozen=True)
-class CostModel:
-    """Costs as fractions of equity. ``0.0015`` = 0.15 % per unit of position change."""
-
-    transaction_cost: float = 0.0015  # per unit of |exposure change|, charged at the decision
-    carry_cost: float = 0.0  # per bar, per unit of |exposure| held
-    borrow_rate_annual: float = 0.0  # per year, per unit of short exposure
-    leverage: float = 1.0  # exposure = leverage * position
-    max_leverage: float = 5.0  # |exposure| above this is rejected
-
-    def __post_init__(self) -> None:
-        for name in ("transaction_cost", "carry_cost", "borrow_rate_annual"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {v}")
-        if not 0 < self.max_leverage < math.inf:
-            raise ValueError(f"max_leverage must be finite and > 0, got {self.max_leverage}")
-        if not 0 < self.leverage <= self.max_leverage:
-            raise ValueError(
-                f"leverage must be in (0, max_leverage={self.max_leverage}], got {self.leverage}"
-            )
-
-    def borrow_per_bar(self, bars_per_year: float) -> float:
-        return self.borrow_rate_annual / bars_per_year
+from himari_pipeline.trading.rules import TradingRules, enforce_holds, trade_step
 
 
 @dataclass
 class BacktestResult:
     """Per-step arrays (length ``n-1``) and the equity curve (length ``n``, one value per close)."""
 
-    positions: np.ndarray  # (n,) as given (decided at each close)
+    positions: np.ndarray  # (n,) held (as given, with blocked changes kept), decided at each close
     exposure: np.ndarray  # (n-1,) leverage * positions[:-1], the exposure held in each step
     gross_returns: np.ndarray  # (n-1,) exposure * returns[1:]
     transaction_costs: np.ndarray  # (n-1,)
@@ -71,6 +45,8 @@ class BacktestResult:
     ruin_bar: int | None  # bar index whose close found the equity at 0
     trades: pd.DataFrame
     raw_net_returns: np.ndarray  # (n-1,) net returns without the ruin floor (for significance tests)
+    gap_steps: np.ndarray  # (n-1,) int64: bars missing inside each step (gap_before[1:]; 0 = none)
+    blocked: np.ndarray  # (n,) bool: the position wanted here was blocked by min hold / cooldown
 
     @property
     def costs(self) -> np.ndarray:
@@ -84,8 +60,15 @@ class BacktestResult:
     def n_steps(self) -> int:
         return len(self.net_returns)
 
+    @property
+    def held_across_gaps(self) -> np.ndarray:
+        """(n-1,) bool: steps that held a position across missing bars (their P&L: ``net_returns``)."""
+        return (self.gap_steps > 0) & (self.exposure != 0)
 
-def _validate(positions: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def _validate(
+    positions: np.ndarray, returns: np.ndarray, gap_before: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos = np.asarray(positions, dtype=np.float64)
     ret = np.asarray(returns, dtype=np.float64)
     if pos.ndim != 1 or ret.shape != pos.shape:
@@ -96,21 +79,11 @@ def _validate(positions: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, n
         raise ValueError(f"positions contain non-finite values at {np.flatnonzero(~np.isfinite(pos))[:5]}")
     bad = ~np.isfinite(ret[1:])
     if bad.any():
-        raise ValueError(f"returns contain non-finite values at bars {np.flatnonzero(bad)[:5] + 1}")
-    return pos, ret
-
-
-def step_costs(
-    exposure: np.ndarray, costs: CostModel, bars_per_year: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Transaction, carry and borrow cost per step for an exposure series (first change from 0)."""
-    prev = np.empty_like(exposure)
-    prev[0] = 0.0
-    prev[1:] = exposure[:-1]
-    tx = costs.transaction_cost * np.abs(exposure - prev)
-    carry = costs.carry_cost * np.abs(exposure)
-    borrow = costs.borrow_per_bar(bars_per_year) * np.maximum(-exposure, 0.0)
-    return tx, carry, borrow
+        raise ValueError(f"returns contain non-finite values at bars {np.flatnonzero(bad) + 1}")
+    gaps = np.zeros(len(pos), dtype=np.int64) if gap_before is None else np.asarray(gap_before)
+    if gaps.shape != pos.shape or not np.issubdtype(gaps.dtype, np.integer) or (gaps < 0).any():
+        raise ValueError(f"gap_before must be {pos.shape} integers >= 0")
+    return pos, ret, gaps.astype(np.int64, copy=False)
 
 
 def extract_trades(
@@ -158,34 +131,44 @@ def extract_trades(
 def backtest(
     positions: np.ndarray,
     returns: np.ndarray,
-    costs: CostModel | None = None,
-    bars_per_year: float = 105_120,
+    costs: TradingRules | None = None,
+    bars_per_year: float | None = None,
     initial: float = 1.0,
-    ruin_fraction: float = 0.0,
+    ruin_fraction: float | None = None,
+    gap_before: np.ndarray | None = None,
 ) -> BacktestResult:
     """Backtest ``positions`` (decided at each close) against bar ``returns``; see the module doc.
 
-    The account is ruined at the first close where equity <= ``ruin_fraction * initial`` (0: only a
-    loss of everything, as in the env; e.g. 1e-6 treats $0.01 left of $10,000 as the $0 it is).
+    ``costs``: the trading rules (default :class:`TradingRules`). ``bars_per_year``: the bars'
+    calendar (Sharpe annualization and borrow per bar; None = the rules' own). ``ruin_fraction``
+    replaces the rules' ``ruin_equity``: the account is ruined at the first close where equity <=
+    ``ruin_fraction * initial`` (0: only a loss of everything; e.g. 1e-6 treats $0.01 left of $10,000
+    as the $0 it is). ``gap_before[i]``: bars missing just before bar ``i`` (None = no gaps).
     """
-    if not bars_per_year > 0:
-        raise ValueError(f"bars_per_year must be > 0, got {bars_per_year}")
+    rules = costs or TradingRules()
+    if bars_per_year is not None:
+        if not bars_per_year > 0:
+            raise ValueError(f"bars_per_year must be > 0, got {bars_per_year}")
+        rules = dataclasses.replace(rules, bars_per_year=float(bars_per_year))
+    if ruin_fraction is not None:
+        if not 0 <= ruin_fraction < 1:
+            raise ValueError(f"ruin_fraction must be in [0, 1), got {ruin_fraction}")
+        rules = dataclasses.replace(rules, ruin_equity=float(ruin_fraction))
     if not initial > 0:
         raise ValueError(f"initial must be > 0, got {initial}")
-    if not 0 <= ruin_fraction < 1:
-        raise ValueError(f"ruin_fraction must be in [0, 1), got {ruin_fraction}")
-    costs = costs or CostModel()
-    pos, ret = _validate(positions, returns)
-    exposure = costs.leverage * pos[:-1]
+    pos, ret, gaps = _validate(positions, returns, gap_before)
+    pos, blocked = enforce_holds(rules, pos)
+    exposure = rules.leverage * pos[:-1]
     worst = float(np.max(np.abs(exposure), initial=0.0))
-    if worst > costs.max_leverage + 1e-12:
-        raise ValueError(f"|exposure| {worst} exceeds max_leverage {costs.max_leverage}")
-    gross = exposure * ret[1:]
-    tx, carry, borrow = step_costs(exposure, costs, bars_per_year)
-    raw_net = gross - tx - carry - borrow
+    if worst > rules.max_leverage + 1e-12:
+        raise ValueError(f"|exposure| {worst} exceeds max_leverage {rules.max_leverage}")
+    previous = np.r_[0.0, exposure[:-1]]
+    span = 1.0 + gaps[1:] if gaps.any() else None
+    step = trade_step(rules, previous, exposure, ret[1:], 1.0, span)
+    raw_net = step.net
 
     path = np.cumprod(np.maximum(1.0 + raw_net, 0.0))
-    dead = np.flatnonzero(path <= ruin_fraction)
+    dead = np.flatnonzero(rules.ruined(path))
     net = raw_net.copy()
     ruin_bar = None
     if len(dead):
@@ -200,7 +183,7 @@ def backtest(
     if ruin_bar is not None:
         equity[ruin_bar:] = 0.0
 
-    trades = extract_trades(exposure, gross, carry + borrow, costs.transaction_cost)
+    trades = extract_trades(exposure, step.pnl, step.carry_cost + step.borrow_cost, rules.transaction_cost)
     if ruin_bar is not None:  # nothing is traded with a ruined account
         trades = trades[trades["entry_bar"] < ruin_bar].reset_index(drop=True)
         last = len(trades) - 1
@@ -210,16 +193,18 @@ def backtest(
     return BacktestResult(
         positions=pos,
         exposure=exposure,
-        gross_returns=gross,
-        transaction_costs=tx,
-        carry_costs=carry,
-        borrow_costs=borrow,
+        gross_returns=step.pnl,
+        transaction_costs=step.transaction_cost,
+        carry_costs=step.carry_cost,
+        borrow_costs=step.borrow_cost,
         net_returns=net,
         equity=equity,
         initial=float(initial),
-        bars_per_year=float(bars_per_year),
+        bars_per_year=rules.bars_per_year,
         ruined=ruin_bar is not None,
         ruin_bar=ruin_bar,
         trades=trades,
         raw_net_returns=raw_net,
+        gap_steps=gaps[1:],
+        blocked=blocked,
     )

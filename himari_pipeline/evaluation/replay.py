@@ -4,8 +4,8 @@ The env-stepping evaluator costs ~1.4 ms per bar; the report needs the selected 
 split and on shuffled copies and every checkpoint on validation. So :func:`replay_greedy` encodes
 each series once (``encode_stretch``), folds the actor's first layer into a per-bar term plus a
 (hidden x 3) term for the position state, and steps all series of one call together in numpy
-(float64), reproducing :class:`~himari_pipeline.rl.env.VecTradingEnv`'s rules (costs, min hold,
-cooldown, ruin, position state). The tests check it against ``evaluate_checkpoint``.
+(float64) with the env's trading rules (the same kernel, :mod:`himari_pipeline.trading.rules`) and
+its position state. The tests check it against ``evaluate_checkpoint`` and the env.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from himari_pipeline.evaluation.backtest import CostModel
 from himari_pipeline.rl.env import BARS_HELD_SCALE, EnvConfig
 from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import RegimeConditionedPolicy
+from himari_pipeline.trading.rules import TradingRules, advance_hold, hold_blocked, trade_step
 from himari_pipeline.vocabulary import FLAT, LONG, SHORT
 
 __all__ = ["Replay", "costs_from_experiment", "replay_greedy"]
@@ -62,30 +62,36 @@ def _actor_terms(policy: RegimeConditionedPolicy, features: np.ndarray, regimes:
 
 def replay_greedy(
     policies: Sequence[RegimeConditionedPolicy],
-    series: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    series: Sequence[tuple[np.ndarray, ...]],
     env_cfg: EnvConfig,
 ) -> list[Replay]:
-    """Greedy decisions of ``policies[i]`` over ``series[i] = (features, regime_ids, returns)``, all
-    stepped together; the rules of :class:`~himari_pipeline.rl.env.VecTradingEnv` with one episode
-    from row ``env_cfg.context - 1`` to the last row with a next return (or the ruin step)."""
+    """Greedy decisions of ``policies[i]`` over ``series[i] = (features, regime_ids, returns[,
+    gap_before])``, all stepped together; the trading rules of the env (:mod:`himari_pipeline.trading`)
+    with one episode from row ``env_cfg.context - 1`` to the last row with a next return (or the ruin
+    step)."""
     if len(policies) != len(series) or not series:
         raise ValueError("need one policy per series and at least one series")
-    cfg = env_cfg
-    t0 = cfg.context - 1
-    terms = [_actor_terms(pol, f, r) for pol, (f, r, _) in zip(policies, series, strict=True)]
+    rules = env_cfg.rules
+    t0 = env_cfg.context - 1
+    terms = [_actor_terms(pol, s[0], s[1]) for pol, s in zip(policies, series, strict=True)]
     n_rows = len(series)
     lengths = np.array([len(s[2]) for s in series])
     if (lengths - 2 < t0).any():
-        raise ValueError(f"a series is too short for context {cfg.context}")
+        raise ValueError(f"a series is too short for context {env_cfg.context}")
     t_hi = lengths - 2
     tmax = int(t_hi.max())
     hidden = terms[0][0].shape[1]
     p_all = np.zeros((tmax + 1, n_rows, hidden))
     r_next = np.zeros((tmax + 1, n_rows))
-    for i, ((p, _, _, _), (_, _, ret)) in enumerate(zip(terms, series, strict=True)):
+    span = np.ones((tmax + 1, n_rows))
+    for i, ((p, _, _, _), s) in enumerate(zip(terms, series, strict=True)):
         p_all[: len(p), i] = p[: tmax + 1]
-        rr = np.asarray(ret, dtype=np.float64)[1:]
+        rr = np.asarray(s[2], dtype=np.float64)[1:]
         r_next[: len(rr), i] = rr[: tmax + 1]
+        if len(s) > 3 and s[3] is not None:
+            gaps = np.asarray(s[3], dtype=np.int64)[1:]
+            span[: len(gaps), i] = 1.0 + gaps[: tmax + 1]
+    gapped = bool((span != 1.0).any())
     m = np.stack([x[1] for x in terms])  # (R, H, 3)
     w2 = np.stack([x[2] for x in terms])  # (R, 3, H)
     b2 = np.stack([x[3] for x in terms])  # (R, 3)
@@ -93,9 +99,8 @@ def replay_greedy(
         np.array_equal(m[0], m[i]) and np.array_equal(w2[0], w2[i]) and np.array_equal(b2[0], b2[i])
         for i in range(1, n_rows)
     )
-    lev = float(cfg.leverage)
+    lev = float(rules.leverage)
     pos_of = np.array([0.0, lev, -lev])
-    masks_on = cfg.min_hold > 0 or cfg.cooldown > 0
     action = np.zeros(n_rows, dtype=np.int64)
     position = np.zeros(n_rows)
     held = np.zeros(n_rows, dtype=np.int64)
@@ -118,37 +123,31 @@ def replay_greedy(
             h = np.tanh(p_all[t] + np.einsum("rhk,rk->rh", m, ps))
             logits = np.einsum("rah,rh->ra", w2, h) + b2
         a = logits.argmax(axis=1)
-        if masks_on:
-            in_pos = action != FLAT
-            restricted = (in_pos & (held < cfg.min_hold)) | (~in_pos & after_close & (held < cfg.cooldown))
-            a = np.where(restricted, action, a)
         new_pos = pos_of[a]
-        costs = (
-            cfg.transaction_cost * np.abs(new_pos - position)
-            + cfg.carry_cost * np.abs(new_pos)
-            + cfg.borrow_per_bar * np.maximum(-new_pos, 0.0)
-        )
-        net = new_pos * r_next[t] - costs
-        rec_a[t], rec_net[t] = a, net
-        new_equity = equity * (1.0 + net)
-        changed = a != action
-        held = np.where(changed, 1, held + 1)
-        after_close = np.where(changed, a == FLAT, after_close)
-        entry = np.where(changed, equity, entry)
-        equity, action, position = new_equity, a, new_pos
-        dead = alive & (equity <= cfg.ruin_equity) & (t <= t_hi)
+        if rules.holds_on:
+            blocked = hold_blocked(rules, position, new_pos, held, after_close)
+            a = np.where(blocked, action, a)
+            new_pos = np.where(blocked, position, new_pos)
+        out = trade_step(rules, position, new_pos, r_next[t], equity, span[t] if gapped else None)
+        rec_a[t], rec_net[t] = a, out.net
+        held, after_close = advance_hold(position, new_pos, held, after_close)
+        entry = np.where(a != action, equity, entry)
+        equity, action, position = out.equity, a, new_pos
+        dead = alive & out.ruined & (t <= t_hi)
         last = np.where(dead, t, last)
         alive &= ~dead
-    out = []
+    out_replays = []
     for i in range(n_rows):
         sl = slice(t0, int(last[i]) + 1)
         a = rec_a[sl, i].astype(np.int64)
-        out.append(Replay(np.arange(t0, int(last[i]) + 1), a, pos_of[a], rec_net[sl, i], not alive[i]))
-    return out
+        out_replays.append(
+            Replay(np.arange(t0, int(last[i]) + 1), a, pos_of[a], rec_net[sl, i], not alive[i])
+        )
+    return out_replays
 
 
-def costs_from_experiment(exp: Experiment | None, env_cfg: EnvConfig | None = None) -> CostModel:
-    """The backtest cost model of an experiment's env config (or of a checkpoint's)."""
-    env = dict(exp.env) if exp is not None else (vars(env_cfg) if env_cfg is not None else {})
-    keys = ("transaction_cost", "carry_cost", "borrow_rate_annual", "leverage", "max_leverage")
-    return CostModel(**{k: float(env[k]) for k in keys if k in env})
+def costs_from_experiment(exp: Experiment | None, env_cfg: EnvConfig | None = None) -> TradingRules:
+    """The trading rules of an experiment's env config (or of a checkpoint's; defaults without both)."""
+    if exp is not None:
+        return TradingRules.from_mapping(exp.env)
+    return env_cfg.rules if env_cfg is not None else TradingRules()

@@ -17,7 +17,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-from himari_pipeline.evaluation.backtest import CostModel, backtest
+from himari_pipeline.evaluation.backtest import backtest
+from himari_pipeline.trading.rules import TradingRules
 
 EULER_MASCHERONI = 0.5772156649015329
 _N = NormalDist()
@@ -155,7 +156,7 @@ class PermutationResult:
 def permutation_pvalue(
     positions: np.ndarray,
     returns: np.ndarray,
-    costs: CostModel | None,
+    costs: TradingRules | None,
     bars_per_year: float,
     n_perm: int = 1000,
     block: int = 100,

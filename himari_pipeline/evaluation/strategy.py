@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.datasets.splits import DatasetSplits
-from himari_pipeline.evaluation.backtest import CostModel, backtest
+from himari_pipeline.evaluation.backtest import backtest
 from himari_pipeline.evaluation.report import (
     Replay,
     StrategySubject,
@@ -30,6 +30,7 @@ from himari_pipeline.evaluation.report import (
     build_validation_report,
 )
 from himari_pipeline.evaluation.verdict import Gates
+from himari_pipeline.trading.rules import TradingRules
 
 __all__ = [
     "evaluate_positions",
@@ -150,24 +151,25 @@ def segment_positions(
 
 
 def strategy_replays(
-    positions: dict[str, np.ndarray], splits: DatasetSplits, costs: CostModel, bars_per_year: float
+    positions: dict[str, np.ndarray], splits: DatasetSplits, costs: TradingRules, bars_per_year: float
 ) -> dict[str, Replay]:
-    """One :class:`Replay` per segment: decisions at every bar but the last (which earns nothing)."""
+    """One :class:`Replay` per segment: decisions at every bar but the last (which earns nothing), as
+    the trading rules let them through (min hold / cooldown), with the segment's missing bars."""
     out = {}
     for name, p in positions.items():
-        ret = np.asarray(splits[name].returns, dtype=np.float64).copy()
+        split = splits[name]
+        ret = np.asarray(split.returns, dtype=np.float64).copy()
         ret[0] = 0.0
-        res = backtest(p / costs.leverage, ret, costs, bars_per_year)
-        n = len(p) - 1
-        exposure = p[:n]
+        res = backtest(p / costs.leverage, ret, costs, bars_per_year, gap_before=split.gap_before)
+        exposure = res.exposure
         action = np.where(exposure > 0, 1, np.where(exposure < 0, 2, 0)).astype(np.int64)
         out[name] = Replay(
-            np.arange(n),
+            np.arange(len(exposure)),
             action,
             exposure,
             res.raw_net_returns,
             bool(res.ruined),
-            direction=p / costs.leverage,
+            direction=res.positions,
         )
     return out
 
@@ -178,7 +180,7 @@ def evaluate_positions(
     *,
     name: str,
     dataset: str,
-    costs: CostModel,
+    costs: TradingRules,
     bars_per_year: float,
     n_trials: int = 1,
     truncation_results: dict[str, bool] | None = None,

@@ -1,18 +1,18 @@
 """Vectorized long/flat/short trading environment in torch (no Python loop over envs).
 
-Causality (DESIGN.md): the agent stands at bar ``t``'s close (``Obs.t``) and may look at rows
-``<= t`` only. The action chosen there sets the position held during bar ``t+1``; it earns
-``position * returns[t+1]`` with ``returns[i] = close[i]/close[i-1] - 1``. Costs are fractions of
-equity charged at the decision: ``transaction_cost * |new_pos - old_pos|``, ``carry_cost * |new_pos|``
-per bar in a position and ``borrow_rate_annual / bars_per_year * |new_pos|`` per bar short. Equity
-compounds: ``equity *= 1 + new_pos * returns[t+1] - costs``; ``equity <= ruin_equity`` ends the
-episode (terminated). Envs auto-reset when done.
+Causality: the agent stands at bar ``t``'s close (``Obs.t``) and may look at rows ``<= t`` only. The
+action chosen there sets the position held during bar ``t+1``; it earns ``position * returns[t+1]``
+with ``returns[i] = close[i]/close[i-1] - 1``. Costs, equity, ruin and the min-hold / cooldown masks
+are the trading rules of :mod:`himari_pipeline.trading.rules` (carry and borrow charged once per bar
+of time, so ``1 + gap_before[t+1]`` times across missing bars); ruin ends the episode (terminated).
+Envs auto-reset when done. A market may hold several independent segments (``segment_starts``):
+episodes start and end inside one of them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +20,13 @@ import torch
 from torch import Tensor
 
 from himari_pipeline.rl.rewards import REWARDS, StepContext, make_reward
+from himari_pipeline.trading.rules import (
+    TradingRules,
+    advance_hold,
+    hold_blocked,
+    hold_restricted,
+    trade_step,
+)
 from himari_pipeline.vocabulary import FLAT, LONG, N_REGIMES, NUM_ACTIONS, SHORT
 
 __all__ = ["FLAT", "LONG", "SHORT", "BARS_HELD_SCALE", "EnvConfig", "MarketArrays", "Obs", "VecTradingEnv"]
@@ -30,22 +37,37 @@ BARS_HELD_SCALE = math.log1p(100.0)
 
 @dataclass
 class MarketArrays:
-    """One split of the dataset as tensors on one device (shared by all envs and by the policy)."""
+    """One split of the dataset as tensors on one device (shared by all envs and by the policy).
+
+    ``gap_before[i]`` (optional) counts the expected bars missing just before bar ``i``; None = no
+    gaps. ``segment_starts`` (optional, first 0, increasing) cuts the rows into independent
+    segments (e.g. a market and its mirror image); None = one segment.
+    """
 
     features: Tensor  # (T, F) float32
     regime_ids: Tensor  # (T,) int64 in 0..3
     returns: Tensor  # (T,) float64, returns[i] = close[i]/close[i-1] - 1
     prices: Tensor  # (T,) float64
+    gap_before: Tensor | None = None  # (T,) int64 >= 0
+    segment_starts: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         t = self.returns.shape[0]
         if self.features.ndim != 2 or self.features.shape[0] != t:
             raise ValueError(f"features must be (T, F) with T={t}, got {tuple(self.features.shape)}")
-        for name in ("regime_ids", "prices"):
-            if getattr(self, name).shape != (t,):
-                raise ValueError(f"{name} must have shape ({t},), got {tuple(getattr(self, name).shape)}")
+        for name in ("regime_ids", "prices", "gap_before"):
+            arr = getattr(self, name)
+            if arr is not None and arr.shape != (t,):
+                raise ValueError(f"{name} must have shape ({t},), got {tuple(arr.shape)}")
         if t < 2:
             raise ValueError("need at least 2 bars")
+        if self.gap_before is not None and bool((self.gap_before < 0).any()):
+            raise ValueError("gap_before must be >= 0")
+        if self.segment_starts is not None:
+            starts = tuple(int(s) for s in self.segment_starts)
+            if not starts or starts[0] != 0 or bool((np.diff(starts) <= 0).any()) or starts[-1] >= t:
+                raise ValueError(f"segment_starts must start at 0 and increase below {t}, got {starts}")
+            self.segment_starts = starts
 
     @property
     def num_bars(self) -> int:
@@ -59,6 +81,12 @@ class MarketArrays:
     def device(self) -> torch.device:
         return self.features.device
 
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """``(start, end)`` row ranges (end exclusive) of the independent segments."""
+        starts = list(self.segment_starts or (0,))
+        return list(zip(starts, [*starts[1:], self.num_bars], strict=True))
+
     @classmethod
     def from_numpy(
         cls,
@@ -67,11 +95,14 @@ class MarketArrays:
         returns: np.ndarray,
         prices: np.ndarray,
         device: torch.device | str = "cpu",
+        gap_before: np.ndarray | None = None,
+        segment_starts: Sequence[int] | None = None,
     ) -> MarketArrays:
         """Validate numpy arrays and move them to ``device``.
 
-        ``returns[0]`` may be NaN (no previous close; never earned by any decision). Any other
-        non-finite return or feature, or a regime outside 0..3, raises ``ValueError``.
+        ``returns[0]`` (and the first return of every segment) may be NaN (no previous close; never
+        earned by any decision). Any other non-finite return or feature, or a regime outside 0..3,
+        raises ``ValueError``.
         """
         feats = np.asarray(features, dtype=np.float32)
         reg = np.asarray(regime_ids)
@@ -79,8 +110,9 @@ class MarketArrays:
         px = np.asarray(prices, dtype=np.float64)
         if ret.ndim != 1:
             raise ValueError(f"returns must be 1-D, got shape {ret.shape}")
-        if ret.size and not np.isfinite(ret[0]):
-            ret[0] = 0.0
+        firsts = np.asarray(segment_starts if segment_starts is not None else [0], dtype=np.int64)
+        firsts = firsts[(firsts >= 0) & (firsts < ret.size)]
+        ret[firsts] = np.where(np.isfinite(ret[firsts]), ret[firsts], 0.0)
         if not np.isfinite(ret).all():
             raise ValueError(f"non-finite return at row {int(np.flatnonzero(~np.isfinite(ret))[0])}")
         if not np.isfinite(feats).all():
@@ -89,11 +121,16 @@ class MarketArrays:
         if reg.size and (reg.min() < 0 or reg.max() >= N_REGIMES):
             raise ValueError(f"regime_ids must be in 0..{N_REGIMES - 1}, got [{reg.min()}, {reg.max()}]")
         dev = torch.device(device)
+        gaps = (
+            None if gap_before is None else torch.from_numpy(np.asarray(gap_before).astype(np.int64)).to(dev)
+        )
         return cls(
             features=torch.from_numpy(np.ascontiguousarray(feats)).to(dev),
             regime_ids=torch.from_numpy(reg.astype(np.int64)).to(dev),
             returns=torch.from_numpy(ret).to(dev),
             prices=torch.from_numpy(np.ascontiguousarray(px)).to(dev),
+            gap_before=gaps,
+            segment_starts=None if segment_starts is None else tuple(int(s) for s in segment_starts),
         )
 
     @classmethod
@@ -106,23 +143,38 @@ class MarketArrays:
         """From one split of the dataset: a ``datasets.SplitArrays`` or a dict of its arrays.
 
         Reads ``features_key`` (``features_denoised`` or ``features_raw``; a plain ``features`` key
-        also works), ``regime_ids``, ``returns`` and ``prices``.
+        also works), ``regime_ids``, ``returns``, ``prices`` and ``gap_before`` when present.
         """
-        get = split.__getitem__ if isinstance(split, Mapping) else lambda k: getattr(split, k)
+        if isinstance(split, Mapping):
+            get, gaps = split.__getitem__, split.get("gap_before")
+        else:
+            get, gaps = (lambda k: getattr(split, k)), getattr(split, "gap_before", None)
         return cls.from_numpy(
-            get(features_key), get("regime_ids"), get("returns"), get("prices"), device=device
+            get(features_key),
+            get("regime_ids"),
+            get("returns"),
+            get("prices"),
+            device=device,
+            gap_before=gaps,
         )
 
     def to(self, device: torch.device | str) -> MarketArrays:
         dev = torch.device(device)
         return MarketArrays(
-            self.features.to(dev), self.regime_ids.to(dev), self.returns.to(dev), self.prices.to(dev)
+            self.features.to(dev),
+            self.regime_ids.to(dev),
+            self.returns.to(dev),
+            self.prices.to(dev),
+            None if self.gap_before is None else self.gap_before.to(dev),
+            self.segment_starts,
         )
 
 
 @dataclass
 class EnvConfig:
-    """Trading rules and reward choice. Costs are fractions of equity (0.0015 = 0.15 %)."""
+    """Episode, context and reward choice plus the trading rules as flat fields (the experiment YAML's
+    ``env:`` keys and the checkpoints' ``env_config``); :attr:`rules` is them as :class:`TradingRules`,
+    which validates them. Costs are fractions of equity (0.0015 = 0.15 %)."""
 
     transaction_cost: float = 0.0015  # per unit of |position change|
     carry_cost: float = 0.0  # per bar, per unit of |position| held
@@ -139,32 +191,21 @@ class EnvConfig:
     ruin_equity: float = 0.0  # equity <= this ends the episode
 
     def __post_init__(self) -> None:
-        for name in ("transaction_cost", "carry_cost", "borrow_rate_annual"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {v}")
-        if not self.bars_per_year > 0:
-            raise ValueError(f"bars_per_year must be > 0, got {self.bars_per_year}")
-        if not 0 < self.max_leverage < math.inf:
-            raise ValueError(f"max_leverage must be finite and > 0, got {self.max_leverage}")
-        if not 0 < self.leverage <= self.max_leverage:
-            raise ValueError(
-                f"leverage must be in (0, max_leverage={self.max_leverage}], got {self.leverage}"
-            )
-        if self.min_hold < 0 or self.cooldown < 0:
-            raise ValueError("min_hold and cooldown must be >= 0")
+        self.rules  # noqa: B018 - validates the trading rules
         if self.episode_length is not None and self.episode_length < 1:
             raise ValueError(f"episode_length must be >= 1 or None, got {self.episode_length}")
         if self.context < 1:
             raise ValueError(f"context must be >= 1, got {self.context}")
         if self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; choose one of {sorted(REWARDS)}")
-        if self.ruin_equity < 0:
-            raise ValueError(f"ruin_equity must be >= 0, got {self.ruin_equity}")
+
+    @property
+    def rules(self) -> TradingRules:
+        return TradingRules.from_mapping(vars(self))
 
     @property
     def borrow_per_bar(self) -> float:
-        return self.borrow_rate_annual / self.bars_per_year
+        return self.rules.borrow_per_bar
 
 
 @dataclass
@@ -188,7 +229,7 @@ class VecTradingEnv:
     and their pre-reset observation is ``info["final_obs"]``. ``info`` holds (N,) tensors
     ``pnl, transaction_cost, carry_cost, borrow_cost, cost, equity`` (after the step, before reset),
     ``position``, ``blocked``, ``terminated`` (ruin), ``truncated`` (episode length or end of
-    data), ``episode_return`` (final equity - 1, clamped at -1; NaN where not done),
+    segment), ``episode_return`` (final equity - 1, clamped at -1; NaN where not done),
     ``episode_length`` (0 where not done) and the scalar tensor ``blocked_share`` (share of envs
     whose action was masked this step). ``blocked_total`` / ``steps_total`` count since construction.
     """
@@ -206,24 +247,16 @@ class VecTradingEnv:
         self.device = torch.device(device)
         self.market = market if market.device == self.device else market.to(self.device)
         self.cfg = cfg
+        self.rules = cfg.rules
         self.num_envs = int(num_envs)
-        n_bars = self.market.num_bars
-        self.t_lo = cfg.context - 1
-        self.t_hi = n_bars - 2  # last decision row: returns[t+1] must exist
-        if self.t_hi < self.t_lo:
-            raise ValueError(f"{n_bars} bars are too few for context {cfg.context}")
-        self.max_steps = cfg.episode_length if cfg.episode_length is not None else n_bars
-        self.start_hi = self.t_hi if cfg.episode_length is None else self.t_hi - cfg.episode_length + 1
-        if self.start_hi < self.t_lo:
-            raise ValueError(
-                f"episode_length {cfg.episode_length} + context {cfg.context} needs more than {n_bars} bars"
-            )
+        self._init_rows(cfg)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(int(seed))
         self.reward_fn = make_reward(cfg.reward, self.num_envs, self.device, **cfg.reward_kwargs)
         lev = float(cfg.leverage)
         self._pos_of_action = torch.tensor([0.0, lev, -lev], dtype=torch.float64, device=self.device)
-        self._masks_on = cfg.min_hold > 0 or cfg.cooldown > 0
+        gaps = self.market.gap_before
+        self._span = None if gaps is None or not bool(gaps.any()) else 1.0 + gaps.double()
         self._fixed_start: Tensor | None = None
         self.blocked_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.steps_total = 0
@@ -237,6 +270,38 @@ class VecTradingEnv:
         self.entry_equity = torch.ones(n, dtype=torch.float64, device=dev)
         self.steps = torch.zeros(n, dtype=torch.long, device=dev)
 
+    def _init_rows(self, cfg: EnvConfig) -> None:
+        """Decision rows per segment: ``start + context - 1 .. end - 2`` (``returns[t+1]`` must exist
+        in the segment); episode starts leave room for ``episode_length`` decisions."""
+        n_bars = self.market.num_bars
+        self.max_steps = cfg.episode_length if cfg.episode_length is not None else n_bars
+        room = 0 if cfg.episode_length is None else cfg.episode_length - 1
+        starts, last_row = [], torch.empty(n_bars, dtype=torch.long)
+        for lo, hi in self.market.segments:
+            if hi - 2 < lo + cfg.context - 1:
+                raise ValueError(f"a segment of {hi - lo} bars is too short for context {cfg.context}")
+            last_row[lo:hi] = hi - 2
+            if hi - 2 - room >= lo + cfg.context - 1:
+                starts.append(torch.arange(lo + cfg.context - 1, hi - 1 - room))
+        if not starts:
+            raise ValueError(
+                f"episode_length {cfg.episode_length} + context {cfg.context} needs more than "
+                f"{max(hi - lo for lo, hi in self.market.segments)} bars"
+            )
+        self.t_lo = cfg.context - 1  # first decision row of the first segment
+        self.t_hi = n_bars - 2  # last decision row of the last segment
+        self._decision_row = torch.zeros(n_bars, dtype=torch.bool)
+        for lo, hi in self.market.segments:
+            self._decision_row[lo + cfg.context - 1 : hi - 1] = True
+        if len(self.market.segments) == 1:
+            self._start_rows = None  # one contiguous range: t_lo .. start_hi
+            self._last_row = None
+            self.start_hi = int(starts[0][-1])
+        else:
+            self._start_rows = torch.cat(starts).to(self.device)
+            self._last_row = last_row.to(self.device)
+            self.start_hi = int(self._start_rows[-1])
+
     # ------------------------------------------------------------------ reset / observation
     def seed(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))
@@ -244,9 +309,14 @@ class VecTradingEnv:
     def _starts(self) -> Tensor:
         if self._fixed_start is not None:
             return self._fixed_start
-        return torch.randint(
-            self.t_lo, self.start_hi + 1, (self.num_envs,), generator=self.gen, device=self.device
+        if self._start_rows is None:
+            return torch.randint(
+                self.t_lo, self.start_hi + 1, (self.num_envs,), generator=self.gen, device=self.device
+            )
+        pick = torch.randint(
+            0, len(self._start_rows), (self.num_envs,), generator=self.gen, device=self.device
         )
+        return self._start_rows[pick]
 
     def reset(self, start: int | Tensor | None = None, seed: int | None = None) -> Obs:
         """Reset every env. ``start`` (int or (N,) tensor) pins the first decision row for evaluation;
@@ -257,8 +327,11 @@ class VecTradingEnv:
             self._fixed_start = None
         else:
             s = torch.as_tensor(start, dtype=torch.long, device=self.device).expand(self.num_envs).clone()
-            if bool(((s < self.t_lo) | (s > self.t_hi)).any()):
-                raise ValueError(f"start must be in [{self.t_lo}, {self.t_hi}] (context - 1 .. T - 2)")
+            if bool(((s < self.t_lo) | (s > self.t_hi)).any()) or not bool(self._decision_row[s.cpu()].all()):
+                raise ValueError(
+                    f"start must be a decision row in [{self.t_lo}, {self.t_hi}] "
+                    "(context - 1 .. T - 2 of a segment)"
+                )
             self._fixed_start = s
         self.t = self._starts().clone()
         self.action.zero_()
@@ -312,66 +385,55 @@ class VecTradingEnv:
         self.reward_fn.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("reward.")})
 
     # ------------------------------------------------------------------ masks
-    def _restricted(self) -> Tensor:
-        """(N,) True where only the current action is allowed (min hold or cooldown running)."""
-        cfg = self.cfg
-        in_pos = self.action != FLAT
-        return (in_pos & (self.held < cfg.min_hold)) | (
-            ~in_pos & self.after_close & (self.held < cfg.cooldown)
-        )
-
     def action_mask(self) -> Tensor:
         """(N, 3) bool, True = allowed. The current action is always allowed (keeping is free)."""
         allowed = torch.ones(self.num_envs, NUM_ACTIONS, dtype=torch.bool, device=self.device)
-        if not self._masks_on:
+        if not self.rules.holds_on:
             return allowed
+        restricted = hold_restricted(self.rules, self.position, self.held, self.after_close)
         keep = torch.arange(NUM_ACTIONS, device=self.device)[None, :] == self.action[:, None]
-        return allowed & (~self._restricted()[:, None] | keep)
+        return allowed & (~restricted[:, None] | keep)
 
     # ------------------------------------------------------------------ step
     def step(self, actions: Tensor) -> tuple[Obs, Tensor, Tensor, dict]:
-        cfg = self.cfg
+        rules = self.rules
         a = torch.as_tensor(actions, device=self.device).long()
         old_a, old_pos, held = self.action, self.position, self.held
-        if self._masks_on:
-            blocked = self._restricted() & (a != old_a)
+        new_pos = self._pos_of_action[a]
+        if rules.holds_on:
+            blocked = hold_blocked(rules, old_pos, new_pos, held, self.after_close)
             a = torch.where(blocked, old_a, a)
+            new_pos = torch.where(blocked, old_pos, new_pos)
         else:
             blocked = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        new_pos = self._pos_of_action[a]
-        abs_new = new_pos.abs()
-        tx = cfg.transaction_cost * (new_pos - old_pos).abs()
-        carry = cfg.carry_cost * abs_new
-        borrow = cfg.borrow_per_bar * (-new_pos).clamp(min=0.0)
-        costs = tx + carry + borrow
         t_next = self.t + 1
         r_next = self.market.returns[t_next]
-        pnl = new_pos * r_next
-        equity = self.equity * (1.0 + pnl - costs)
+        span = None if self._span is None else self._span[t_next]
+        out = trade_step(rules, old_pos, new_pos, r_next, self.equity, span)
+        equity = out.equity
 
         ctx = StepContext(
             position=old_pos,
             new_position=new_pos,
             r_next=r_next,
-            pnl=pnl,
-            costs=costs,
-            transaction_cost=tx,
-            carry_cost=carry,
-            borrow_cost=borrow,
+            pnl=out.pnl,
+            costs=out.cost,
+            transaction_cost=out.transaction_cost,
+            carry_cost=out.carry_cost,
+            borrow_cost=out.borrow_cost,
             regime=self.market.regime_ids[self.t],
             bars_held=held,
             after_close=self.after_close,
-            leverage=cfg.leverage,
+            leverage=rules.leverage,
         )
         reward = self.reward_fn(ctx)
 
-        changed = a != old_a
-        new_held = torch.where(changed, 1, held + 1)
-        after_close = torch.where(changed, a == FLAT, self.after_close)
-        entry = torch.where(changed, self.equity, self.entry_equity)
+        new_held, after_close = advance_hold(old_pos, new_pos, held, self.after_close)
+        entry = torch.where(a != old_a, self.equity, self.entry_equity)
         steps = self.steps + 1
-        terminated = equity <= cfg.ruin_equity
-        truncated = ((steps >= self.max_steps) | (t_next >= self.t_hi + 1)) & ~terminated
+        terminated = out.ruined
+        last = self.t_hi if self._last_row is None else self._last_row[self.t]
+        truncated = ((steps >= self.max_steps) | (t_next > last)) & ~terminated
         done = terminated | truncated
         final_obs = self._obs(t_next, a, new_held, equity, entry)
 
@@ -389,11 +451,11 @@ class VecTradingEnv:
         self.steps_total += self.num_envs
 
         info = {
-            "pnl": pnl,
-            "transaction_cost": tx,
-            "carry_cost": carry,
-            "borrow_cost": borrow,
-            "cost": costs,
+            "pnl": out.pnl,
+            "transaction_cost": out.transaction_cost,
+            "carry_cost": out.carry_cost,
+            "borrow_cost": out.borrow_cost,
+            "cost": out.cost,
             "equity": equity,
             "position": new_pos,
             "blocked": blocked,
