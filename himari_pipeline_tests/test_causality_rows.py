@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from himari_pipeline import incremental
+from himari_pipeline import every_row
 from himari_pipeline.causality import check_every_row, check_truncation_invariance, default_prefixes
 from himari_pipeline.ekf import EKFParams, denoise_features
 from himari_pipeline.ekf import vectorized as ekf_vectorized
@@ -31,21 +31,27 @@ def _data_check_prefixes(n: int) -> list[int]:
     return default_prefixes(n, count=6, min_rows=min(500, n // 2))
 
 
+def plant_feature_leak(monkeypatch, when: pd.Timestamp, column: str = "rsi_14") -> None:
+    """The shared feature code, with the row closing at ``when`` reading the next bar's close."""
+    real = features_compute.feature_arrays
+
+    def leaky(cols, ewm):
+        f = real(cols, ewm)
+        rows, pos = np.nonzero(np.atleast_2d(cols["ns"])[:, :-1] == when.value)  # has a next bar
+        if len(pos):
+            c = np.atleast_2d(cols["close"])
+            x = np.atleast_2d(f[column]).copy()
+            x[rows, pos] = 100.0 * (c[rows, pos + 1] > c[rows, pos])  # tomorrow's direction
+            f[column] = x.reshape(np.shape(f[column]))
+        return f
+
+    monkeypatch.setattr(features_compute, "feature_arrays", leaky)
+
+
 @pytest.mark.timeout(120)
 def test_one_row_feature_leak_is_missed_by_prefixes_and_caught_at_its_row(bars, monkeypatch):
-    real = features_compute.feature_arrays_resumable
     leak_ts = bars["timestamp"].iloc[LEAK_ROW]
-
-    def leaky(window, *args, **kwargs):  # the shared feature code, with one row using the next bar
-        f, rec = real(window, *args, **kwargs)
-        pos = np.flatnonzero(pd.DatetimeIndex(window["timestamp"]).asi8 == leak_ts.value)
-        if len(pos) and pos[0] + 1 < len(window):
-            c = window["close"].to_numpy()
-            f["rsi_14"] = f["rsi_14"].copy()
-            f["rsi_14"][pos[0]] = 100.0 * (c[pos[0] + 1] > c[pos[0]])  # tomorrow's direction
-        return f, rec
-
-    monkeypatch.setattr(features_compute, "feature_arrays_resumable", leaky)
+    plant_feature_leak(monkeypatch, leak_ts)
     full = compute_features(bars)  # the stored table, computed with the leak
     assert full["rsi_14"].iloc[LEAK_ROW] in (0.0, 100.0)
     ks = _data_check_prefixes(len(bars))
@@ -53,19 +59,37 @@ def test_one_row_feature_leak_is_missed_by_prefixes_and_caught_at_its_row(bars, 
         compute_features, bars, full=full, prefixes=ks
     ).ok  # 6 prefixes miss it
 
-    report = check_every_row(incremental.features_bar_by_bar(bars), full)
+    report = check_every_row(every_row.features_every_row(bars), full)
     assert not report.ok and report.rows_checked == len(bars)
     assert [(m["column"], m["row"], m["n_diff"]) for m in report.mismatches] == [("rsi_14", LEAK_ROW, 1)]
     summary = report.summary()
     assert f"column 'rsi_14' at row {LEAK_ROW} ({leak_ts})" in summary, summary
 
-    monkeypatch.setattr(features_compute, "feature_arrays_resumable", real)
+    monkeypatch.undo()
     clean = compute_features(bars)
-    ok = check_every_row(incremental.features_bar_by_bar(bars), clean)
+    ok = check_every_row(every_row.features_every_row(bars), clean)
     assert ok.ok and ok.rows_checked == len(bars) and "identical rows on every row from row 0" in ok.summary()
-    # only the newest rows: the same check from a state built on the earlier bars
-    tail = check_every_row(incremental.features_bar_by_bar(bars, start=LEAK_ROW), clean, start=LEAK_ROW)
+    # only the newest rows
+    tail = check_every_row(every_row.features_every_row(bars, start=LEAK_ROW), clean, start=LEAK_ROW)
     assert tail.ok and tail.rows_checked == len(bars) - LEAK_ROW
+
+
+@pytest.mark.parametrize(
+    "row", [0, 5, every_row.FEATURE_WINDOW - 2, every_row.FEATURE_WINDOW - 1, LEAK_ROW + 50]
+)
+def test_a_leak_on_any_row_is_caught_whether_its_window_is_a_prefix_or_trailing(bars, monkeypatch, row):
+    plant_feature_leak(monkeypatch, bars["timestamp"].iloc[row], "hour_sin")
+    full = compute_features(bars)
+    report = check_every_row(every_row.features_every_row(bars), full)
+    assert [(m["column"], m["row"], m["n_diff"]) for m in report.mismatches] == [("hour_sin", row, 1)]
+
+
+def test_a_tampered_stored_value_is_caught_even_one_ulp_off(bars):
+    full = compute_features(bars)
+    bad = full.copy()
+    bad.loc[LEAK_ROW, "cci_20"] = np.nextafter(bad.loc[LEAK_ROW, "cci_20"], np.inf)
+    report = check_every_row(every_row.features_every_row(bars, start=LEAK_ROW - 3), bad, start=LEAK_ROW - 3)
+    assert [(m["column"], m["row"]) for m in report.mismatches] == [("cci_20", LEAK_ROW)]
 
 
 def test_one_row_denoiser_leak_is_caught_at_its_row(bars, monkeypatch):
@@ -80,37 +104,39 @@ def test_one_row_denoiser_leak_is_caught_at_its_row(bars, monkeypatch):
         return out, st
 
     monkeypatch.setattr(ekf_vectorized, "ekf_filter", leaky)
-    monkeypatch.setattr(incremental, "ekf_filter", leaky)
     full = denoise_features(feats, params)
-    report = check_every_row(incremental.denoised_row_by_row(feats, params), full)
+    report = check_every_row(every_row.denoised_every_row(feats, params), full)
     assert [(m["column"], m["row"]) for m in report.mismatches] == [(FEATURE_NAMES[2], LEAK_ROW)]
 
     monkeypatch.undo()
-    assert check_every_row(incremental.denoised_row_by_row(feats, params), denoise_features(feats, params)).ok
+    assert check_every_row(every_row.denoised_every_row(feats, params), denoise_features(feats, params)).ok
 
 
 @pytest.mark.timeout(180)
-def test_one_row_regime_leak_is_caught_at_its_row(bars, monkeypatch):
-    real = regimes_detect.compute_indicators_resumable
-    leak_ts = bars["timestamp"].iloc[LEAK_ROW]
+@pytest.mark.parametrize("row", [LEAK_ROW, 300])
+def test_one_row_regime_leak_is_caught_at_its_row(bars, monkeypatch, row):
+    real = regimes_detect.indicator_arrays
+    leak_close = bars["close"].iloc[row]  # the regime code sees prices only; closes are unique here
+    assert (bars["close"] == leak_close).sum() == 1
 
-    def leaky(window, *args, **kwargs):  # the drawdown of one bar measured against the next close
-        ind, rec = real(window, *args, **kwargs)
-        pos = np.flatnonzero(pd.DatetimeIndex(window["timestamp"]).asi8 == leak_ts.value)
-        if len(pos) and pos[0] + 1 < len(window):
-            c = window["close"].to_numpy()
-            ind.loc[pos[0], "drawdown"] = min(c[pos[0] + 1] / c[pos[0]] - 1.0, 0.0) - 0.5
-        return ind, rec
+    def leaky(close, high, low, *args, **kwargs):  # the drawdown of one bar against the next close
+        ind = real(close, high, low, *args, **kwargs)
+        c = np.atleast_2d(close)
+        rows, pos = np.nonzero(c[:, :-1] == leak_close)
+        dd = np.atleast_2d(ind["drawdown"]).copy()
+        dd[rows, pos] = np.minimum(c[rows, pos + 1] / c[rows, pos] - 1.0, 0.0) - 0.5
+        ind["drawdown"] = dd.reshape(np.shape(ind["drawdown"]))
+        return ind
 
-    monkeypatch.setattr(regimes_detect, "compute_indicators_resumable", leaky)
-    monkeypatch.setattr(incremental, "compute_indicators_resumable", leaky)
+    monkeypatch.setattr(regimes_detect, "indicator_arrays", leaky)
     full = detect_regimes(bars, "1h")
-    report = check_every_row(incremental.regimes_bar_by_bar(bars, "1h"), full)
+    assert full["drawdown"].iloc[row] < -0.4
+    report = check_every_row(every_row.regimes_every_row(bars, "1h"), full)
     cols = {m["column"]: m["row"] for m in report.mismatches}
-    assert cols.get("drawdown") == LEAK_ROW and min(cols.values()) == LEAK_ROW
+    assert cols.get("drawdown") == row and min(cols.values()) == row
 
     monkeypatch.undo()
-    assert check_every_row(incremental.regimes_bar_by_bar(bars, "1h"), detect_regimes(bars, "1h")).ok
+    assert check_every_row(every_row.regimes_every_row(bars, "1h"), detect_regimes(bars, "1h")).ok
 
 
 def test_a_one_bar_input_gives_the_full_tables_first_row(bars):

@@ -53,87 +53,103 @@ _LN2 = float(np.log(2.0))
 
 @numba.njit(cache=True)
 def _roll_sum_kernel(x, n, out):  # pragma: no cover - numba
-    for t in range(n - 1, len(x)):
-        s = 0.0
-        for j in range(t - n + 1, t + 1):
-            s += x[j]
-        out[t] = s
+    for r in range(x.shape[0]):
+        for t in range(n - 1, x.shape[1]):
+            s = 0.0
+            for j in range(t - n + 1, t + 1):
+                s += x[r, j]
+            out[r, t] = s
 
 
 @numba.njit(cache=True)
 def _roll_var_kernel(x, n, ddof, out):  # pragma: no cover - numba
-    for t in range(n - 1, len(x)):
-        s = 0.0
-        lo = hi = x[t - n + 1]
-        for j in range(t - n + 1, t + 1):
-            s += x[j]
-            lo = min(lo, x[j])
-            hi = max(hi, x[j])
-        if np.isnan(s) or np.isinf(s):
-            continue
-        if lo == hi:  # a constant window has no variance (not the rounding residue of its mean)
-            out[t] = 0.0
-            continue
-        m = s / n
-        ss = 0.0
-        for j in range(t - n + 1, t + 1):
-            d = x[j] - m
-            ss += d * d
-        out[t] = ss / (n - ddof)
+    for r in range(x.shape[0]):
+        for t in range(n - 1, x.shape[1]):
+            s = 0.0
+            lo = hi = x[r, t - n + 1]
+            for j in range(t - n + 1, t + 1):
+                s += x[r, j]
+                lo = min(lo, x[r, j])
+                hi = max(hi, x[r, j])
+            if np.isnan(s) or np.isinf(s):
+                continue
+            if lo == hi:  # a constant window has no variance (not the rounding residue of its mean)
+                out[r, t] = 0.0
+                continue
+            m = s / n
+            ss = 0.0
+            for j in range(t - n + 1, t + 1):
+                d = x[r, j] - m
+                ss += d * d
+            out[r, t] = ss / (n - ddof)
 
 
 @numba.njit(cache=True)
 def _roll_corr_kernel(x, y, n, out):  # pragma: no cover - numba
-    for t in range(n - 1, len(x)):
-        sx = 0.0
-        sy = 0.0
-        const_x = True
-        const_y = True
-        for j in range(t - n + 1, t + 1):
-            sx += x[j]
-            sy += y[j]
-            const_x = const_x and x[j] == x[t]
-            const_y = const_y and y[j] == y[t]
-        if np.isnan(sx) or np.isnan(sy) or np.isinf(sx) or np.isinf(sy) or const_x or const_y:
-            continue  # NaN, or a constant side (no correlation, not the rounding residue of its mean)
-        mx = sx / n
-        my = sy / n
-        sxx = 0.0
-        syy = 0.0
-        sxy = 0.0
-        for j in range(t - n + 1, t + 1):
-            dx = x[j] - mx
-            dy = y[j] - my
-            sxx += dx * dx
-            syy += dy * dy
-            sxy += dx * dy
-        if sxx > 0.0 and syy > 0.0:
-            out[t] = sxy / np.sqrt(sxx * syy)
+    for r in range(x.shape[0]):
+        for t in range(n - 1, x.shape[1]):
+            sx = 0.0
+            sy = 0.0
+            const_x = True
+            const_y = True
+            for j in range(t - n + 1, t + 1):
+                sx += x[r, j]
+                sy += y[r, j]
+                const_x = const_x and x[r, j] == x[r, t]
+                const_y = const_y and y[r, j] == y[r, t]
+            if np.isnan(sx) or np.isnan(sy) or np.isinf(sx) or np.isinf(sy) or const_x or const_y:
+                continue  # NaN, or a constant side (no correlation, not the rounding residue of its mean)
+            mx = sx / n
+            my = sy / n
+            sxx = 0.0
+            syy = 0.0
+            sxy = 0.0
+            for j in range(t - n + 1, t + 1):
+                dx = x[r, j] - mx
+                dy = y[r, j] - my
+                sxx += dx * dx
+                syy += dy * dy
+                sxy += dx * dy
+            if sxx > 0.0 and syy > 0.0:
+                out[r, t] = sxy / np.sqrt(sxx * syy)
 
 
 @numba.njit(cache=True)
 def _roll_mad_kernel(x, n, out):  # pragma: no cover - numba
-    for t in range(n - 1, len(x)):
-        s = 0.0
-        for j in range(t - n + 1, t + 1):
-            s += x[j]
-        m = s / n
-        a = 0.0
-        for j in range(t - n + 1, t + 1):
-            a += abs(x[j] - m)
-        out[t] = a / n
+    for r in range(x.shape[0]):
+        for t in range(n - 1, x.shape[1]):
+            s = 0.0
+            for j in range(t - n + 1, t + 1):
+                s += x[r, j]
+            m = s / n
+            a = 0.0
+            for j in range(t - n + 1, t + 1):
+                a += abs(x[r, j] - m)
+            out[r, t] = a / n
 
 
 def _f64(x: np.ndarray | pd.Series) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
 
 
-def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar sum, NaN until ``n`` values (or when one of them is NaN)."""
+def _rows(x: np.ndarray) -> np.ndarray:
+    """``x`` as a 2-D contiguous float64 array of rows (the kernels run along the last axis)."""
     x = _f64(x)
-    out = np.full(len(x), np.nan)
-    _roll_sum_kernel(x, int(n), out)
+    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+
+
+def _run(kernel, x: np.ndarray, *args) -> np.ndarray:
+    """``kernel(rows of x, *args, out)`` with a NaN-filled ``out`` of ``x``'s shape."""
+    x = _f64(x)
+    out = np.full(x.shape, np.nan)
+    if x.size:
+        kernel(_rows(x), *args, out.reshape(_rows(x).shape))
     return out
+
+
+def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
+    """Trailing ``n``-bar sum along the last axis, NaN until ``n`` values (or when one of them is NaN)."""
+    return _run(_roll_sum_kernel, x, int(n))
 
 
 def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
@@ -143,10 +159,7 @@ def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
 
 def rolling_var(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
     """Trailing ``n``-bar variance, two-pass per window; exactly 0 on a constant window."""
-    x = _f64(x)
-    out = np.full(len(x), np.nan)
-    _roll_var_kernel(x, int(n), int(ddof), out)
-    return out
+    return _run(_roll_var_kernel, x, int(n), int(ddof))
 
 
 def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
@@ -156,34 +169,32 @@ def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
 
 def rolling_corr(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     """Trailing ``n``-bar Pearson correlation, two-pass per window; NaN if either side is constant."""
-    x, y = _f64(x), _f64(y)
-    out = np.full(len(x), np.nan)
-    _roll_corr_kernel(x, y, int(n), out)
+    x = _f64(x)
+    out = np.full(x.shape, np.nan)
+    if x.size:
+        _roll_corr_kernel(_rows(x), _rows(y), int(n), out.reshape(_rows(x).shape))
     return out
 
 
 def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
     """Trailing ``n``-bar mean absolute deviation from the window mean."""
-    x = _f64(x)
-    out = np.full(len(x), np.nan)
-    _roll_mad_kernel(x, int(n), out)
-    return out
+    return _run(_roll_mad_kernel, x, int(n))
 
 
 def _rolling_min(x: np.ndarray, n: int) -> np.ndarray:
     """Trailing ``n``-bar minimum; NaN until ``n`` bars or when the window holds a NaN (as pandas')."""
     x = _f64(x)
-    return (
-        _pad_front(sliding_window_view(x, n).min(axis=1), len(x)) if len(x) >= n else np.full(len(x), np.nan)
-    )
+    if x.shape[-1] < n:
+        return np.full(x.shape, np.nan)
+    return _pad_front(sliding_window_view(x, n, axis=-1).min(axis=-1), x.shape[-1])
 
 
 def _rolling_max(x: np.ndarray, n: int) -> np.ndarray:
     """Trailing ``n``-bar maximum (see :func:`_rolling_min`)."""
     x = _f64(x)
-    return (
-        _pad_front(sliding_window_view(x, n).max(axis=1), len(x)) if len(x) >= n else np.full(len(x), np.nan)
-    )
+    if x.shape[-1] < n:
+        return np.full(x.shape, np.nan)
+    return _pad_front(sliding_window_view(x, n, axis=-1).max(axis=-1), x.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,30 +203,37 @@ def _rolling_max(x: np.ndarray, n: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _ewm_kernel(x, alpha, minp, state, out):  # pragma: no cover - numba
-    # state = [weighted (NaN before the first observation), old_wt, nobs]; updated in place
-    w = state[0]
-    old_wt = state[1]
-    nobs = state[2]
+def _ewm_kernel(x, alpha, minp, state, out, trajectory):  # pragma: no cover - numba
+    # One row of `state` = [weighted (NaN before the first observation), old_wt, nobs] per row of
+    # `x`; updated in place. `trajectory[r, i]` (when it has columns) gets the state before x[r, i].
     fac = 1.0 - alpha
-    for i in range(len(x)):
-        cur = x[i]
-        obs = not np.isnan(cur)
-        if obs:
-            nobs += 1.0
-        if not np.isnan(w):
-            old_wt *= fac
+    record = trajectory.shape[1] > 0
+    for r in range(x.shape[0]):
+        w = state[r, 0]
+        old_wt = state[r, 1]
+        nobs = state[r, 2]
+        for i in range(x.shape[1]):
+            if record:
+                trajectory[r, i, 0] = w
+                trajectory[r, i, 1] = old_wt
+                trajectory[r, i, 2] = nobs
+            cur = x[r, i]
+            obs = not np.isnan(cur)
             if obs:
-                if w != cur:
-                    w = old_wt * w + alpha * cur
-                    w /= old_wt + alpha
-                old_wt = 1.0
-        elif obs:
-            w = cur
-        out[i] = w if nobs >= minp else np.nan
-    state[0] = w
-    state[1] = old_wt
-    state[2] = nobs
+                nobs += 1.0
+            if not np.isnan(w):
+                old_wt *= fac
+                if obs:
+                    if w != cur:
+                        w = old_wt * w + alpha * cur
+                        w /= old_wt + alpha
+                    old_wt = 1.0
+            elif obs:
+                w = cur
+            out[r, i] = w if nobs >= minp else np.nan
+        state[r, 0] = w
+        state[r, 1] = old_wt
+        state[r, 2] = nobs
 
 
 def ewm_alpha(span: float | None = None, alpha: float | None = None) -> float:
@@ -236,46 +254,58 @@ def _fresh_ewm_state() -> list[float]:
 class EWMRunner:
     """Runs the named EWMs of one computation and can resume them from stored states.
 
-    Each EWM processes rows ``[start, len(x))`` (rows before ``start`` are NaN), beginning from
-    ``states[key]`` (a fresh state when ``states`` is None). The state reached just before row
-    ``snapshot`` is recorded in :attr:`recorded` (after the last row when ``snapshot`` is None).
-    A state is ``[weighted, old_wt, nobs]`` (JSON-ready floats; ``weighted`` is NaN before the first
-    observation). With the defaults the runner is a plain, full-sample-free ``ewm(...).mean()``.
+    Each EWM runs along the last axis over positions ``[start, n)`` (earlier ones are NaN), beginning
+    from ``states[key]`` (a fresh state when ``states`` is None): one state ``[weighted, old_wt,
+    nobs]`` (JSON-ready floats; ``weighted`` is NaN before the first observation) for every row, or
+    an ``(rows, 3)`` array of one state per row of a 2-D input. The state reached just before
+    position ``snapshot`` is recorded in :attr:`recorded` (after the last one when ``snapshot`` is
+    None); with ``trajectory=True`` the state before every position of a 1-D input is kept in
+    :attr:`trajectory` (``(n, 3)`` per key). With the defaults the runner is a plain,
+    full-sample-free ``ewm(...).mean()``.
     """
 
     def __init__(
         self,
-        states: Mapping[str, list[float]] | None = None,
+        states: Mapping[str, list[float] | np.ndarray] | None = None,
         start: int = 0,
         snapshot: int | None = None,
+        trajectory: bool = False,
     ) -> None:
         if snapshot is not None and snapshot < start:
             raise ValueError(f"EWMRunner: snapshot {snapshot} precedes start {start}")
         self.states = None if states is None else dict(states)
         self.start = int(start)
         self.snapshot = snapshot
-        self.recorded: dict[str, list[float]] = {}
+        self.recorded: dict[str, list] = {}
+        self.keep_trajectory = trajectory
+        self.trajectory: dict[str, np.ndarray] = {}
 
     def mean(self, key: str, x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:
         """``pd.Series(x).ewm(alpha=alpha, adjust=False, min_periods=min_periods).mean()``, resumable."""
         if key in self.recorded:
             raise ValueError(f"EWMRunner: key {key!r} used twice")
+        x = _f64(x)
+        rows = _rows(x) if x.size else np.zeros((1, 0))
         if self.states is None:
-            st = np.array(_fresh_ewm_state())
+            st = np.array([_fresh_ewm_state()] * rows.shape[0])
         elif key in self.states:
-            st = np.array(self.states[key], dtype=np.float64)
+            st = np.array(np.broadcast_to(np.asarray(self.states[key], dtype=np.float64), (rows.shape[0], 3)))
         else:
             raise KeyError(f"EWMRunner: no stored state for {key!r}; stored: {sorted(self.states)}")
-        x = _f64(x)
-        out = np.full(len(x), np.nan)
-        snap = len(x) if self.snapshot is None else min(self.snapshot, len(x))
+        n = rows.shape[1]
+        out = np.full(rows.shape, np.nan)
+        snap = n if self.snapshot is None else min(self.snapshot, n)
         minp = float(max(int(min_periods), 1))
+        traj = np.full((rows.shape[0], n if self.keep_trajectory else 0, 3), np.nan)
         if self.start < snap:
-            _ewm_kernel(x[self.start : snap], float(alpha), minp, st, out[self.start : snap])
-        self.recorded[key] = [float(v) for v in st]
-        if snap < len(x):
-            _ewm_kernel(x[snap:], float(alpha), minp, st, out[snap:])
-        return out
+            run = slice(self.start, snap)
+            _ewm_kernel(rows[:, run], float(alpha), minp, st, out[:, run], traj[:, run])
+        self.recorded[key] = [float(v) for v in st[0]] if st.shape[0] == 1 else st.copy()
+        if snap < n:
+            _ewm_kernel(rows[:, snap:], float(alpha), minp, st, out[:, snap:], traj[:, snap:])
+        if self.keep_trajectory:
+            self.trajectory[key] = traj[0]
+        return out.reshape(x.shape)
 
 
 def _wilder(x: np.ndarray, n: int, ewm: EWMRunner, key: str) -> np.ndarray:
@@ -293,15 +323,16 @@ def _ema(x: np.ndarray, n: int, ewm: EWMRunner, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _shift(x: np.ndarray, k: int) -> np.ndarray:
+def lagged(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` lagged by ``k >= 1`` positions along the last axis (NaN in front)."""
     out = np.full_like(x, np.nan)
-    out[k:] = x[:-k]
+    out[..., k:] = x[..., :-k]
     return out
 
 
 def _pad_front(values: np.ndarray, n_total: int) -> np.ndarray:
-    out = np.full(n_total, np.nan)
-    out[n_total - len(values) :] = values
+    out = np.full((*values.shape[:-1], n_total), np.nan)
+    out[..., n_total - values.shape[-1] :] = values
     return out
 
 
@@ -323,12 +354,12 @@ def wilder_adx(
     ``ewm`` (default: a fresh :class:`EWMRunner`) runs the four smoothings under keys ``key + "_..."``.
     """
     ewm = EWMRunner() if ewm is None else ewm
-    up = h - _shift(h, 1)
-    down = _shift(low, 1) - low
+    up = h - lagged(h, 1)
+    down = lagged(low, 1) - low
     pdm = np.where((up > down) & (up > 0), up, 0.0)
     ndm = np.where((down > up) & (down > 0), down, 0.0)
-    pdm[0] = ndm[0] = np.nan
-    tr = _true_range(h, low, _shift(c, 1))
+    pdm[..., 0] = ndm[..., 0] = np.nan
+    tr = _true_range(h, low, lagged(c, 1))
     s_tr = _wilder(tr, n, ewm, f"{key}_tr")
     with np.errstate(divide="ignore", invalid="ignore"):
         di_pos = 100.0 * _wilder(pdm, n, ewm, f"{key}_pdm") / s_tr
@@ -342,9 +373,9 @@ def wilder_adx(
 
 def _aroon(x: np.ndarray, n: int, up: bool) -> np.ndarray:
     """ta's Aroon: ``argmax`` (first occurrence) over the last ``n + 1`` bars / n x 100."""
-    view = sliding_window_view(x, n + 1)
-    idx = view.argmax(axis=1) if up else view.argmin(axis=1)
-    return _pad_front(idx.astype(np.float64) / n * 100, len(x))
+    view = sliding_window_view(x, n + 1, axis=-1)
+    idx = view.argmax(axis=-1) if up else view.argmin(axis=-1)
+    return _pad_front(idx.astype(np.float64) / n * 100, x.shape[-1])
 
 
 def _cci(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 20, constant: float = 0.015) -> np.ndarray:
@@ -356,9 +387,9 @@ def _cci(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 20, constant: f
 def _mfi(h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, n: int = 14) -> np.ndarray:
     """ta's MFI formula with rolling sums (the first bar has no direction: NaN)."""
     tp = (h + low + c) / 3.0
-    tp_prev = _shift(tp, 1)
+    tp_prev = lagged(tp, 1)
     up_down = np.where(tp > tp_prev, 1.0, np.where(tp < tp_prev, -1.0, 0.0))
-    up_down[0] = np.nan
+    up_down[..., 0] = np.nan
     mfr = tp * v * up_down
     pos = np.where(mfr >= 0, mfr, 0.0)
     neg = np.where(mfr < 0, -mfr, 0.0)
@@ -432,21 +463,35 @@ def feature_arrays_resumable(
     snapshot: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
     """The feature columns of :func:`compute_features_resumable` as arrays (before infinities become NaN)."""
-    _check_bars(bars)
     ewm = EWMRunner(ewm_states, start, snapshot)
-    n = len(bars)
-    o, h, low, c, v = (
-        bars[col].to_numpy(dtype=np.float64) for col in ("open", "high", "low", "close", "volume")
-    )
+    return feature_arrays(bar_arrays(bars), ewm), ewm.recorded
+
+
+def bar_arrays(bars: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The inputs of :func:`feature_arrays`: OHLCV as float64 and ``ns`` (close time, int64 ns UTC)."""
+    _check_bars(bars)
+    cols = {k: bars[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")}
+    cols["ns"] = pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], utc=True)).asi8
+    return cols
+
+
+def feature_arrays(cols: Mapping[str, np.ndarray], ewm: EWMRunner) -> dict[str, np.ndarray]:
+    """Every feature along the last axis of the bar arrays ``cols`` (see :func:`bar_arrays`).
+
+    A 1-D input is one series of bars; a 2-D input is a stack of series (one window of bars per row,
+    each computed on its own, as the every-row causality check does). Infinities are kept here.
+    """
+    o, h, low, c, v = (_f64(cols[k]) for k in ("open", "high", "low", "close", "volume"))
+    n = c.shape[-1]
     f: dict[str, np.ndarray] = {}
     if n == 0:
-        return {name: np.full(n, np.nan) for name in FEATURE_NAMES}, {}
+        return {name: np.full(c.shape, np.nan) for name in FEATURE_NAMES}
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        c_prev = _shift(c, 1)
+        c_prev = lagged(c, 1)
         # returns
         for k in (1, 3, 12, 48, 96, 288):
-            f[f"logret_{k}"] = np.log(c / _shift(c, k)) if k < n else np.full(n, np.nan)
+            f[f"logret_{k}"] = np.log(c / lagged(c, k)) if k < n else np.full(c.shape, np.nan)
         f["logret_oc"] = np.log(c / o)
 
         # trend
@@ -457,8 +502,8 @@ def feature_arrays_resumable(
         f["macd_norm"] = macd / c
         f["macd_hist_norm"] = (macd - _ema(macd, 9, ewm, "macd_signal")) / c
         f["adx_14"], f["di_pos_14"], f["di_neg_14"] = wilder_adx(h, low, c, 14, ewm, "adx")
-        f["aroon_up_25"] = _aroon(h, 25, up=True) if n > 25 else np.full(n, np.nan)
-        f["aroon_down_25"] = _aroon(low, 25, up=False) if n > 25 else np.full(n, np.nan)
+        f["aroon_up_25"] = _aroon(h, 25, up=True) if n > 25 else np.full(c.shape, np.nan)
+        f["aroon_down_25"] = _aroon(low, 25, up=False) if n > 25 else np.full(c.shape, np.nan)
 
         # momentum
         rsi = _rsi(c, c_prev, 14, ewm)
@@ -494,7 +539,7 @@ def feature_arrays_resumable(
         f["volume_z_48"] = (v - rolling_mean(v, 48)) / rolling_std(v, 48)
         f["volume_ratio_288"] = v / rolling_mean(v, 288)
         signed_v = np.where(c < c_prev, -v, v)  # ta's OBV increment
-        signed_v[0] = np.nan
+        signed_v[..., 0] = np.nan
         f["obv_change_24"] = np.clip(rolling_sum(signed_v, 24) / rolling_sum(v, 24), -1.0, 1.0)
         f["mfi_14"] = _mfi(h, low, c, v, 14)
         mfv = ((c - low) - (h - c)) / (h - low)
@@ -503,15 +548,14 @@ def feature_arrays_resumable(
         f["volume_ret_corr_48"] = rolling_corr(np.abs(r1), v, 48)
 
         # calendar (the bar's close time, UTC), from integer nanoseconds (1970-01-01 was a Thursday)
-        ns = bars["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        seconds = ns // 1_000_000_000
+        seconds = np.asarray(cols["ns"], dtype=np.int64) // 1_000_000_000
         hour = (seconds // 3600) % 24 + ((seconds // 60) % 60) / 60.0 + (seconds % 60) / 3600.0
         dow = ((seconds // 86400 + 3) % 7).astype(np.float64)
         f["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
         f["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
         f["dow_sin"] = np.sin(2 * np.pi * dow / 7.0)
         f["dow_cos"] = np.cos(2 * np.pi * dow / 7.0)
-    return f, ewm.recorded
+    return f
 
 
 def _assemble(bars: pd.DataFrame, f: dict[str, np.ndarray], row_offset: int = 0) -> pd.DataFrame:

@@ -1,13 +1,14 @@
 """Causal four-regime labels (LOW_VOL, TRENDING, HIGH_VOL, CRISIS) with confidences.
 
-Every input is trailing (DESIGN.md causality convention): at bar ``t`` we use bars ``<= t`` only.
+Every input is trailing: at bar ``t`` we use bars ``<= t`` only.
 
 * ``vol``: realized volatility, rolling std of log close returns over ``vol_window_hours``
   (annualized with the data's calendar, for readability only; the percentile is scale-free),
   summed afresh per window (:func:`~himari_pipeline.features.compute.rolling_std`) so that it
   depends on the window's values only and can be continued exactly from a stored tail.
 * ``vol_pct``: percentile rank of ``vol[t]`` among the last ``pct_window_days`` of ``vol`` values
-  (``rolling(w).rank(pct=True)``), valid once ``pct_min_days`` of values exist. No threshold is fitted
+  (pandas' ``rolling(w).rank(pct=True)``, ties averaged, computed by a numba kernel that counts the
+  window afresh at each bar), valid once ``pct_min_days`` of values exist. No threshold is fitted
   on the full sample.
 * ``adx``: ADX from the ``ta`` library (``fillna=False``; its zero-filled warm-up is masked to NaN).
 * ``drawdown``: ``close / max(close over the last dd_window_days) - 1`` (<= 0).
@@ -37,10 +38,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numba
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.features.compute import EWMRunner, rolling_std, wilder_adx
+from himari_pipeline.features.compute import EWMRunner, lagged, rolling_std, wilder_adx
 from himari_pipeline.market.bars import bars_per_year, timeframe_delta
 from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, LOW_VOL, REGIMES, TRENDING, WARMUP_ID
 
@@ -130,10 +132,82 @@ class RegimeParams:
         }
 
 
-def _adx(bars: pd.DataFrame, window: int, ewm: EWMRunner | None = None) -> np.ndarray:
-    """Wilder's ADX (``ta``'s formula, vectorized in the features module); NaN while warming up."""
-    h, low, c = (bars[k].to_numpy(dtype=float) for k in ("high", "low", "close"))
-    return wilder_adx(h, low, c, window, ewm, "adx")[0]
+@numba.njit(cache=True)
+def _roll_pct_rank_kernel(x, n, minp, first, out):  # pragma: no cover - numba
+    # pandas' rolling(n, min_periods=minp).rank(pct=True): average rank of x[t] among the window's
+    # non-NaN values over their count; NaN where x[t] is NaN.
+    for r in range(x.shape[0]):
+        for t in range(first, x.shape[1]):
+            v = x[r, t]
+            if np.isnan(v):
+                continue
+            nobs = 0
+            less = 0
+            less_equal = 0
+            for j in range(max(0, t - n + 1), t + 1):
+                y = x[r, j]
+                if not np.isnan(y):
+                    nobs += 1
+                    if y < v:
+                        less += 1
+                    if y <= v:
+                        less_equal += 1
+            if nobs >= minp:
+                out[r, t] = ((less + 1) + less_equal) * 0.5 / nobs
+
+
+@numba.njit(cache=True)
+def _roll_max_kernel(x, n, minp, first, out):  # pragma: no cover - numba
+    # pandas' rolling(n, min_periods=minp).max(): NaN values skipped.
+    for r in range(x.shape[0]):
+        for t in range(first, x.shape[1]):
+            m = -np.inf
+            nobs = 0
+            for j in range(max(0, t - n + 1), t + 1):
+                y = x[r, j]
+                if not np.isnan(y):
+                    nobs += 1
+                    if y > m:
+                        m = y
+            if nobs >= minp:
+                out[r, t] = m
+
+
+def _windowed(kernel, x: np.ndarray, n: int, minp: int, first: int) -> np.ndarray:
+    """``kernel`` along the last axis of ``x`` at positions ``>= first`` (earlier ones NaN)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.full(x.shape, np.nan)
+    if x.size:
+        rows = x.reshape(-1, x.shape[-1])
+        kernel(rows, int(n), int(minp), int(first), out.reshape(rows.shape))
+    return out
+
+
+def indicator_arrays(
+    close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    timeframe: str,
+    params: RegimeParams,
+    ewm: EWMRunner,
+    first: int = 0,
+) -> dict[str, np.ndarray]:
+    """``vol``, ``vol_pct``, ``adx``, ``drawdown`` along the last axis of the bar arrays.
+
+    A 2-D input is a stack of bar windows, each computed on its own. ``vol_pct`` and ``drawdown``
+    are only computed at positions ``>= first`` (NaN before; 0 computes all).
+    """
+    w = params.window_bars(timeframe)
+    close = np.asarray(close, dtype=np.float64)
+    log_close = np.log(close)
+    logret = log_close - lagged(log_close, 1)
+    vol = rolling_std(logret, w["vol"]) * np.sqrt(bars_per_year(timeframe))
+    vol_pct = _windowed(_roll_pct_rank_kernel, vol, w["pct"], w["pct_min"], first)
+    drawdown = close / _windowed(_roll_max_kernel, close, w["dd"], 1, first) - 1.0
+    adx = wilder_adx(
+        np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64), close, w["adx"], ewm
+    )[0]
+    return {"vol": vol, "vol_pct": vol_pct, "adx": adx, "drawdown": drawdown}
 
 
 def compute_indicators(
@@ -156,25 +230,11 @@ def compute_indicators_resumable(
     With the defaults it is exactly :func:`compute_indicators`. Resumed on a slice, rows before
     ``start + regime_lookback(...)`` are incomplete; callers drop them.
     """
-    w = params.window_bars(timeframe)
     ewm = EWMRunner(ewm_states, start, snapshot)
-    close = bars["close"].astype(float).reset_index(drop=True)
-    logret = np.log(close).diff().to_numpy()
-    vol = pd.Series(rolling_std(logret, w["vol"]) * np.sqrt(bars_per_year(timeframe)))
-    vol_pct = vol.rolling(w["pct"], min_periods=w["pct_min"]).rank(pct=True)
-    peak = close.rolling(w["dd"], min_periods=1).max()
-    drawdown = close / peak - 1.0
-    adx = _adx(bars.reset_index(drop=True), w["adx"], ewm)
-    ind = pd.DataFrame(
-        {
-            "timestamp": bars["timestamp"].reset_index(drop=True),
-            "vol": vol.to_numpy(dtype=float),
-            "vol_pct": vol_pct.to_numpy(dtype=float),
-            "adx": adx,
-            "drawdown": drawdown.to_numpy(dtype=float),
-        }
-    )
-    return ind, ewm.recorded
+    h, low, c = (bars[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
+    ind = indicator_arrays(c, h, low, timeframe, params, ewm)
+    table = pd.DataFrame({"timestamp": bars["timestamp"].reset_index(drop=True), **ind})
+    return table, ewm.recorded
 
 
 def regime_lookback(timeframe: str, params: RegimeParams = RegimeParams()) -> int:
@@ -199,14 +259,22 @@ def _label_resumable(
     p: RegimeParams,
     state: int = WARMUP_ID,
     held: int = 0,
+    before: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """:func:`_label` continued from ``(state, held)``; also returns the final ``(state, held)``."""
+    """:func:`_label` continued from ``(state, held)``; also returns the final ``(state, held)``.
+
+    ``before`` (an ``(n, 2)`` int array), when given, receives the ``(state, held)`` before each row.
+    """
     n = len(vol_pct)
     out = np.full(n, WARMUP_ID, dtype=np.int8)
-    valid = ~(np.isnan(vol_pct) | np.isnan(adx) | np.isnan(dd))
+    valid = (~(np.isnan(vol_pct) | np.isnan(adx) | np.isnan(dd))).tolist()
     vp, ax, dw = vol_pct.tolist(), adx.tolist(), dd.tolist()
     state, held = int(state), int(held)
-    for t in np.flatnonzero(valid).tolist():
+    for t in range(n):
+        if before is not None:
+            before[t] = (state, held)
+        if not valid[t]:
+            continue
         v, a, d = vp[t], ax[t], dw[t]
         # Exit thresholds apply to the regime currently held, entry thresholds to the others.
         vthr_c = p.high_vol_pct - (p.vol_pct_margin if state == CRISIS else 0.0)
