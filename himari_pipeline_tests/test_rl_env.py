@@ -305,3 +305,42 @@ def test_state_dict_resumes_exactly(reward):
         torch.testing.assert_close(obs2.position_state, obs.position_state)
         torch.testing.assert_close(info2["equity"], info["equity"])
     assert fresh.blocked_total.item() == env.blocked_total.item() > 0
+
+
+# ---------------------------------------------------------------- segments
+def test_episodes_stay_inside_one_segment():
+    """Two 60-row segments (a NaN first return in each): no episode starts, runs or ends across 60."""
+    ret = np.r_[np.nan, np.full(59, 0.001), np.nan, np.full(59, -0.001)]
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((120, 2)).astype(np.float32)
+    m = MarketArrays.from_numpy(feats, np.zeros(120), ret, np.ones(120), segment_starts=[0, 60])
+    assert m.segments == [(0, 60), (60, 120)]
+    env = VecTradingEnv(m, EnvConfig(context=5, episode_length=None), 64, seed=3)
+    obs = env.reset()
+    seg = (obs.t >= 60).long()
+    assert set(seg.tolist()) == {0, 1}
+    assert bool(((obs.t - 60 * seg) >= 4).all())  # context - 1 rows into the segment
+    for _ in range(150):
+        obs, _, done, info = env.step(torch.randint(0, 3, (64,)))
+        end = info["final_obs"].t
+        # an episode ends exactly at its segment's last row (t + 1 = segment end - 1), never past it
+        assert bool((end[done] == 59 + 60 * seg[done]).all())
+        assert bool(((info["final_obs"].t[~done] >= 60).long() == seg[~done]).all())
+        seg = torch.where(done, (obs.t >= 60).long(), seg)
+    fixed = EnvConfig(context=5, episode_length=20)
+    assert bool((VecTradingEnv(m, fixed, 256, seed=1).reset().t.remainder(60) <= 58 - 19).all())
+
+
+def test_segment_starts_are_checked():
+    ret = np.r_[np.nan, np.full(9, 0.001)]
+    feats = np.zeros((10, 2), dtype=np.float32)
+    for bad in ([1, 5], [0, 5, 5], [0, 10]):
+        with pytest.raises(ValueError, match="segment_starts"):
+            MarketArrays.from_numpy(feats, np.zeros(10), ret, np.ones(10), segment_starts=bad)
+    m = MarketArrays.from_numpy(feats, np.zeros(10), ret, np.ones(10), segment_starts=[0, 5])
+    env = VecTradingEnv(m, EnvConfig(context=2, episode_length=None), 1)
+    env.reset(start=6)  # the first decision row of the second segment
+    with pytest.raises(ValueError, match="decision row"):
+        env.reset(start=5)  # a segment's first row has no context
+    with pytest.raises(ValueError, match="too short"):
+        VecTradingEnv(m, EnvConfig(context=5, episode_length=None), 1)

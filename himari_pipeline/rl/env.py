@@ -110,7 +110,7 @@ class MarketArrays:
         px = np.asarray(prices, dtype=np.float64)
         if ret.ndim != 1:
             raise ValueError(f"returns must be 1-D, got shape {ret.shape}")
-        firsts = np.asarray(segment_starts if segment_starts is not None else [0], dtype=np.int64)
+        firsts = np.asarray([0, *(segment_starts if segment_starts is not None else [])], dtype=np.int64)
         firsts = firsts[(firsts >= 0) & (firsts < ret.size)]
         ret[firsts] = np.where(np.isfinite(ret[firsts]), ret[firsts], 0.0)
         if not np.isfinite(ret).all():
