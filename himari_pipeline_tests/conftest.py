@@ -1,6 +1,9 @@
-"""Suite-wide settings shared by every test module."""
+"""Suite-wide settings and fixtures shared by every test module."""
 
 import os
+from pathlib import Path
+
+import pytest
 
 # The every-row truncation check recomputes each row from its own prefix (a few ms per row and asset).
 # Many tests materialize multi-year datasets only to test something else, so the suite checks every row
@@ -10,3 +13,11 @@ os.environ.setdefault("HIMARI_TRUNCATION_ROWS", "300")
 # Test-only experiments (`smoke*`) are partitions of the training assets only when this is set, and it
 # must be set before the definitions are first imported (any test module may be collected first).
 os.environ.setdefault("HIMARI_TEST_EXPERIMENTS", "1")
+
+
+@pytest.fixture
+def lake_env(tmp_path, monkeypatch) -> Path:
+    """This process on its own lake (``tmp_path/lake``) and Dagster home (``tmp_path/dagster_home``)."""
+    monkeypatch.setenv("HIMARI_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    return tmp_path

@@ -26,11 +26,10 @@ from himari_pipeline.defs.data_assets import DATA_ASSETS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.jobs import data_job, train_job
 from himari_pipeline.defs.partitions import training_key
-from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+from himari_pipeline.defs.resources import PipelineSettings
 from himari_pipeline.defs.training_assets import TRAINING_ASSETS, experiments_partitions
-from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
 from himari_pipeline.rl.experiments import load_experiment
-from himari_pipeline_tests.test_dagster_files import write_binance_csv
+from himari_pipeline_tests.builders import data_resources, synthetic_bars, write_binance_csv
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def raw(tmp_path):
 
 def _bars(days: int) -> pd.DataFrame:
     end = (pd.Timestamp("2024-12-01") + pd.Timedelta(days=days)).strftime("%Y-%m-%d")
-    return generate_synthetic_bars(SyntheticConfig(seed=1, start="2024-12-01", end=end, timeframe="1h"))
+    return synthetic_bars("2024-12-01", end, seed=1)
 
 
 def _tick(instance, raw, cursor=None):
@@ -176,7 +175,7 @@ def test_sensor_and_schedules_load_in_a_definitions_object(tmp_path):
         jobs=[data_job, train_job],
         sensors=SENSORS,
         schedules=SCHEDULES,
-        resources={"lake": LakeResource(root=str(tmp_path / "lake")), "settings": PipelineSettings()},
+        resources=data_resources(tmp_path / "lake"),
     )
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()

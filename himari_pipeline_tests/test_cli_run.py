@@ -9,7 +9,6 @@ two FAIL verdicts to exit code 0).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from himari_pipeline.defs.partitions import lake_partition
 from himari_pipeline.storage.lake import Lake
+from himari_pipeline_tests.builders import himari_env
 
 DATASET = "SYNTH-PLANTED_4h"
 EXP = "smoke_collapse"
@@ -37,14 +37,8 @@ def himari(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("cli")
-    out = {k: v for k, v in os.environ.items() if k != "HIMARI_TEST_EXPERIMENTS"}  # the CLI enables smoke*
-    out.update(
-        HIMARI_LAKE_ROOT=str(tmp / "lake"),
-        DAGSTER_HOME=str(tmp / "dagster_home"),
-        HIMARI_SYNTHETIC_START="2023-01-01",
-        HIMARI_TRUNCATION_PREFIXES="2",
-    )
-    return out
+    # without HIMARI_TEST_EXPERIMENTS: the CLI enables the smoke* experiments itself
+    return himari_env(tmp, synthetic_start="2023-01-01", truncation_prefixes="2")
 
 
 @pytest.fixture(scope="module")

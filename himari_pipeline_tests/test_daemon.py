@@ -22,8 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
-from himari_pipeline_tests.test_dagster_files import write_binance_csv
+from himari_pipeline_tests.builders import himari_env, synthetic_bars, write_binance_csv
 from himari_pipeline_tests.ui_helpers import (
     REPO,
     DagsterUI,
@@ -38,13 +37,8 @@ from himari_pipeline_tests.ui_helpers import (
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HIMARI_"))}
-    return env | {
-        "DAGSTER_HOME": str(tmp / "dagster_home"),
-        "HIMARI_LAKE_ROOT": str(tmp / "lake"),
-        "HIMARI_TRUNCATION_PREFIXES": "2",
-        "HIMARI_TRUNCATION_ROWS": "200",  # the row-by-row check on the newest 200 rows only
-    }
+    # the row-by-row check on the newest 200 rows only
+    return himari_env(tmp, truncation_prefixes="2", truncation_rows="200")
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -122,9 +116,7 @@ def test_daemon_sensor_schedule_killed_worker_and_restart(tmp_path):
         f"      working_directory: {REPO}\n"
     )
     key, folder = "DROP_1h", tmp_path / "lake" / "raw" / "DROP" / "1h"
-    bars = generate_synthetic_bars(
-        SyntheticConfig(seed=3, start="2024-01-01", end="2025-12-31", timeframe="1h")
-    )
+    bars = synthetic_bars("2024-01-01", "2025-12-31")
     folder.mkdir(parents=True)  # dropped before the start: the sensor's first tick finds it (no 60 s wait)
     write_binance_csv(bars, folder / "DROP-1h-2024-2025.csv")
     dropped = t0 = time.monotonic()

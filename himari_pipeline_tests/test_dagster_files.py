@@ -11,65 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from himari_pipeline.cli import app
-from himari_pipeline.defs.data_assets import DATA_ASSETS, FEATURES_T, RAW, SPLITS
-from himari_pipeline.defs.data_checks import DATA_CHECKS
-from himari_pipeline.defs.resources import LakeResource, PipelineSettings
-from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
+from himari_pipeline.defs.data_assets import FEATURES_T, RAW, SPLITS
 from himari_pipeline.storage.lake import Lake
-
-HOUR_MS = 3_600_000
-
-
-def _bars(start: str, end: str) -> pd.DataFrame:
-    return generate_synthetic_bars(SyntheticConfig(seed=3, start=start, end=end, timeframe="1h"))
-
-
-def write_binance_csv(bars: pd.DataFrame, path: Path, micros: bool = False) -> Path:
-    """Bars as a Binance kline CSV (no header; open time in ms, or µs like 2025+ spot files)."""
-    open_ms = (bars["timestamp"].astype("int64") // 1_000_000 - HOUR_MS).to_numpy()
-    scale = 1000 if micros else 1
-    rows = pd.DataFrame(
-        {
-            "open_time": open_ms * scale,
-            "open": bars["open"],
-            "high": bars["high"],
-            "low": bars["low"],
-            "close": bars["close"],
-            "volume": bars["volume"],
-            "close_time": (open_ms + HOUR_MS) * scale - 1,
-            "quote_volume": bars["volume"] * bars["close"],
-            "count": 100,
-            "taker_buy_volume": bars["volume"] / 2,
-            "taker_buy_quote_volume": bars["volume"] * bars["close"] / 2,
-            "ignore": 0,
-        }
-    )
-    rows.to_csv(path, header=False, index=False)
-    return path
-
-
-def _resources(tmp_path: Path) -> dict:
-    return {
-        "lake": LakeResource(root=str(tmp_path / "lake")),
-        "settings": PipelineSettings(raw_dir=str(tmp_path / "raw"), truncation_prefixes=2),
-    }
+from himari_pipeline_tests.builders import data_resources, materialize_data, synthetic_bars, write_binance_csv
 
 
 def _run(tmp_path: Path, key: str, selection=None) -> dg.ExecuteInProcessResult:
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("datasets", [key])
-    return dg.materialize(
-        [*DATA_ASSETS, *DATA_CHECKS],
-        partition_key=key,
-        instance=instance,
-        resources=_resources(tmp_path),
-        selection=selection,
-        raise_on_error=False,
-    )
+    resources = data_resources(tmp_path / "lake", raw_dir=str(tmp_path / "raw"), truncation_prefixes=2)
+    return materialize_data(key, resources, selection=selection)
 
 
 def test_binance_files_ms_and_us_dropped_in_raw_become_a_dataset(tmp_path):
-    bars = _bars("2024-11-01", "2025-01-31")
+    bars = synthetic_bars("2024-11-01", "2025-01-31")
     folder = tmp_path / "raw" / "BTCUSDT" / "1h"
     folder.mkdir(parents=True)
     cut = int(np.searchsorted(bars["timestamp"], pd.Timestamp("2025-01-01 01:00", tz="UTC")))
@@ -88,7 +41,7 @@ def test_binance_files_ms_and_us_dropped_in_raw_become_a_dataset(tmp_path):
 
 
 def test_parquet_file_source(tmp_path):
-    bars = _bars("2024-12-01", "2024-12-31")
+    bars = synthetic_bars("2024-12-01", "2024-12-31")
     folder = tmp_path / "raw" / "ETHUSDT" / "1h"
     folder.mkdir(parents=True)
     generic = bars.assign(timestamp=bars["timestamp"] - pd.Timedelta(hours=1))  # generic files: open time
@@ -100,7 +53,7 @@ def test_parquet_file_source(tmp_path):
 
 
 def test_bad_file_fails_with_file_row_rule_and_keeps_the_stored_version(tmp_path):
-    bars = _bars("2024-12-01", "2024-12-31")
+    bars = synthetic_bars("2024-12-01", "2024-12-31")
     folder = tmp_path / "raw" / "BTCUSDT" / "1h"
     folder.mkdir(parents=True)
     write_binance_csv(bars, folder / "good.csv")
@@ -120,16 +73,14 @@ def test_bad_file_fails_with_file_row_rule_and_keeps_the_stored_version(tmp_path
 
 
 @pytest.fixture
-def cli_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIMARI_LAKE_ROOT", str(tmp_path / "lake"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+def cli_env(lake_env, monkeypatch):
     monkeypatch.setenv("HIMARI_TRUNCATION_PREFIXES", "2")
-    return tmp_path
+    return lake_env
 
 
 def test_cli_ingest_validates_then_materializes_and_lists_versions(cli_env):
     tmp_path = cli_env
-    bars = _bars("2023-01-01", "2024-12-31")
+    bars = synthetic_bars("2023-01-01", "2024-12-31")
     good = write_binance_csv(bars, tmp_path / "BTCUSDT-1h.csv")
     runner = CliRunner()
     out = runner.invoke(app, ["ingest", str(good), "--symbol", "BTCUSDT", "--timeframe", "1h"])
@@ -144,7 +95,7 @@ def test_cli_ingest_validates_then_materializes_and_lists_versions(cli_env):
 
 def test_cli_ingest_rejects_bad_file_and_changes_nothing(cli_env):
     tmp_path = cli_env
-    bars = _bars("2024-12-01", "2024-12-31")
+    bars = synthetic_bars("2024-12-01", "2024-12-31")
     good = write_binance_csv(bars, tmp_path / "good.csv")
     runner = CliRunner()
     args = ["--symbol", "BTCUSDT", "--timeframe", "1h", "--no-materialize"]
@@ -165,7 +116,7 @@ def test_cli_ingest_rejects_bad_file_and_changes_nothing(cli_env):
 
 @pytest.mark.parametrize("symbol", ["../etc", "a'b", "SYNTH-NULL"])
 def test_cli_ingest_rejects_unsafe_or_reserved_names(cli_env, symbol):
-    good = write_binance_csv(_bars("2024-12-01", "2024-12-02"), cli_env / "g.csv")
+    good = write_binance_csv(synthetic_bars("2024-12-01", "2024-12-02"), cli_env / "g.csv")
     out = CliRunner().invoke(app, ["ingest", str(good), "--symbol", symbol, "--timeframe", "1h"])
     assert out.exit_code == 1
     assert not (cli_env / "lake" / "raw").exists() or not any((cli_env / "lake" / "raw").iterdir())

@@ -16,16 +16,16 @@ import dagster as dg
 import pytest
 
 from himari_pipeline.defs.data_assets import DATA_ASSETS, SPLITS
-from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.dbt_assets import dbt_marts, dbt_resource
 from himari_pipeline.defs.partitions import lake_partition, training_key
-from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+from himari_pipeline.defs.resources import LakeResource
 from himari_pipeline.defs.training_assets import CHECKPOINTS, TRAINING_ASSETS, TRAINING_CHECKS
 from himari_pipeline.defs.validation_assets import SUMMARY, VALIDATION_ASSETS, VALIDATION_CHECKS
 from himari_pipeline.rl.checkpoints import META_FILE
 from himari_pipeline.rl.experiments import load_experiment
 from himari_pipeline.sources import dataset_bars_per_year
 from himari_pipeline.storage.lake import Lake
+from himari_pipeline_tests.builders import data_resources, materialize_data
 
 DATASET = "SYNTH-PLANTED_4h"  # not smoke.yaml's default dataset (SYNTH-PLANTED_1h)
 PART = lake_partition("smoke", DATASET)
@@ -34,17 +34,10 @@ PART = lake_partition("smoke", DATASET)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    resources = {
-        "lake": LakeResource(root=str(tmp / "lake")),
-        "settings": PipelineSettings(synthetic_start="2023-01-01", truncation_prefixes=2),
-    }
+    resources = data_resources(tmp / "lake", synthetic_start="2023-01-01", truncation_prefixes=2)
     instance = dg.DagsterInstance.ephemeral()
     dataset = DATASET
-    instance.add_dynamic_partitions("datasets", [dataset])
-    data = dg.materialize(
-        [*DATA_ASSETS, *DATA_CHECKS], partition_key=dataset, instance=instance, resources=resources
-    )
-    assert data.success
+    assert materialize_data(dataset, resources, instance=instance).success
     res = dg.materialize(
         [*DATA_ASSETS, *TRAINING_ASSETS, *TRAINING_CHECKS],
         partition_key=training_key("smoke", dataset),

@@ -11,13 +11,12 @@ import pytest
 from himari_pipeline.defs.automation import CALENDAR_TAG, daily_append_schedule, raw_files_sensor
 from himari_pipeline.defs.resources import PipelineSettings
 from himari_pipeline.market.settings import DatasetSettings, write_settings
-from himari_pipeline_tests.test_dagster_files import _bars, write_binance_csv
+from himari_pipeline_tests.builders import synthetic_bars, write_binance_csv
 
 
 @pytest.fixture
-def lake(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIMARI_LAKE_ROOT", str(tmp_path / "lake"))
-    return tmp_path / "lake"
+def lake(lake_env):
+    return lake_env / "lake"
 
 
 def _schedule_at(instance, when: dt.datetime) -> list[str]:
@@ -52,7 +51,7 @@ def test_sensor_reruns_a_dataset_when_its_stored_settings_change(lake):
     raw = lake / "raw"
     folder = raw / "EURUSD" / "1h"
     folder.mkdir(parents=True)
-    write_binance_csv(_bars("2024-12-02", "2024-12-06"), folder / "eur.csv")
+    write_binance_csv(synthetic_bars("2024-12-02", "2024-12-06"), folder / "eur.csv")
     instance = dg.DagsterInstance.ephemeral()
 
     def tick(cursor=None):

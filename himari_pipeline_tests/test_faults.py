@@ -18,6 +18,7 @@ import pytest
 
 from himari_pipeline.storage.hashing import frame_hash
 from himari_pipeline.storage.lake import Lake
+from himari_pipeline_tests.builders import himari_env
 
 WRITER = textwrap.dedent(
     """
@@ -150,15 +151,13 @@ def test_data_run_killed_mid_write_does_not_block_the_next_run(tmp_path):
     from himari_pipeline_tests.ui_helpers import himari_command
 
     home = tmp_path / "dagster_home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HIMARI_"))}
-    env |= {
-        "DAGSTER_HOME": str(home),
-        "HIMARI_LAKE_ROOT": str(tmp_path / "lake"),
-        "HIMARI_SYNTHETIC_START": "2024-01-01",
-        "HIMARI_SYNTHETIC_END": "2025-12-31",
-        "HIMARI_TRUNCATION_PREFIXES": "2",
-        "HIMARI_TRUNCATION_ROWS": "200",
-    }
+    env = himari_env(
+        tmp_path,
+        synthetic_start="2024-01-01",
+        synthetic_end="2025-12-31",
+        truncation_prefixes="2",
+        truncation_rows="200",
+    )
     cmd = ["run", "-d", "SYNTH-PLANTED_1h", "--data-only"]
     log = tmp_path / "first_run.log"
     with log.open("w") as out:
@@ -221,8 +220,7 @@ def test_process_liveness_ignores_a_reused_pid():
 
 @pytest.mark.timeout(180)
 def test_doctor_reports_then_repairs_a_stale_temp_file_but_not_one_in_use(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HIMARI_"))}
-    env |= {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "HIMARI_LAKE_ROOT": str(tmp_path / "lake")}
+    env = himari_env(tmp_path)
     folder = tmp_path / "lake" / "artifacts" / "dataset_splits" / "A_1h"
     folder.mkdir(parents=True)
     stale, busy = folder / ".splits.npz.0123abcd.tmp", folder / ".other.npz.4567ef89.tmp"

@@ -20,12 +20,10 @@ import pytest
 from filelock import FileLock
 
 from himari_pipeline import sources
-from himari_pipeline.defs.data_assets import DATA_ASSETS, RAW, SPLITS
-from himari_pipeline.defs.data_checks import DATA_CHECKS
+from himari_pipeline.defs.data_assets import RAW, SPLITS
 from himari_pipeline.defs.partitions import lake_partition
-from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.storage.lake import Lake
-from himari_pipeline_tests.test_dagster_files import _bars, write_binance_csv
+from himari_pipeline_tests.builders import data_resources, materialize_data, synthetic_bars, write_binance_csv
 
 HIMARI = str(Path(sys.executable).with_name("himari"))
 
@@ -141,24 +139,13 @@ def test_daily_goog_splits_trains_and_reports(env, tmp_path):
 
 
 def _materialize_raw(tmp_path: Path, env: dict, key: str) -> dg.ExecuteInProcessResult:
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("datasets", [key])
-    return dg.materialize(
-        [*DATA_ASSETS, *DATA_CHECKS],
-        partition_key=key,
-        instance=instance,
-        resources={
-            "lake": LakeResource(root=env["HIMARI_LAKE_ROOT"]),
-            "settings": PipelineSettings(raw_dir=str(Path(env["HIMARI_LAKE_ROOT"]) / "raw")),
-        },
-        selection=[RAW],
-        raise_on_error=False,
-    )
+    lake = env["HIMARI_LAKE_ROOT"]
+    return materialize_data(key, data_resources(lake, raw_dir=str(Path(lake) / "raw")), selection=[RAW])
 
 
 @pytest.mark.timeout(300)
 def test_binance_outage_ingests_by_default_and_a_long_one_needs_the_stored_opt_in(env, tmp_path):
-    bars = _bars("2024-11-01", "2024-12-15")
+    bars = synthetic_bars("2024-11-01", "2024-12-15")
     short = write_binance_csv(bars.drop(index=range(200, 203)), tmp_path / "BTCUSDT-1h-2024-11.csv")
     out = himari(env, "ingest", str(short), "--symbol", "BTCUSDT", "--timeframe", "1h", "--no-materialize")
     assert out.returncode == 0, out.stderr
@@ -183,7 +170,7 @@ def test_binance_outage_ingests_by_default_and_a_long_one_needs_the_stored_opt_i
 
 @pytest.mark.timeout(300)
 def test_bad_options_and_files_get_clear_errors(env, tmp_path):
-    good = write_binance_csv(_bars("2024-12-01", "2024-12-03"), tmp_path / "good.csv")
+    good = write_binance_csv(synthetic_bars("2024-12-01", "2024-12-03"), tmp_path / "good.csv")
     base = ["--symbol", "BTCUSDT", "--timeframe", "1h", "--no-materialize"]
     cases = {
         "unknown gap policy 'foo'": ["ingest", str(good), *base, "--gap-policy", "foo"],
@@ -210,7 +197,7 @@ def test_bad_options_and_files_get_clear_errors(env, tmp_path):
 
 @pytest.mark.timeout(300)
 def test_concurrent_ingests_into_one_dataset_never_duplicate_bars(env, tmp_path):
-    bars = _bars("2024-12-01", "2024-12-20")
+    bars = synthetic_bars("2024-12-01", "2024-12-20")
     a = write_binance_csv(bars.iloc[:300], tmp_path / "a.csv")
     b = write_binance_csv(bars.iloc[200:], tmp_path / "b.csv")  # overlaps a by 100 bars
     base = ["--symbol", "BTCUSDT", "--timeframe", "1h", "--no-materialize"]
@@ -251,7 +238,8 @@ def test_concurrent_ingests_into_one_dataset_never_duplicate_bars(env, tmp_path)
 
 @pytest.mark.timeout(600)
 def test_failed_materialization_rolls_back_what_ingest_copied(env, tmp_path):
-    tiny = write_binance_csv(_bars("2024-12-01", "2024-12-03"), tmp_path / "tiny.csv")  # too short to split
+    # too short to split
+    tiny = write_binance_csv(synthetic_bars("2024-12-01", "2024-12-03"), tmp_path / "tiny.csv")
     out = himari(env, "ingest", str(tiny), "--symbol", "BTCUSDT", "--timeframe", "1h", "--calendar", "24/7")
     assert out.returncode == 1, out.stdout
     assert "rolled back" in out.stderr and "tiny.csv" in out.stderr and "dataset.json" in out.stderr
