@@ -22,10 +22,12 @@ from himari_pipeline.evaluation.report import (
     build_validation_report,
     replay_greedy,
     resolve_checkpoints,
+    store_report,
 )
 from himari_pipeline.evaluation.significance import probabilistic_sharpe_ratio
 from himari_pipeline.rl.experiments import load_experiment
 from himari_pipeline.rl.training import build_synthetic_splits, evaluate_checkpoint, train_experiment
+from himari_pipeline.storage.lake import Lake
 
 BPY = 8760.0
 TRUNC_OK = {"features": True, "features_denoised": True, "regimes": True}
@@ -172,3 +174,36 @@ def test_html_helpers(tmp_path):
     assert 'class="verdict pass"' in page and "data:image/png;base64,iVBORw==" in page and "careful" in page
     p = write_text_atomic(tmp_path / "x.html", page)
     assert p.read_text() == page and len(list(tmp_path.iterdir())) == 1
+
+
+def test_store_report_writes_the_page_its_markdown_and_tables(report, tmp_path):
+    lake = Lake(tmp_path)
+    stored = store_report(
+        lake,
+        report,
+        asset="validation_report",
+        partition="smoke.SYNTH",
+        inputs={"splits": "abc"},
+        tables={"validation_metrics": "validation_metrics", "validation_summary": "validation_summary"},
+        code_version="v1",
+        run_id="r1",
+        markdown=True,
+    )
+    page = stored.html_path(lake)
+    assert page.is_relative_to(lake.root) and "Verdict: FAIL" in page.read_text()
+    assert (lake.root / stored.markdown.path).read_text().startswith("# Validation report")
+    assert stored.markdown.inputs == {"validation_report": stored.html.version}
+    summary = lake.read_table("validation_summary", "smoke.SYNTH")
+    assert summary["report_path"].iloc[0] == stored.html.path  # the summary points at the stored page
+    assert stored.tables["validation_summary"].inputs == {"validation_report": stored.html.version}
+    assert len(lake.read_table("validation_metrics", "smoke.SYNTH")) == len(report.metrics)
+    plain = store_report(
+        lake,
+        report,
+        asset="validation_report",
+        partition="other.SYNTH",
+        inputs={},
+        tables={},
+        code_version="v1",
+    )
+    assert plain.markdown is None and plain.tables == {}

@@ -8,7 +8,6 @@ count and the costs as run config. The asset writes the report (HTML), `strategy
 the run stays green and the verdict is in the metadata.
 """
 
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -22,10 +21,8 @@ from himari_pipeline.defs.jobs import RUN
 from himari_pipeline.defs.partitions import DATASET_DIM, SPLITS_OF_DATASET, datasets_partitions
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.validation_assets import truncation_results
-from himari_pipeline.evaluation import attribution as attribution_mod
 from himari_pipeline.evaluation import report as report_mod
 from himari_pipeline.evaluation import strategy as strategy_mod
-from himari_pipeline.evaluation import verdict as verdict_mod
 from himari_pipeline.market.bars import validate_name
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.trading.rules import TradingRules
@@ -37,7 +34,7 @@ STRATEGY_EVAL, POSITIONS, STRATEGY_METRICS, STRATEGY_SUMMARY = (
     "strategy_metrics",
     "strategy_summary",
 )
-STRATEGY_CODE = code_version(strategy_mod, attribution_mod, report_mod, verdict_mod)
+STRATEGY_CODE = code_version(strategy_mod, *report_mod.CODE_MODULES)
 strategies_partitions = dg.DynamicPartitionsDefinition(name="strategies")
 strategy_partitions = dg.MultiPartitionsDefinition(
     {STRATEGY_DIM: strategies_partitions, DATASET_DIM: datasets_partitions}
@@ -103,47 +100,31 @@ def strategy_evaluations(
         bar_timestamps=pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], utc=True)).asi8,
         source=config.source or f"{name}.parquet",
     )
-    inputs = {POSITIONS: pos_v.version, SPLITS: split_v.version}
-    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-        html = report.write_html(Path(tmp) / "strategy_report.html")
-        md = Path(tmp) / "strategy_report.md"
-        md.write_text(report.to_markdown(), encoding="utf-8")
-        v = store.write_file(
-            STRATEGY_EVAL,
-            part,
-            html,
-            inputs=inputs,
-            code_version=STRATEGY_CODE,
-            run_id=context.run_id,
-            metadata={"verdict": report.verdict.passed},
-        )
-        md_v = store.write_file(
-            f"{STRATEGY_EVAL}_markdown", part, md, inputs={STRATEGY_EVAL: v.version}, run_id=context.run_id
-        )
-    tables = report.tables(report_path=v.path)
-    for table, src in ((STRATEGY_METRICS, "validation_metrics"), (STRATEGY_SUMMARY, "validation_summary")):
-        store.write_table(
-            table,
-            part,
-            tables[src],
-            inputs={STRATEGY_EVAL: v.version},
-            code_version=STRATEGY_CODE,
-            run_id=context.run_id,
-        )
+    stored = report_mod.store_report(
+        store,
+        report,
+        asset=STRATEGY_EVAL,
+        partition=part,
+        inputs={POSITIONS: pos_v.version, SPLITS: split_v.version},
+        tables={STRATEGY_METRICS: "validation_metrics", STRATEGY_SUMMARY: "validation_summary"},
+        code_version=STRATEGY_CODE,
+        run_id=context.run_id,
+        markdown=True,
+    )
     ev = report.evidence
-    attr = ev["attribution"]["test"]
+    attr = ev.attribution["test"]
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(v.version),
+        data_version=dg.DataVersion(stored.html.version),
         metadata={
             "verdict": "PASS" if report.verdict.passed else "FAIL",
             "reasons": "; ".join(report.verdict.reasons) or "none",
             "warnings": "; ".join(report.verdict.warnings) or "none",
-            "report_html": dg.MetadataValue.path(str(store.root / v.path)),
-            "report_markdown": dg.MetadataValue.path(str(store.root / md_v.path)),
-            "test_sharpe": float(ev["test_sharpe"]),
-            "live_sharpe": float(ev["live_sharpe"]),
-            "dsr": float(ev["dsr"]),
-            "permutation_p": float(ev["permutation_p"]),
+            "report_html": dg.MetadataValue.path(str(stored.html_path(store))),
+            "report_markdown": dg.MetadataValue.path(str(store.root / stored.markdown.path)),
+            "test_sharpe": float(ev.test_sharpe),
+            "live_sharpe": float(ev.live_sharpe),
+            "dsr": float(ev.dsr),
+            "permutation_p": float(ev.permutation_p),
             "test_timing_share": float(attr["timing_share"]),
             "test_timing_p": float(attr["timing_p"]),
             "trials": config.trials,

@@ -25,7 +25,6 @@ from himari_pipeline.defs.partitions import (
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import CHECKPOINTS, experiment_on_dataset, run_dir
 from himari_pipeline.evaluation import report as report_mod
-from himari_pipeline.evaluation import verdict as verdict_mod
 from himari_pipeline.rl.checkpoints import WeightsCatalog, verified_checkpoint
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.storage.lake import Lake, LakeError
@@ -36,7 +35,7 @@ REPORT_HTML, METRICS, SUMMARY, PROMOTED = (
     "validation_summary",
     "promoted",
 )
-REPORT_CODE = code_version(report_mod, verdict_mod)
+REPORT_CODE = code_version(*report_mod.CODE_MODULES)
 TRUNCATION_CHECKS = {a: f"{a}_truncation_invariance" for a in (FEATURES_T, DENOISED, REGIMES)}
 
 
@@ -113,38 +112,25 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
         weights=WeightsCatalog.from_table(store.root, store.read_table(CHECKPOINTS, part, ck.version)),
     )
     collapse_first(report.verdict.reasons)
-    inputs = {CHECKPOINTS: ck.version, SPLITS: split_v.version}
-    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-        html = report.write_html(Path(tmp) / "validation_report.html")
-        v = store.write_file(
-            REPORT_HTML,
-            part,
-            html,
-            inputs=inputs,
-            code_version=REPORT_CODE,
-            run_id=context.run_id,
-            metadata={"verdict": report.verdict.passed},
-        )
-    tables = report.tables(report_path=v.path)
-    written = {
-        name: store.write_table(
-            name,
-            part,
-            tables[name],
-            inputs={REPORT_HTML: v.version},
-            code_version=REPORT_CODE,
-            run_id=context.run_id,
-        )
-        for name in (METRICS, SUMMARY)
-    }
+    stored = report_mod.store_report(
+        store,
+        report,
+        asset=REPORT_HTML,
+        partition=part,
+        inputs={CHECKPOINTS: ck.version, SPLITS: split_v.version},
+        tables={METRICS: "validation_metrics", SUMMARY: "validation_summary"},
+        code_version=REPORT_CODE,
+        run_id=context.run_id,
+    )
+    v, html_path = stored.html, stored.html_path(store)
     verdict = "PASS" if report.verdict.passed else "FAIL"
     n_reasons = len(report.verdict.reasons)
     context.log.info(
         f"{exp.name} on {exp.dataset}: verdict {verdict}"
         + (f" ({n_reasons} reason{'s' if n_reasons > 1 else ''})" if n_reasons else "")
-        + f"; report at {store.root / v.path}"
+        + f"; report at {html_path}"
     )
-    plots = plot_metadata(_plots(report))  # every plot, under its name (plot_action_mix, ...)
+    plots = plot_metadata(report.plots)  # every plot, under its name (plot_action_mix, ...)
     yield result(
         v,
         asset_key=REPORT_HTML,
@@ -155,27 +141,23 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
         reasons=dg.MetadataValue.md("\n".join(f"- {r}" for r in report.verdict.reasons) or "none"),
         warnings=dg.MetadataValue.md("\n".join(f"- {w}" for w in report.verdict.warnings) or "none"),
         report=dg.MetadataValue.md(_strip_images(report.to_markdown())),
-        html_report=dg.MetadataValue.path(str(store.root / v.path)),
-        html_report_url=dg.MetadataValue.url((store.root / v.path).as_uri()),
+        html_report=dg.MetadataValue.path(str(html_path)),
+        html_report_url=dg.MetadataValue.url(html_path.as_uri()),
         truncation_invariance=dg.MetadataValue.json(truncation),
         **plots,
     )
-    yield result(written[METRICS], asset_key=METRICS)
+    yield result(stored.tables[METRICS], asset_key=METRICS)
     yield result(
-        written[SUMMARY],
+        stored.tables[SUMMARY],
         asset_key=SUMMARY,
         verdict=dg.MetadataValue.text(verdict),
-        summary=md_table(tables[SUMMARY].T.set_axis(["value"], axis=1)),
+        summary=md_table(stored.frames["validation_summary"].T.set_axis(["value"], axis=1)),
     )
 
 
 def collapse_first(reasons: list[str]) -> None:
     """Put collapse reasons at the top of a verdict's reasons (in place; the order is otherwise kept)."""
     reasons.sort(key=lambda r: "collapse" not in r)
-
-
-def _plots(report) -> list:
-    return [p for s in report.sections for p in s.plots]
 
 
 def _strip_images(md: str) -> str:
