@@ -1,4 +1,4 @@
-"""Any strategy's positions through the report and gate: a good rule passes, null and Experiment 9 fail.
+"""Any strategy's positions through the report and gate: a good rule passes, null and a drifting profile fail.
 
 The market is the built-in synthetic one (2020-2025, 1h) with seed 1: its planted trend component is
 what the trailing-mean rule (``reference_rule_positions``, past bars only) exploits; the null twin
@@ -48,8 +48,9 @@ def _trend_file(bars: pd.DataFrame, path: Path) -> Path:
     return _write(path, bars["timestamp"], reference_rule_positions(bars["close"].to_numpy(), "1h"))
 
 
-def _experiment9_file(bars: pd.DataFrame, live_start: int, path: Path) -> Path:
-    """Held 48-bar blocks, 54/34/12 long/short/flat before the live year, 22/64/14 in it (log 000)."""
+def _drifting_profile_file(bars: pd.DataFrame, live_start: int, path: Path) -> Path:
+    """Held 48-bar blocks, 54/34/12 long/short/flat before the live year, 22/64/14 in it: a short bias
+    that appears in a rising live year."""
     rng = np.random.default_rng(9)
     n_blocks = len(bars) // 48 + 1
     ts = pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], utc=True)).asi8
@@ -100,10 +101,10 @@ def test_trend_rule_fails_on_the_null_market(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_experiment9_profile_fails_with_its_reasons(planted, tmp_path):
+def test_drifting_profile_fails_with_its_reasons(planted, tmp_path):
     splits, bars = planted
     live_start = int(np.asarray(splits["live"].timestamps)[0])
-    rep = _evaluate(_experiment9_file(bars, live_start, tmp_path / "exp9.csv"), splits, "exp9")
+    rep = _evaluate(_drifting_profile_file(bars, live_start, tmp_path / "exp9.csv"), splits, "exp9")
     assert not rep.verdict.passed
     reasons = " | ".join(rep.verdict.reasons)
     assert "underperforms buy-and-hold in the live year" in reasons
@@ -139,7 +140,8 @@ def test_bad_files_name_file_row_and_rule(planted, tmp_path, edit, rule, row):
 
 @pytest.mark.timeout(600)
 def test_cli_evaluate_exit_codes(tmp_path):
-    """As a user: a file dataset, `himari evaluate` -> PASS (0), Experiment 9 -> FAIL (3), bad file (2)."""
+    """As a user on a file dataset: `himari evaluate` exits 0 on PASS, 3 on the drifting profile's
+    FAIL and 2 on a bad file."""
     env = {
         **os.environ,
         "HIMARI_LAKE_ROOT": str(tmp_path / "lake"),
@@ -175,7 +177,7 @@ def test_cli_evaluate_exit_codes(tmp_path):
 
     split_ts = pd.to_datetime(bars["timestamp"], utc=True)
     live_start = int(pd.Timestamp("2025-01-01 01:00", tz="UTC").value)  # the live year of this dataset
-    exp9 = _experiment9_file(bars, live_start, tmp_path / "exp9.csv")
+    exp9 = _drifting_profile_file(bars, live_start, tmp_path / "exp9.csv")
     out = himari("evaluate", "PLANTED1_1h", "--positions", str(exp9), "--trials", "5")
     assert out.returncode == 3, out.stdout + out.stderr
     assert "verdict: FAIL" in out.stdout and "underperforms buy-and-hold" in out.stdout
