@@ -78,6 +78,8 @@ SELECTION_FIELDS = (
 )
 _PPO_FIELDS = tuple(f.name for f in dataclasses.fields(PPOConfig))
 _ALGO_FIELDS = tuple(n for n in _PPO_FIELDS if n not in SELECTION_FIELDS and n not in ("device", "exp_name"))
+# fields left out of the canonical config while at their default, so adding them kept every hash
+_OMIT_AT_DEFAULT = {"seeds": None, "mirror": False}
 _ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))
 _POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyConfig))
 _TOP_FIELDS = (
@@ -197,7 +199,9 @@ class Experiment:
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
         self.env = env
-        self.ppo = {k: ppo[k] for k in _ALGO_FIELDS}
+        self.ppo = {
+            k: ppo[k] for k in _ALGO_FIELDS if not (k in _OMIT_AT_DEFAULT and ppo[k] == _OMIT_AT_DEFAULT[k])
+        }
         self.selection = {k: ppo[k] for k in SELECTION_FIELDS}
 
     # ------------------------------------------------------------------ configs

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-N_ACTIONS = 3  # 0 FLAT, 1 LONG, 2 SHORT
+from himari_pipeline.vocabulary import NUM_ACTIONS
 
 
 def split_receptive_field(context: int, n_layers: int) -> tuple[int, ...]:
@@ -55,7 +55,7 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.actor_bias_init is not None:
             self.actor_bias_init = tuple(float(b) for b in self.actor_bias_init)
-            if len(self.actor_bias_init) != N_ACTIONS:
+            if len(self.actor_bias_init) != NUM_ACTIONS:
                 raise ValueError("actor_bias_init needs one value per action")
         if self.attn_windows is None:
             self.attn_windows = split_receptive_field(self.context, self.n_layers)
@@ -179,7 +179,7 @@ class RegimeConditionedPolicy(nn.Module):
         self.actor = nn.Sequential(
             _layer_init(nn.Linear(2 * d, cfg.actor_hidden), math.sqrt(2)),
             nn.Tanh(),
-            _layer_init(nn.Linear(cfg.actor_hidden, N_ACTIONS), 0.01),
+            _layer_init(nn.Linear(cfg.actor_hidden, NUM_ACTIONS), 0.01),
         )
         self.critic = nn.Sequential(
             _layer_init(nn.Linear(2 * d, cfg.critic_hidden), math.sqrt(2)),
@@ -209,45 +209,20 @@ class RegimeConditionedPolicy(nn.Module):
 
         Needed bars are grouped into contiguous runs (gaps shorter than ``context`` are bridged),
         each run is cut into chunks of at most ``chunk_rows`` query rows preceded by ``context - 1``
-        rows of history, and the chunks are encoded in batched passes of ``chunk_batch`` chunks.
-        Rows whose history starts before bar 0 see only the bars that exist.
+        rows of history (:func:`chunk_plan`), and the chunks are encoded in batched passes of
+        ``chunk_batch`` chunks. Rows whose history starts before bar 0 see only the bars that exist.
         """
-        c, q = self.cfg.context, self.cfg.chunk_rows
-        flat = t_idx.reshape(-1).long()
-        if flat.numel() == 0:
+        if t_idx.numel() == 0:
             return features.new_zeros(*t_idx.shape, self.cfg.d_model)
-        uniq, inverse = torch.unique(flat, sorted=True, return_inverse=True)
-        ulist = uniq.tolist()
-        chunks: list[tuple[int, int]] = []  # inclusive (first, last) query bar
-        start = prev = ulist[0]
-        for t in ulist[1:] + [None]:
-            if t is not None and t - prev < c:
-                prev = t
-                continue
-            for a in range(start, prev + 1, q):
-                chunks.append((a, min(a + q - 1, prev)))
-            if t is not None:
-                start = prev = t
-        length = max(b - a for a, b in chunks) + c
-        last = torch.tensor([b for _, b in chunks], device=features.device)
-        rows = last[:, None] - torch.arange(length - 1, -1, -1, device=features.device)[None, :]
-        valid = rows >= 0
-        rows = rows.clamp(min=0)
+        plan = chunk_plan(t_idx, self.cfg.context, self.cfg.chunk_rows)
         nb = self.cfg.chunk_batch
         enc = torch.cat(  # (n_chunks, length, d)
             [
                 self._encode(features[r], regimes[r], v)
-                for r, v in zip(rows.split(nb), valid.split(nb), strict=True)
+                for r, v in zip(plan.rows.split(nb), plan.valid.split(nb), strict=True)
             ]
         )
-        # position of each unique bar inside its chunk
-        chunk_of = torch.searchsorted(
-            torch.tensor([a for a, _ in chunks], device=flat.device), uniq, right=True
-        )
-        chunk_of = chunk_of - 1
-        pos = uniq - last[chunk_of] + (length - 1)
-        out = enc[chunk_of, pos]
-        return out[inverse].reshape(*t_idx.shape, -1)
+        return enc[plan.chunk_of, plan.pos].reshape(*t_idx.shape, -1)
 
     def encode_stretch(self, features: Tensor, regimes: Tensor) -> Tensor:
         """One-pass path: (L, F), (L,) contiguous bars -> (L, d); row i equals the window ending at i."""
@@ -269,6 +244,59 @@ class RegimeConditionedPolicy(nn.Module):
 
     def forward(self, features_windows: Tensor, regimes_windows: Tensor, position_state: Tensor):
         return self.forward_windows(features_windows, regimes_windows, position_state)
+
+
+@dataclass
+class ChunkPlan:
+    """How :meth:`RegimeConditionedPolicy.encode_indices` reads bars: chunk rows and where each bar lands.
+
+    ``rows``/``valid`` (n_chunks, length): the bar read at each position of each chunk and whether it
+    exists (history before bar 0 does not); ``chunk_of``/``pos`` (n,): the chunk and position of the
+    encoding of each requested bar, in the order of ``t_idx.reshape(-1)``.
+    """
+
+    rows: Tensor
+    valid: Tensor
+    chunk_of: Tensor
+    pos: Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.rows.shape[1])
+
+
+def chunk_plan(t_idx: Tensor, context: int, chunk_rows: int, length: int | None = None) -> ChunkPlan:
+    """Group the bars ``t_idx`` into contiguous runs and chunks (see ``encode_indices``).
+
+    ``length`` (at least the plan's own) pads every chunk with earlier history rows, so that plans of
+    different bar sets share one shape; the encodings do not change (the receptive field is
+    ``context`` bars).
+    """
+    c, q = context, chunk_rows
+    flat = t_idx.reshape(-1).long()
+    uniq, inverse = torch.unique(flat, sorted=True, return_inverse=True)
+    ulist = uniq.tolist()
+    chunks: list[tuple[int, int]] = []  # inclusive (first, last) query bar
+    start = prev = ulist[0]
+    for t in ulist[1:] + [None]:
+        if t is not None and t - prev < c:
+            prev = t
+            continue
+        for a in range(start, prev + 1, q):
+            chunks.append((a, min(a + q - 1, prev)))
+        if t is not None:
+            start = prev = t
+    own = max(b - a for a, b in chunks) + c
+    length = own if length is None else max(own, int(length))
+    last = torch.tensor([b for _, b in chunks], device=flat.device)
+    rows = last[:, None] - torch.arange(length - 1, -1, -1, device=flat.device)[None, :]
+    valid = rows >= 0
+    rows = rows.clamp(min=0)
+    # position of each unique bar inside its chunk
+    chunk_of = torch.searchsorted(torch.tensor([a for a, _ in chunks], device=flat.device), uniq, right=True)
+    chunk_of = chunk_of - 1
+    pos = uniq - last[chunk_of] + (length - 1)
+    return ChunkPlan(rows, valid, chunk_of[inverse], pos[inverse])
 
 
 def masked_logits(logits: Tensor, action_mask: Tensor | None) -> Tensor:

@@ -20,7 +20,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from himari_pipeline.rl.checkpoints import (
 )
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
+from himari_pipeline.rl.segments import SegmentedEnv, concat_markets
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, N_REGIMES, NUM_ACTIONS
 from himari_pipeline.vocabulary import action_shares as _shares
 
@@ -75,6 +76,9 @@ class PPOConfig:
     target_kl: float | None = 0.05
     adam_eps: float = 1e-5
     bootstrap_truncated: bool = True  # add gamma * V(final obs) to the reward of time-limit ends
+    # a seed population, trained batched in one process (``seed`` is then unused); None: one seed
+    seeds: tuple[int, ...] | None = None
+    mirror: bool = False  # half the training envs play the mirror image of the training market
     # evaluation, selection, collapse
     eval_every: int = 20_000  # environment steps between validations
     eval_temperature: float = 0.5
@@ -89,6 +93,10 @@ class PPOConfig:
     stop_on_collapse: bool = False
 
     def __post_init__(self) -> None:
+        if self.seeds is not None:
+            self.seeds = tuple(int(s) for s in self.seeds)
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
         if self.num_envs % self.num_minibatches:
             raise ValueError("num_envs must be divisible by num_minibatches (minibatches are env groups)")
         if self.eval_temperature <= 0:
@@ -168,6 +176,23 @@ class _ObsView:
     position_state: Tensor
 
 
+def make_train_env(
+    market: MarketArrays | Sequence[MarketArrays],
+    cfg: EnvConfig,
+    num_envs: int,
+    device: torch.device,
+    seed: int,
+) -> tuple[MarketArrays, VecTradingEnv | SegmentedEnv]:
+    """The market the policy encodes and the env that steps it: one market, or several segments
+    (e.g. a market and its mirror image, :mod:`himari_pipeline.rl.segments`) stacked row-wise."""
+    if isinstance(market, MarketArrays):
+        return market, VecTradingEnv(market, cfg, num_envs, device, seed)
+    if len(market) == 1:
+        return market[0], VecTradingEnv(market[0], cfg, num_envs, device, seed)
+    joined, _ = concat_markets(market)
+    return joined, SegmentedEnv(market, cfg, num_envs, device, seed)
+
+
 def explained_variance(y_pred: Tensor, y_true: Tensor) -> float:
     var_y = torch.var(y_true)
     return float("nan") if var_y == 0 else float(1 - torch.var(y_true - y_pred) / var_y)
@@ -197,6 +222,29 @@ def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]
     return {"mean": mean, "std": std, "sharpe_per_bar": sharpe, "sharpe": ann, "total_return": total}
 
 
+def eval_result(
+    modes: list[str], stacked: dict[str, Tensor], keep: Tensor, market: MarketArrays, bars_per_year: float
+) -> EvalResult:
+    """Per-mode series and metrics of a validation run recorded as (modes, bars) tensors.
+
+    ``stacked`` holds ``t``, ``action``, ``position``, ``net_return`` and ``entropy``; ``keep`` marks
+    each mode's bars before its first done.
+    """
+    metrics: dict[str, float] = {}
+    series: dict[str, dict[str, Tensor]] = {}
+    for i, mode in enumerate(modes):
+        s = {k: v[i][keep[i]] for k, v in stacked.items()}
+        s["regime"] = market.regime_ids[s["t"]]
+        series[mode] = s
+        stats = return_metrics(s["net_return"], bars_per_year)
+        stats.update(action_shares(s["action"], s["regime"]))
+        stats["trades"] = float((s["position"].diff() != 0).sum() + (s["position"][0] != 0))
+        stats["entropy"] = float(s["entropy"].mean())
+        stats["n_bars"] = float(s["t"].numel())
+        metrics.update({f"{mode}_{k}": v for k, v in stats.items()})
+    return EvalResult(metrics, series)
+
+
 class PPOTrainer:
     """Trains a :class:`RegimeConditionedPolicy` with PPO on ``train_market``; validates on ``val_market``.
 
@@ -208,7 +256,7 @@ class PPOTrainer:
     def __init__(
         self,
         policy: RegimeConditionedPolicy,
-        train_market: MarketArrays,
+        train_market: MarketArrays | Sequence[MarketArrays],
         env_cfg: EnvConfig,
         ppo_cfg: PPOConfig,
         val_market: MarketArrays | None = None,
@@ -220,7 +268,6 @@ class PPOTrainer:
         self.device = torch.device(ppo_cfg.device)
         torch.backends.cudnn.deterministic = ppo_cfg.torch_deterministic
         self.policy = policy.to(self.device)
-        self.train_market = train_market
         self.val_market = val_market
         context = policy.cfg.context
         if env_cfg.context < context:  # decisions need a full feature window
@@ -229,7 +276,9 @@ class PPOTrainer:
         self.log_fn = log_fn
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.provenance = dict(provenance or {})  # written into every checkpoint's JSON
-        self.env = VecTradingEnv(train_market, env_cfg, ppo_cfg.num_envs, self.device, ppo_cfg.seed)
+        self.train_market, self.env = make_train_env(
+            train_market, env_cfg, ppo_cfg.num_envs, self.device, ppo_cfg.seed
+        )
         self.optimizer = torch.optim.Adam(
             self.policy.parameters(), lr=ppo_cfg.learning_rate, eps=ppo_cfg.adam_eps
         )
@@ -519,20 +568,7 @@ class PPOTrainer:
             finished = finished | done.bool()
         keep = torch.stack(alive, dim=1)
         stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (modes, bars)
-        bpy = cfg.bars_per_year or self.env_cfg.bars_per_year
-        metrics: dict[str, float] = {}
-        series: dict[str, dict[str, Tensor]] = {}
-        for i, mode in enumerate(modes):
-            s = {k: v[i][keep[i]] for k, v in stacked.items()}
-            s["regime"] = market.regime_ids[s["t"]]
-            series[mode] = s
-            stats = return_metrics(s["net_return"], bpy)
-            stats.update(action_shares(s["action"], s["regime"]))
-            stats["trades"] = float((s["position"].diff() != 0).sum() + (s["position"][0] != 0))
-            stats["entropy"] = float(s["entropy"].mean())
-            stats["n_bars"] = float(s["t"].numel())
-            metrics.update({f"{mode}_{k}": v for k, v in stats.items()})
-        return EvalResult(metrics, series)
+        return eval_result(modes, stacked, keep, market, cfg.bars_per_year or self.env_cfg.bars_per_year)
 
     def evaluate_and_checkpoint(self) -> EvalResult:
         """Validate, update best / patience / collapse flags, log, and save a checkpoint."""

@@ -25,6 +25,7 @@ __all__ = [
     "AntiOvertradingReward",
     "BalanceReward",
     "CarryReward",
+    "DemeanedPnLReward",
     "PnLReward",
     "RewardFn",
     "RewardScaleError",
@@ -145,6 +146,30 @@ class PnLReward(RewardFn):
 
     def __call__(self, ctx: StepContext) -> Tensor:
         return (self.scale * (ctx.pnl - ctx.costs)).float()
+
+
+class DemeanedPnLReward(RewardFn):
+    """``reward = scale * (new_position * (r[t+1] - drift) - costs)``: net PnL with the drift taken out.
+
+    ``drift`` is a per-bar return fixed before training: training sets it to the mean per-bar return
+    of the training segment (known before the first decision, so nothing later leaks in) unless the
+    experiment gives a number. Holding a position through a market that only drifts then earns
+    nothing on average, so the policy is paid for timing, not for the training years' net exposure.
+    This is a training reward only: validation, the report and the gate score plain net returns.
+    """
+
+    name = "demeaned_pnl"
+
+    def __init__(
+        self, num_envs: int, device: torch.device | str = "cpu", scale: float = 100.0, drift: float = 0.0
+    ) -> None:
+        super().__init__(num_envs, device, scale)
+        if not math.isfinite(float(drift)):
+            raise ValueError(f"drift must be finite, got {drift}")
+        self.drift = float(drift)
+
+    def __call__(self, ctx: StepContext) -> Tensor:
+        return (self.scale * (ctx.new_position * (ctx.r_next - self.drift) - ctx.costs)).float()
 
 
 class SortinoReward(RewardFn):
@@ -351,6 +376,7 @@ REWARDS: dict[str, type[RewardFn]] = {
     cls.name: cls
     for cls in (
         PnLReward,
+        DemeanedPnLReward,
         SortinoReward,
         CarryReward,
         AntiOvertradingReward,

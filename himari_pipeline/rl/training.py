@@ -37,11 +37,13 @@ from himari_pipeline.rl.ppo import PPOTrainer, action_shares, return_metrics, se
 from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
 
 __all__ = [
+    "PopulationSummary",
     "TrainingSummary",
     "build_synthetic_splits",
     "evaluate_checkpoint",
     "last_checkpoint",
     "reward_scale_preflight",
+    "synthetic_bars",
     "train_experiment",
 ]
 
@@ -49,6 +51,20 @@ LogFn = Callable[[int, dict[str, float]], None]
 
 
 # --------------------------------------------------------------------------- data
+def synthetic_bars(
+    variant: str = "planted",
+    seed: int = 7,
+    timeframe: str = "1h",
+    start: str = "2020-01-01",
+    end: str = "2025-12-31",
+):
+    """The built-in synthetic market's bars (what :func:`build_synthetic_splits` starts from)."""
+    from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
+
+    cfg = SyntheticConfig(seed=seed, variant=variant, start=start, end=end, timeframe=timeframe)
+    return generate_synthetic_bars(cfg)
+
+
 def build_synthetic_splits(
     variant: str = "planted",
     seed: int = 7,
@@ -63,11 +79,9 @@ def build_synthetic_splits(
     from himari_pipeline.ekf import EKFParams, denoise_features
     from himari_pipeline.features.catalog import FEATURE_NAMES
     from himari_pipeline.features.compute import compute_features
-    from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
     from himari_pipeline.regimes.detect import detect_regimes
 
-    cfg = SyntheticConfig(seed=seed, variant=variant, start=start, end=end, timeframe=timeframe)
-    bars = generate_synthetic_bars(cfg)
+    bars = synthetic_bars(variant, seed, timeframe, start, end)
     feats = compute_features(bars)
     den = denoise_features(feats, EKFParams.for_features(FEATURE_NAMES))
     regs = detect_regimes(bars, timeframe)
@@ -114,6 +128,28 @@ class TrainingSummary:
         return to_jsonable(self)
 
 
+@dataclass
+class PopulationSummary:
+    """What a seed population's :func:`train_experiment` call produced: one summary per seed.
+
+    ``steps_per_s`` counts the env steps of all seeds together over the training time.
+    """
+
+    experiment: str
+    config_hash: str
+    split_version: str
+    out_dir: str
+    seeds: list[int]
+    runs: list[TrainingSummary]
+    wall_time_s: float = 0.0
+    steps_per_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        from himari_pipeline.rl.checkpoints import to_jsonable
+
+        return to_jsonable(self)
+
+
 # --------------------------------------------------------------------------- run folders
 def last_checkpoint(out_dir: str | Path) -> Path | None:
     """The checkpoint directory with the highest step under ``out_dir`` (None if there is none)."""
@@ -148,6 +184,67 @@ def _evaluations(history: list[dict]) -> list[tuple[int, dict[str, float]]]:
     return [(int(h["step"]), {k: v for k, v in h.items() if k != "step"}) for h in history]
 
 
+def training_env_config(exp: Experiment, train: SplitArrays) -> EnvConfig:
+    """The env config training uses: ``exp``'s, with the demeaned reward's drift set when not given.
+
+    For ``reward: demeaned_pnl`` without a ``drift`` in ``reward_kwargs`` the drift is the mean
+    per-bar return of the training segment (fixed before the first decision; training only).
+    """
+    cfg = exp.env_config()
+    if cfg.reward == "demeaned_pnl" and "drift" not in cfg.reward_kwargs:
+        returns = np.asarray(train.returns, dtype=np.float64)[1:]  # returns[0] has no previous close
+        drift = float(np.mean(returns)) if returns.size else 0.0
+        cfg = dataclasses.replace(cfg, reward_kwargs={**cfg.reward_kwargs, "drift": drift})
+    return cfg
+
+
+def training_markets(
+    exp: Experiment, splits: DatasetSplits, mirror: DatasetSplits | None, device: str
+) -> list[MarketArrays]:
+    """The train segment, and its mirror image's when the experiment asks for mirror augmentation."""
+    markets = [_market(splits["train"], exp.features_key, device)]
+    if exp.ppo_config().mirror:
+        if mirror is None:
+            raise ValueError(
+                f"experiment {exp.name!r} trains on the mirror image too (ppo.mirror: true): pass the "
+                "mirrored splits (himari_pipeline.datasets.mirror.mirrored_splits)"
+            )
+        if mirror["train"].n_samples != splits["train"].n_samples:
+            raise ValueError("the mirrored splits do not line up with the splits")
+        markets.append(_market(mirror["train"], exp.features_key, device))
+    return markets
+
+
+def _check_resumable(last: Path, exp: Experiment, chash: str, version: str) -> None:
+    meta = json.loads((last / META_FILE).read_text())
+    if meta.get("config_hash") != chash:
+        raise ValueError(
+            f"{last}: written by config hash {meta.get('config_hash')}, experiment {exp.name!r} "
+            f"has {chash}; use another out_dir or resume=False"
+        )
+    if meta.get("split_version") != version:
+        raise ValueError(f"{last}: trained on split version {meta.get('split_version')}, not {version}")
+
+
+def _progress_log(exp: Experiment, total: int, initial: int, progress: bool, user_log: LogFn | None):
+    """A log function that also moves a tqdm bar (when ``progress``), and the bar (or None)."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=initial, unit="step", desc=exp.name, dynamic_ncols=True)
+
+    def _log(step: int, metrics: dict[str, float]) -> None:
+        if bar is not None:
+            bar.update(step - bar.n)
+            if "eval/greedy_sharpe" in metrics:
+                bar.set_postfix(val_sharpe=f"{metrics['eval/greedy_sharpe']:.2f}")
+        if user_log is not None:
+            user_log(step, metrics)
+
+    return _log, bar
+
+
 def train_experiment(
     exp: Experiment,
     splits: DatasetSplits,
@@ -159,14 +256,18 @@ def train_experiment(
     resume: bool = True,
     max_iterations: int | None = None,
     split_version: str | None = None,
-) -> TrainingSummary:
+    mirror: DatasetSplits | None = None,
+) -> TrainingSummary | PopulationSummary:
     """Train ``exp`` on ``splits['train']``, validating on ``splits['val']``; checkpoints under ``out_dir``.
 
     ``split_version`` (default: ``splits.content_hash()[:16]``) is written into every checkpoint's
     JSON with the experiment's config hash. With ``resume`` the run continues from the last checkpoint
     in ``out_dir`` (which must have been written by the same experiment config). ``max_iterations``
     caps the PPO updates of this call; a checkpoint is written at the end of every call so a later
-    call continues where this one stopped.
+    call continues where this one stopped. ``mirror`` (the mirror image's splits) is needed when the
+    experiment sets ``ppo.mirror``. An experiment with ``ppo.seeds`` trains the whole population
+    batched (:mod:`himari_pipeline.rl.stacked_ppo`), seed ``s`` under ``out_dir/seed_<s>``, and
+    returns a :class:`PopulationSummary`.
     """
     t0 = time.time()
     if exp.torch_threads:
@@ -179,61 +280,42 @@ def train_experiment(
     policy_cfg = exp.policy_config(n_features=n_features)
     _check_splits(exp, splits, policy_cfg)
     ppo_cfg = exp.ppo_config(device=device)
-    env_cfg = exp.env_config()
+    env_cfg = training_env_config(exp, splits["train"])
+    markets = training_markets(exp, splits, mirror, device)
+    provenance = {
+        "experiment": exp.name,
+        "experiment_config": exp.to_dict(),
+        "config_hash": chash,
+        "split_version": version,
+        "features_key": exp.features_key,
+        "drift_neutral": drift_neutral_options(exp, env_cfg),
+    }
+    if ppo_cfg.seeds is not None:
+        return _train_population(
+            exp, splits, out, markets, env_cfg, ppo_cfg, policy_cfg, provenance, device,
+            log_fn=log_fn, progress=progress, resume=resume, max_iterations=max_iterations, t0=t0,
+        )  # fmt: skip
 
     seed_everything(ppo_cfg.seed, ppo_cfg.torch_deterministic)
     policy = RegimeConditionedPolicy(policy_cfg)
     trainer = PPOTrainer(
         policy,
-        _market(splits["train"], exp.features_key, device),
+        markets,
         env_cfg,
         ppo_cfg,
         val_market=_market(splits["val"], exp.features_key, device),
         checkpoint_dir=out,
-        provenance={
-            "experiment": exp.name,
-            "experiment_config": exp.to_dict(),
-            "config_hash": chash,
-            "split_version": version,
-            "features_key": exp.features_key,
-        },
+        provenance=provenance,
     )
     resumed_from = None
     last = last_checkpoint(out) if resume else None
     if last is not None:
-        meta = json.loads((last / META_FILE).read_text())
-        if meta.get("config_hash") != chash:
-            raise ValueError(
-                f"{last}: written by config hash {meta.get('config_hash')}, experiment {exp.name!r} "
-                f"has {chash}; use another out_dir or resume=False"
-            )
-        if meta.get("split_version") != version:
-            raise ValueError(f"{last}: trained on split version {meta.get('split_version')}, not {version}")
+        _check_resumable(last, exp, chash, version)
         trainer.load(last)
         resumed_from = trainer.global_step
 
-    bar = None
-    user_log = log_fn
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=ppo_cfg.num_iterations * ppo_cfg.batch_size,
-            initial=trainer.global_step,
-            unit="step",
-            desc=exp.name,
-            dynamic_ncols=True,
-        )
-
-    def _log(step: int, metrics: dict[str, float]) -> None:
-        if bar is not None:
-            bar.update(step - bar.n)
-            if "eval/greedy_sharpe" in metrics:
-                bar.set_postfix(val_sharpe=f"{metrics['eval/greedy_sharpe']:.2f}")
-        if user_log is not None:
-            user_log(step, metrics)
-
-    trainer.log_fn = _log
+    total = ppo_cfg.num_iterations * ppo_cfg.batch_size
+    trainer.log_fn, bar = _progress_log(exp, total, trainer.global_step, progress, log_fn)
     start_step, t_train = trainer.global_step, time.time()
     try:
         trainer.train(max_iterations=max_iterations)
@@ -244,32 +326,119 @@ def train_experiment(
     end_ck = out / f"step_{trainer.global_step:09d}"
     if trainer.global_step > start_step and not end_ck.exists():
         trainer.save(end_ck, metrics={})
+    return _run_summary(
+        exp, chash, version, out, trainer.global_step, trainer.iteration, trainer.best, trainer.eval_history,
+        trainer.collapsed, trainer.collapse_reasons, trainer.stop_reason, resumed_from,
+        time.time() - t0, (trainer.global_step - start_step) / max(train_time, 1e-9),
+    )  # fmt: skip
 
+
+def drift_neutral_options(exp: Experiment, env_cfg: EnvConfig) -> dict:
+    """Which drift-neutral training options a run used (recorded in its checkpoints and the report)."""
+    demeaned = env_cfg.reward == "demeaned_pnl"
+    return {
+        "mirror": bool(exp.ppo_config().mirror),
+        "demeaned_reward": demeaned,
+        "drift_per_bar": float(env_cfg.reward_kwargs["drift"]) if demeaned else None,
+    }
+
+
+def _run_summary(
+    exp, chash, version, out, global_step, iterations, best, history, collapsed, reasons, stop, resumed,
+    wall, sps,
+) -> TrainingSummary:  # fmt: skip
     best_dir = best_checkpoint(out)
     best_metrics: dict[str, float] = {}
     if best_dir is not None:
         best_metrics = load_checkpoint_meta(best_dir).get("metrics", {})
-    stop = trainer.stop_reason
     return TrainingSummary(
         experiment=exp.name,
         config_hash=chash,
         split_version=version,
         out_dir=str(out),
-        global_step=trainer.global_step,
-        iterations=trainer.iteration,
+        global_step=global_step,
+        iterations=iterations,
         best_checkpoint=None if best_dir is None else str(best_dir),
-        best_step=trainer.best.best_step,
-        best_metric=trainer.best.metric,
-        best_value=trainer.best.best_value,
+        best_step=best.best_step,
+        best_metric=best.metric,
+        best_value=best.best_value,
         best_metrics=best_metrics,
-        evaluations=_evaluations(trainer.eval_history),
-        collapsed=trainer.collapsed,
-        collapse_reasons=list(trainer.collapse_reasons),
+        evaluations=_evaluations(history),
+        collapsed=collapsed,
+        collapse_reasons=list(reasons),
         early_stopped=stop is not None,
         stop_reason=stop,
-        resumed_from_step=resumed_from,
+        resumed_from_step=resumed,
+        wall_time_s=wall,
+        steps_per_s=sps,
+    )
+
+
+def _train_population(
+    exp, splits, out, markets, env_cfg, ppo_cfg, policy_cfg, provenance, device, *, log_fn, progress,
+    resume, max_iterations, t0,
+) -> PopulationSummary:  # fmt: skip
+    from himari_pipeline.rl.stacked_ppo import StackedPPOTrainer, seed_run_dir
+
+    trainer = StackedPPOTrainer(
+        markets,
+        env_cfg,
+        ppo_cfg,
+        policy_cfg,
+        val_market=_market(splits["val"], exp.features_key, device),
+        checkpoint_dir=out,
+        provenance=provenance,
+    )
+    runs = [seed_run_dir(out, s) for s in trainer.seeds]
+    lasts = [last_checkpoint(r) for r in runs] if resume else []
+    resumed_from = None
+    if lasts and all(p is not None for p in lasts):
+        for p in lasts:
+            _check_resumable(p, exp, provenance["config_hash"], provenance["split_version"])
+        trainer.load(lasts)
+        resumed_from = trainer.global_step
+    elif any(p is not None for p in lasts):
+        raise ValueError(f"{out}: checkpoints of some seeds only; use another out_dir or resume=False")
+    total = ppo_cfg.num_iterations * ppo_cfg.batch_size
+    trainer.log_fn, bar = _progress_log(exp, total, trainer.global_step, progress, log_fn)
+    start_step, t_train = trainer.global_step, time.time()
+    try:
+        trainer.train(max_iterations=max_iterations)
+    finally:
+        if bar is not None:
+            bar.close()
+    train_time = time.time() - t_train
+    if trainer.global_step > start_step and not (runs[0] / f"step_{trainer.global_step:09d}").exists():
+        trainer.save_all(out)
+    sps = (trainer.global_step - start_step) / max(train_time, 1e-9)
+    seeds = [
+        _run_summary(
+            exp,
+            provenance["config_hash"],
+            provenance["split_version"],
+            runs[s],
+            trainer.global_step,
+            trainer.iteration,
+            trainer.best[s],
+            trainer.eval_history[s],
+            trainer.collapsed[s],
+            trainer.collapse_reasons[s],
+            trainer.stop_reason[s],
+            resumed_from,
+            time.time() - t0,
+            sps,
+        )  # fmt: skip
+        for s in range(trainer.n)
+    ]
+    return PopulationSummary(
+        experiment=exp.name,
+        config_hash=provenance["config_hash"],
+        split_version=provenance["split_version"],
+        out_dir=str(out),
+        seeds=list(trainer.seeds),
+        runs=seeds,
         wall_time_s=time.time() - t0,
-        steps_per_s=(trainer.global_step - start_step) / max(train_time, 1e-9),
+        steps_per_s=sps * trainer.n,
     )
 
 

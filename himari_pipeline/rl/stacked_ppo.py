@@ -1,0 +1,738 @@
+"""PPO for a population of seeds in one process: S policies stacked on a leading seed axis.
+
+Each seed keeps everything a single-seed run has of its own: initial weights (built after seeding
+with that seed), its vector env and env RNG, its action / minibatch generator, its Adam moments and
+step count, its KL early stop, its validation selection and its checkpoint folder. What is shared is
+the work: every per-step action choice, the rollouts' value bootstraps and every validation step
+run the S policies' heads as one batched call (batched matrix products over the stacked
+parameters), and the optimizer updates all seeds with one set of tensor operations. The encoder
+runs once per seed on the same stacked parameters (``torch.func.functional_call`` on a seed's
+slice): its matrix products already fill the CPU, so batching them would only add work.
+
+The update is the one of :class:`~himari_pipeline.rl.ppo.PPOTrainer` per seed: the summed loss has
+each seed's gradients on its own slice of the stacked parameters; gradient clipping uses each seed's
+own norm and :class:`StackedAdam` is Adam per slice. The numbers are not bit-identical to single-seed
+runs (batched kernels round differently), the algorithm is the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from himari_pipeline.rl.checkpoints import (
+    BestTracker,
+    CollapseDetector,
+    env_state,
+    load_checkpoint,
+    load_env_state,
+    save_checkpoint,
+    write_best_pointer,
+)
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
+from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
+from himari_pipeline.rl.ppo import (
+    LogFn,
+    PPOConfig,
+    action_shares,
+    eval_result,
+    explained_variance,
+    make_train_env,
+    seed_everything,
+)
+from himari_pipeline.vocabulary import ACTIONS, NUM_ACTIONS
+
+__all__ = ["StackedAdam", "StackedPPOTrainer", "StackedPolicies", "seed_run_dir"]
+
+FORMAT = "himari-ppo-population-checkpoint/1"
+
+
+def seed_run_dir(out_dir: str | Path, seed: int) -> Path:
+    """The checkpoint folder of one seed of a population."""
+    return Path(out_dir) / f"seed_{int(seed)}"
+
+
+class _Methods(nn.Module):
+    """``forward(name, *args)`` calls ``policy.name(*args)``: lets ``functional_call`` reach any method."""
+
+    def __init__(self, policy: RegimeConditionedPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, name: str, *args: Tensor):
+        return getattr(self.policy, name)(*args)
+
+
+def _linear(params: dict[str, Tensor], name: str, x: Tensor) -> Tensor:
+    """The stacked ``nn.Linear`` ``name`` on (S, B, in) -> (S, B, out)."""
+    return torch.baddbmm(params[f"{name}.bias"][:, None, :], x, params[f"{name}.weight"].transpose(1, 2))
+
+
+class StackedPolicies:
+    """S policies of one architecture as stacked parameters ``name -> (S, *shape)`` (leaf tensors)."""
+
+    def __init__(self, policies: Sequence[RegimeConditionedPolicy]) -> None:
+        if not policies or len({p.cfg.to_dict().__repr__() for p in policies}) != 1:
+            raise ValueError("need at least one policy, all of one config")
+        if any(True for _ in policies[0].buffers()):
+            raise ValueError("stacked policies carry no buffers")
+        self.cfg: PolicyConfig = policies[0].cfg
+        self.n = len(policies)
+        self._module = _Methods(copy.deepcopy(policies[0]))
+        named = [dict(p.named_parameters()) for p in policies]
+        self.params: dict[str, Tensor] = {
+            k: torch.stack([d[k].detach() for d in named]).clone().requires_grad_(True) for k in named[0]
+        }
+
+    def train(self, mode: bool = True) -> None:
+        self._module.train(mode)
+
+    def _call(self, s: int, method: str, *args: Tensor):
+        """``policy.method(*args)`` with seed ``s``'s slice of the stacked parameters (gradients flow)."""
+        params = {f"policy.{k}": v[s] for k, v in self.params.items()}
+        return functional_call(self._module, params, (method, *args))
+
+    def encode(self, features: Tensor, regimes: Tensor, t_idx: Sequence[Tensor]) -> Tensor:
+        """Encodings at bars ``t_idx[s]`` for seed ``s`` (equal shapes) -> (S, *t_idx[0].shape, d).
+
+        One encoder pass per seed: the encoder's matrix products are large enough that batching
+        seeds (``vmap``) only adds work on a CPU (measured 0.31 s against 0.21 s for five seeds).
+        """
+        return torch.stack(
+            [self._call(s, "encode_indices", features, regimes, t) for s, t in enumerate(t_idx)]
+        )
+
+    def encode_shared(self, features: Tensor, regimes: Tensor, t_idx: Tensor) -> Tensor:
+        """Every seed's encodings at the same bars ``t_idx`` -> (S, *t_idx.shape, d)."""
+        return self.encode(features, regimes, [t_idx] * self.n)
+
+    def heads(self, enc: Tensor, regime: Tensor, position_state: Tensor) -> tuple[Tensor, Tensor]:
+        """(S, B, d), (S, B), (S, B, 3) -> logits (S, B, 3), values (S, B).
+
+        :meth:`RegimeConditionedPolicy.heads` written out with batched matrix products: the per-step
+        hot path, where a ``vmap`` call costs more than the arithmetic.
+        """
+        p = self.params
+        seed_ix = torch.arange(self.n, device=enc.device)[:, None]
+        state = _linear(p, "state_proj", position_state.float())
+        cond = p["regime_emb.weight"][seed_ix, regime.long()] + state
+        z = torch.cat([enc, cond], dim=-1)
+        logits = _linear(p, "actor.2", torch.tanh(_linear(p, "actor.0", z)))
+        value = _linear(p, "critic.2", torch.tanh(_linear(p, "critic.0", z)))
+        return logits, value.squeeze(-1)
+
+    def state_dict(self, s: int) -> dict[str, Tensor]:
+        return {k: v[s].detach().clone() for k, v in self.params.items()}
+
+    def load_state_dict(self, s: int, state: dict[str, Tensor]) -> None:
+        if set(state) != set(self.params):
+            raise ValueError("state dict keys differ from the policy's parameters")
+        with torch.no_grad():
+            for k, v in self.params.items():
+                v[s].copy_(state[k])
+
+    def policy(self, s: int) -> RegimeConditionedPolicy:
+        """Seed ``s``'s policy as a plain module (a copy)."""
+        p = RegimeConditionedPolicy(self.cfg)
+        p.load_state_dict(self.state_dict(s), strict=True)
+        return p
+
+
+class StackedAdam:
+    """Adam (PyTorch's update rule, no weight decay) over stacked parameters, one step count per seed.
+
+    ``step(grads, lr, active)`` updates only the seeds where ``active``: a seed whose KL early stop
+    has fired keeps its weights and moments while the others go on.
+    """
+
+    def __init__(
+        self, params: dict[str, Tensor], eps: float, betas: tuple[float, float] = (0.9, 0.999)
+    ) -> None:
+        self.params, self.eps, self.betas = params, float(eps), betas
+        self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        n = next(iter(params.values())).shape[0]
+        self.steps = torch.zeros(n, dtype=torch.float64, device=next(iter(params.values())).device)
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, Tensor], lr: float, active: Tensor) -> None:
+        b1, b2 = self.betas
+        self.steps += active.double()
+        bc1 = 1 - b1 ** self.steps.clamp(min=1)
+        bc2 = 1 - b2 ** self.steps.clamp(min=1)
+        for k, p in self.params.items():
+            view = (-1,) + (1,) * (p.ndim - 1)
+            on = active.view(view)
+            g = grads[k]
+            m = torch.where(on, self.exp_avg[k] * b1 + g * (1 - b1), self.exp_avg[k])
+            v = torch.where(on, self.exp_avg_sq[k] * b2 + g * g * (1 - b2), self.exp_avg_sq[k])
+            denom = v.sqrt() / bc2.sqrt().to(p.dtype).view(view) + self.eps
+            new = p - (lr / bc1).to(p.dtype).view(view) * m / denom
+            p.copy_(torch.where(on, new, p))
+            self.exp_avg[k], self.exp_avg_sq[k] = m, v
+
+    def state(self, s: int) -> tuple[dict[str, Tensor], dict]:
+        tensors = {f"exp_avg.{k}": v[s].clone() for k, v in self.exp_avg.items()}
+        tensors.update({f"exp_avg_sq.{k}": v[s].clone() for k, v in self.exp_avg_sq.items()})
+        return tensors, {
+            "kind": "stacked_adam",
+            "step": float(self.steps[s]),
+            "eps": self.eps,
+            "betas": list(self.betas),
+        }
+
+    def load(self, s: int, tensors: dict[str, Tensor], meta: dict) -> None:
+        for k in self.params:
+            self.exp_avg[k][s] = tensors[f"exp_avg.{k}"].to(self.exp_avg[k].device)
+            self.exp_avg_sq[k][s] = tensors[f"exp_avg_sq.{k}"].to(self.exp_avg_sq[k].device)
+        self.steps[s] = float(meta["step"])
+
+
+@dataclasses.dataclass
+class _StackedRollout:
+    """One rollout of every seed, indexed (step, seed, env)."""
+
+    obs_t: Tensor
+    position_state: Tensor
+    masks: Tensor
+    actions: Tensor
+    logprobs: Tensor
+    values: Tensor
+    rewards: Tensor
+    dones: Tensor
+    next_value: Tensor  # (S, N)
+    next_done: Tensor
+    episode_returns: list[list[float]]
+    advantages: Tensor | None = None
+    returns: Tensor | None = None
+
+
+def _take(x: Tensor, env_idx: Tensor) -> Tensor:
+    """(steps, S, N, ...) at envs ``env_idx`` (S, E) of each seed -> (S, steps * E, ...)."""
+    xt = x.transpose(0, 1)
+    s, k = xt.shape[:2]
+    dev = x.device
+    out = xt[
+        torch.arange(s, device=dev)[:, None, None],
+        torch.arange(k, device=dev)[None, :, None],
+        env_idx[:, None, :],
+    ]
+    return out.reshape(s, k * env_idx.shape[1], *x.shape[3:])
+
+
+def _ragged(items: list[Tensor]) -> tuple[Tensor, list[int]]:
+    """Stack per-seed 1-D index tensors of different lengths, padding by repetition (never empty)."""
+    counts = [int(i.numel()) for i in items]
+    m = max(max(counts), 1)
+    padded = []
+    for i in items:
+        base = i if i.numel() else torch.zeros(1, dtype=i.dtype, device=i.device)
+        padded.append(torch.cat([base, base[-1:].expand(m - base.numel())]))
+    return torch.stack(padded), counts
+
+
+class StackedPPOTrainer:
+    """PPO over ``ppo_cfg.seeds`` at once; checkpoints of seed ``s`` under ``checkpoint_dir/seed_<s>``."""
+
+    def __init__(
+        self,
+        train_market: MarketArrays | Sequence[MarketArrays],
+        env_cfg: EnvConfig,
+        ppo_cfg: PPOConfig,
+        policy_cfg: PolicyConfig,
+        val_market: MarketArrays | None = None,
+        log_fn: LogFn | None = None,
+        checkpoint_dir: str | Path | None = None,
+        provenance: dict | None = None,
+    ) -> None:
+        if not ppo_cfg.seeds:
+            raise ValueError("a population needs ppo_cfg.seeds")
+        self.cfg = ppo_cfg
+        self.seeds = list(ppo_cfg.seeds)
+        self.device = torch.device(ppo_cfg.device)
+        if env_cfg.context < policy_cfg.context:
+            env_cfg = dataclasses.replace(env_cfg, context=policy_cfg.context)
+        self.env_cfg = env_cfg
+        policies = []
+        for seed in self.seeds:  # each seed's initial weights as a single-seed run builds them
+            seed_everything(seed, ppo_cfg.torch_deterministic)
+            policies.append(RegimeConditionedPolicy(policy_cfg).to(self.device))
+        self.stack = StackedPolicies(policies)
+        self.envs = []
+        for seed in self.seeds:
+            self.train_market, env = make_train_env(
+                train_market, env_cfg, ppo_cfg.num_envs, self.device, seed
+            )
+            self.envs.append(env)
+        self.val_market = val_market
+        self.log_fn = log_fn
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.provenance = dict(provenance or {})
+        self.optimizer = StackedAdam(self.stack.params, eps=ppo_cfg.adam_eps)
+        self.gens = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
+        self.global_step = 0  # env steps of each seed
+        self.iteration = 0
+        self.next_eval = ppo_cfg.eval_every
+        self.best = [
+            BestTracker(ppo_cfg.select_metric, ppo_cfg.select_mode, ppo_cfg.patience) for _ in self.seeds
+        ]
+        self.collapse_detector = CollapseDetector(ppo_cfg.collapse_max_share, ppo_cfg.collapse_entropy_floor)
+        self.collapsed = [False] * len(self.seeds)
+        self.collapse_reasons: list[list[str]] = [[] for _ in self.seeds]
+        self.eval_history: list[list[dict]] = [[] for _ in self.seeds]
+        self.stop_reason: list[str | None] = [None] * len(self.seeds)
+        self.last_entropy = [float("nan")] * len(self.seeds)
+        self._next_t: Tensor | None = None  # (S, N)
+        self._next_pos: Tensor | None = None  # (S, N, 3)
+        self._next_done: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    def seed_config(self, s: int) -> PPOConfig:
+        """Seed ``s``'s run as a single-seed config (what its checkpoints record)."""
+        return dataclasses.replace(self.cfg, seed=self.seeds[s], seeds=None)
+
+    # ------------------------------------------------------------------ schedules (as PPOTrainer)
+    def lr_at(self, iteration: int) -> float:
+        if not self.cfg.anneal_lr:
+            return self.cfg.learning_rate
+        return (1.0 - (iteration - 1.0) / self.cfg.num_iterations) * self.cfg.learning_rate
+
+    def ent_coef_at(self, iteration: int) -> float:
+        n = self.cfg.num_iterations
+        frac = 0.0 if n <= 1 else (iteration - 1) / (n - 1)
+        return self.cfg.ent_coef_start + frac * (self.cfg.ent_coef_end - self.cfg.ent_coef_start)
+
+    # ------------------------------------------------------------------ the loop
+    def _reset(self) -> None:
+        obs = [env.reset() for env in self.envs]
+        self._next_t = torch.stack([o.t for o in obs])
+        self._next_pos = torch.stack([o.position_state for o in obs])
+        self._next_done = torch.zeros(self.n, self.cfg.num_envs, dtype=torch.bool, device=self.device)
+
+    def train(self, max_iterations: int | None = None) -> dict:
+        """Run to ``total_timesteps`` per seed (or ``max_iterations`` more updates, or all seeds stopped)."""
+        cfg = self.cfg
+        if self._next_t is None:
+            self._reset()
+        start_time, start_step, done_here = time.time(), self.global_step, 0
+        while self.iteration < cfg.num_iterations and not all(r is not None for r in self.stop_reason):
+            if max_iterations is not None and done_here >= max_iterations:
+                break
+            self.iteration += 1
+            done_here += 1
+            lr, ent_coef = self.lr_at(self.iteration), self.ent_coef_at(self.iteration)
+            rollout = self.collect_rollout()
+            self.compute_gae(rollout)
+            stats = self.update(rollout, ent_coef, lr)
+            sps = (self.global_step - start_step) * self.n / max(time.time() - start_time, 1e-9)
+            self._log_iteration(rollout, stats, lr, ent_coef, sps)
+            if self.val_market is not None and self.global_step >= self.next_eval:
+                while self.next_eval <= self.global_step:
+                    self.next_eval += cfg.eval_every
+                self.evaluate_and_checkpoint()
+        return {"global_step": self.global_step, "iteration": self.iteration}
+
+    def _log_iteration(
+        self, r: _StackedRollout, stats: list[dict], lr: float, ent: float, sps: float
+    ) -> None:
+        per_seed = []
+        for s in range(self.n):
+            y_pred, y_true = r.values[:, s].reshape(-1), r.returns[:, s].reshape(-1)
+            rets = r.episode_returns[s]
+            log = {
+                "charts/episodic_return": float(np.mean(rets)) if rets else float("nan"),
+                "rollout/reward_mean": float(r.rewards[:, s].mean()),
+                "rollout/reward_std": float(r.rewards[:, s].std()),
+                "losses/explained_variance": explained_variance(y_pred, y_true),
+                **{f"losses/{k}": v for k, v in stats[s].items()},
+                **{f"actions/{k}": v for k, v in action_shares(r.actions[:, s]).items()},
+            }
+            self.last_entropy[s] = stats[s]["entropy"]
+            per_seed.append(log)
+        if self.log_fn is None:
+            return
+        merged = {"charts/learning_rate": lr, "charts/ent_coef": ent, "charts/SPS": sps}
+        for key in per_seed[0]:
+            values = np.array([p[key] for p in per_seed], dtype=float)
+            # the population line: the worst seed for the scale checks, the mean otherwise
+            worst = key in ("rollout/reward_mean", "rollout/reward_std", "losses/value_loss")
+            merged[key] = (
+                float(values[np.nanargmax(np.abs(values))])
+                if worst and np.isfinite(values).any()
+                else float(np.nanmean(values))
+                if np.isfinite(values).any()
+                else float("nan")
+            )
+            merged.update(
+                {f"seed_{seed}/{key}": float(v) for seed, v in zip(self.seeds, values, strict=True)}
+            )
+        self.log_fn(self.global_step, merged)
+
+    # ------------------------------------------------------------------ rollout
+    def _heads(self, enc: Tensor, t: Tensor, pos: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        logits, value = self.stack.heads(enc, self.train_market.regime_ids[t], pos)
+        return masked_logits(logits, mask), value
+
+    @torch.no_grad()
+    def collect_rollout(self) -> _StackedRollout:
+        cfg, m, dev = self.cfg, self.train_market, self.device
+        K, S, N = cfg.num_steps, self.n, cfg.num_envs
+        last_bar = m.features.shape[0] - 1
+        self.stack.train(False)
+        t, pos, done = self._next_t, self._next_pos, self._next_done
+        obs_t = torch.zeros(K, S, N, dtype=torch.long, device=dev)
+        poss = torch.zeros(K, S, N, pos.shape[-1], device=dev)
+        masks = torch.zeros(K, S, N, NUM_ACTIONS, dtype=torch.bool, device=dev)
+        actions = torch.zeros(K, S, N, dtype=torch.long, device=dev)
+        logprobs, values, rewards = (torch.zeros(K, S, N, device=dev) for _ in range(3))
+        dones = torch.zeros(K, S, N, dtype=torch.bool, device=dev)
+        enc = torch.zeros(S, N, K + 1, self.stack.cfg.d_model, device=dev)
+        bar_of = torch.full((S, N, K + 1), -1, dtype=torch.long, device=dev)
+        episode_returns: list[list[float]] = [[] for _ in range(S)]
+
+        def refresh(k: int, t: Tensor) -> None:
+            stale = bar_of[:, :, k] != t
+            if not bool(stale.any()):
+                return
+            idx, counts = _ragged([row.nonzero().squeeze(-1) for row in stale])
+            start = torch.gather(t, 1, idx)
+            rows = (start[..., None] + torch.arange(K + 1 - k, device=dev)).clamp(max=last_bar)
+            e = self.stack.encode(m.features, m.regime_ids, list(rows))
+            for s, c in enumerate(counts):
+                if c:
+                    enc[s, idx[s, :c], k:] = e[s, :c]
+                    bar_of[s, idx[s, :c], k:] = rows[s, :c]
+
+        for k in range(K):
+            refresh(k, t)
+            mask = torch.stack([env.action_mask() for env in self.envs])
+            logits, value = self._heads(enc[:, :, k], t, pos.float(), mask)
+            probs = torch.softmax(logits, -1)
+            action = torch.stack(
+                [torch.multinomial(probs[s], 1, generator=self.gens[s]).squeeze(-1) for s in range(S)]
+            )
+            obs_t[k], poss[k], masks[k], dones[k] = t, pos, mask, done
+            actions[k], values[k] = action, value
+            logprobs[k] = torch.log_softmax(logits, -1).gather(-1, action[..., None]).squeeze(-1)
+            steps = [env.step(action[s]) for s, env in enumerate(self.envs)]
+            reward = torch.stack([st[1] for st in steps]).to(dev, torch.float32)
+            done = torch.stack([st[2] for st in steps]).bool()
+            infos = [st[3] for st in steps]
+            trunc = torch.stack([i["truncated"] for i in infos])
+            if cfg.bootstrap_truncated and bool(trunc.any()):
+                idx, counts = _ragged([row.nonzero().squeeze(-1) for row in trunc])
+                final_t = torch.stack([i["final_obs"].t for i in infos])
+                final_pos = torch.stack([i["final_obs"].position_state for i in infos])
+                ft = torch.gather(final_t, 1, idx)
+                fp = final_pos[torch.arange(S, device=dev)[:, None], idx]
+                f_enc = self.stack.encode(m.features, m.regime_ids, list(ft))
+                _, f_val = self._heads(f_enc, ft, fp.float(), None)
+                for s, c in enumerate(counts):
+                    if c:
+                        reward[s, idx[s, :c]] += cfg.gamma * f_val[s, :c]
+            rewards[k] = reward
+            for s, info in enumerate(infos):
+                if bool(done[s].any()):
+                    episode_returns[s] += info["episode_return"][done[s]].double().tolist()
+            t = torch.stack([st[0].t for st in steps]).clone()
+            pos = torch.stack([st[0].position_state for st in steps]).clone()
+            self.global_step += N
+
+        refresh(K, t)
+        _, next_value = self._heads(enc[:, :, K], t, pos.float(), None)
+        self._next_t, self._next_pos, self._next_done = t, pos, done
+        return _StackedRollout(
+            obs_t,
+            poss,
+            masks,
+            actions,
+            logprobs,
+            values,
+            rewards,
+            dones,
+            next_value,
+            done.clone(),
+            episode_returns,
+        )
+
+    def compute_gae(self, r: _StackedRollout) -> None:
+        cfg = self.cfg
+        adv = torch.zeros_like(r.rewards)
+        lastgaelam = torch.zeros_like(r.next_value)
+        for k in reversed(range(cfg.num_steps)):
+            if k == cfg.num_steps - 1:
+                nextnonterminal, nextvalues = 1.0 - r.next_done.float(), r.next_value
+            else:
+                nextnonterminal, nextvalues = 1.0 - r.dones[k + 1].float(), r.values[k + 1]
+            delta = r.rewards[k] + cfg.gamma * nextvalues * nextnonterminal - r.values[k]
+            adv[k] = lastgaelam = delta + cfg.gamma * cfg.gae_lambda * nextnonterminal * lastgaelam
+        r.advantages, r.returns = adv, adv + r.values
+
+    # ------------------------------------------------------------------ update
+    def minibatch_loss(
+        self, r: _StackedRollout, env_idx: Tensor, ent_coef: float
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-seed clipped PPO losses (S,) over the envs ``env_idx[s]`` of each seed ``s``."""
+        cfg, m = self.cfg, self.train_market
+        t = _take(r.obs_t, env_idx)  # (S, B)
+        enc = self.stack.encode(m.features, m.regime_ids, list(t))
+        logits, newvalue = self.stack.heads(enc, m.regime_ids[t], _take(r.position_state, env_idx).float())
+        mask = _take(r.masks, env_idx)
+        logits = masked_logits(logits, mask)
+        logp_all = torch.log_softmax(logits, -1)
+        newlogprob = logp_all.gather(-1, _take(r.actions, env_idx)[..., None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        logratio = newlogprob - _take(r.logprobs, env_idx)
+        ratio = logratio.exp()
+        with torch.no_grad():
+            old_approx_kl = (-logratio).mean(1)
+            approx_kl = ((ratio - 1) - logratio).mean(1)
+            clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean(1)
+        mb_adv = _take(r.advantages, env_idx)
+        if cfg.norm_adv and mb_adv.shape[1] > 1:
+            mb_adv = (mb_adv - mb_adv.mean(1, keepdim=True)) / (mb_adv.std(1, keepdim=True) + 1e-8)
+        pg_loss = torch.max(
+            -mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+        ).mean(1)
+        mb_ret, mb_val = _take(r.returns, env_idx), _take(r.values, env_idx)
+        if cfg.clip_vloss:
+            v_clipped = mb_val + (newvalue - mb_val).clamp(-cfg.clip_coef, cfg.clip_coef)
+            v_loss = 0.5 * torch.max((newvalue - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean(1)
+        else:
+            v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean(1)
+        loss = pg_loss - ent_coef * entropy.mean(1) + cfg.vf_coef * v_loss
+        free = (mask.sum(-1) > 1).float()
+        free_entropy = (entropy * free).sum(1) / free.sum(1)  # NaN where every decision was forced
+        stats = {
+            "policy_loss": pg_loss.detach(),
+            "value_loss": v_loss.detach(),
+            "entropy": free_entropy.detach(),
+            "old_approx_kl": old_approx_kl,
+            "approx_kl": approx_kl,
+            "clipfrac": clipfrac,
+        }
+        return loss, stats
+
+    def update(self, r: _StackedRollout, ent_coef: float, lr: float) -> list[dict[str, float]]:
+        """``update_epochs`` passes per seed; a seed stops early when its approx KL > ``target_kl``."""
+        cfg, S, dev = self.cfg, self.n, self.device
+        self.stack.train(True)
+        per_mb = cfg.num_envs // cfg.num_minibatches
+        params = list(self.stack.params.values())
+        names = list(self.stack.params)
+        active = torch.ones(S, dtype=torch.bool, device=dev)
+        history: list[dict[str, Tensor]] = []
+        epochs = torch.zeros(S, device=dev)
+        last = [None] * S
+        for _ in range(cfg.update_epochs):
+            perms = torch.stack([torch.randperm(cfg.num_envs, generator=g, device=dev) for g in self.gens])
+            for start in range(0, cfg.num_envs, per_mb):
+                loss, stats = self.minibatch_loss(r, perms[:, start : start + per_mb], ent_coef)
+                grads = torch.autograd.grad(loss.sum(), params)
+                norms = torch.sqrt(sum(g.reshape(S, -1).pow(2).sum(1) for g in grads))
+                coef = (cfg.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+                scaled = {
+                    n: g * coef.view(-1, *([1] * (g.ndim - 1))) for n, g in zip(names, grads, strict=True)
+                }
+                self.optimizer.step(scaled, lr, active)
+                stats["grad_norm"] = norms
+                for s in range(S):
+                    if bool(active[s]):
+                        last[s] = {k: v[s] for k, v in stats.items()}
+                history.append({**stats, "active": active.clone()})
+            epochs += active.float()
+            if cfg.target_kl is not None:
+                active = active & ~(torch.stack([last[s]["approx_kl"] for s in range(S)]) > cfg.target_kl)
+            if not bool(active.any()):
+                break
+        self.stack.train(False)
+        out = []
+        for s in range(S):
+            rows = [h for h in history if bool(h["active"][s])]
+            d = {
+                k: float(last[s][k])
+                for k in ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl")
+            }
+            d["clipfrac"] = float(torch.stack([h["clipfrac"][s] for h in rows]).mean())
+            d["grad_norm"] = float(torch.stack([h["grad_norm"][s] for h in rows]).mean())
+            d["epochs"] = float(epochs[s])
+            out.append(d)
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, market: MarketArrays | None = None) -> list:
+        """Every seed over the whole series, greedy and tempered, as ``PPOTrainer.evaluate`` does."""
+        cfg, market = self.cfg, market if market is not None else self.val_market
+        if market is None:
+            raise ValueError("no validation market")
+        modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
+        M, S = len(modes), self.n
+        self.stack.train(False)
+        enc_all = self.stack.encode_shared(
+            market.features, market.regime_ids, torch.arange(market.num_bars, device=self.device)
+        )  # (S, T, d)
+        env = VecTradingEnv(
+            market, dataclasses.replace(self.env_cfg, episode_length=None), S * M, self.device, 0
+        )
+        obs = env.reset(start=self.env_cfg.context - 1)
+        gens = [
+            torch.Generator(device=self.device).manual_seed(seed if cfg.eval_seed is None else cfg.eval_seed)
+            for seed in self.seeds
+        ]
+        seed_ix = torch.arange(S, device=self.device)[:, None]
+        rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
+        alive: list[Tensor] = []
+        finished = torch.zeros(S * M, dtype=torch.bool, device=self.device)
+        while not bool(finished.all()):
+            t = obs.t
+            ts = t.view(S, M)
+            raw, _ = self.stack.heads(
+                enc_all[seed_ix, ts], market.regime_ids[ts], obs.position_state.view(S, M, -1)
+            )
+            mask = env.action_mask().view(S, M, -1)
+            logp = torch.log_softmax(masked_logits(raw, mask), -1)
+            action = logp.argmax(-1)
+            tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
+            for s in range(S):
+                action[s, -1] = torch.multinomial(tempered[s], 1, generator=gens[s])[-1, 0]
+            obs, _, done, info = env.step(action.reshape(-1))
+            alive.append(~finished)
+            rec["t"].append(t)
+            rec["action"].append(action.reshape(-1))
+            rec["position"].append(info["position"])
+            rec["net_return"].append((info["pnl"] - info["cost"]).double())
+            rec["entropy"].append(-(logp.exp() * logp).sum(-1).reshape(-1))
+            finished = finished | done.bool()
+        keep = torch.stack(alive, dim=1)
+        stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (S * M, bars)
+        bpy = cfg.bars_per_year or self.env_cfg.bars_per_year
+        return [
+            eval_result(
+                modes,
+                {k: v[s * M : (s + 1) * M] for k, v in stacked.items()},
+                keep[s * M : (s + 1) * M],
+                market,
+                bpy,
+            )
+            for s in range(S)
+        ]
+
+    def evaluate_and_checkpoint(self) -> list:
+        """Validate every seed; per seed update best / patience / collapse, log, save a checkpoint."""
+        results = self.evaluate()
+        mode = "greedy" if self.cfg.eval_greedy else "temp"
+        logged: dict[str, float] = {}
+        for s, result in enumerate(results):
+            if self.stop_reason[s] is not None:
+                continue
+            metrics = dict(result.metrics)
+            shares = [metrics[f"{mode}_share_{a}"] for a in ACTIONS]
+            status = self.collapse_detector.check(shares, self.last_entropy[s])
+            if status.collapsed:
+                self.collapsed[s], self.collapse_reasons[s] = True, status.reasons
+                if self.cfg.stop_on_collapse:
+                    self.stop_reason[s] = "collapse: " + "; ".join(status.reasons)
+            metrics["collapsed"] = float(status.collapsed)
+            best = self.best[s]
+            is_best = best.update(self.global_step, metrics)
+            if best.should_stop and self.stop_reason[s] is None:
+                self.stop_reason[s] = (
+                    f"no improvement in {best.metric} for {best.evals_since_best} evaluations"
+                )
+            self.eval_history[s].append({"step": self.global_step, **metrics})
+            logged.update({f"eval/seed_{self.seeds[s]}/{k}": v for k, v in metrics.items()})
+            if self.checkpoint_dir is not None:
+                run = seed_run_dir(self.checkpoint_dir, self.seeds[s])
+                path = self.save_seed(s, run / f"step_{self.global_step:09d}", metrics)
+                if is_best:
+                    write_best_pointer(run, path, self.global_step, best.metric, best.best_value)
+        if self.log_fn is not None and logged:
+            key = f"{mode}_sharpe"
+            vals = [v for k, v in logged.items() if k.endswith(f"/{key}")]
+            logged[f"eval/{key}"] = float(np.nanmedian(vals)) if vals else float("nan")
+            self.log_fn(self.global_step, logged)
+        return results
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_seed(self, s: int, path: str | Path, metrics: dict | None = None) -> Path:
+        """Seed ``s``'s checkpoint: its policy (loadable like a single-seed one), optimizer, RNGs, env."""
+        opt_tensors, opt_meta = self.optimizer.state(s)
+        state = {"rng.trainer": self.gens[s].get_state(), "rng.torch": torch.get_rng_state()}
+        if self._next_t is not None:
+            state["next_obs.t"] = self._next_t[s]
+            state["next_obs.position_state"] = self._next_pos[s]
+            state["next_done"] = self._next_done[s]
+        env_tensors, env_meta = env_state(self.envs[s])
+        state.update({f"env.{k}": v for k, v in env_tensors.items()})
+        meta = {
+            "format": FORMAT,
+            "step": self.global_step,
+            "iteration": self.iteration,
+            "next_eval": self.next_eval,
+            "policy_config": self.stack.cfg.to_dict(),
+            "ppo_config": self.seed_config(s),
+            "env_config": self.env_cfg,
+            "metrics": metrics or {},
+            "best": self.best[s].to_dict(),
+            "collapsed": self.collapsed[s],
+            "collapse_reasons": self.collapse_reasons[s],
+            "stop_reason": self.stop_reason[s],
+            "eval_history": self.eval_history[s],
+            "optimizer": opt_meta,
+            "env_state": env_meta,
+            "population": {"seeds": self.seeds, "seed": self.seeds[s]},
+            **self.provenance,
+        }
+        return save_checkpoint(
+            path, model=self.stack.state_dict(s), optimizer=opt_tensors, state=state, meta=meta
+        )
+
+    def save_all(self, out_dir: str | Path) -> list[Path]:
+        """An end-of-call checkpoint of every seed (no metrics) under ``out_dir/seed_<s>``."""
+        return [
+            self.save_seed(s, seed_run_dir(out_dir, seed) / f"step_{self.global_step:09d}")
+            for s, seed in enumerate(self.seeds)
+        ]
+
+    def load(self, paths: Sequence[str | Path]) -> None:
+        """Resume from one checkpoint per seed (in ``seeds`` order), all written at the same step."""
+        cks = [load_checkpoint(p, device=self.device) for p in paths]
+        if len(cks) != self.n or len({ck.meta["step"] for ck in cks}) != 1:
+            raise ValueError("resuming a population needs one checkpoint per seed, all at the same step")
+        for s, ck in enumerate(cks):
+            meta = ck.meta
+            if meta.get("format") != FORMAT or meta["population"]["seed"] != self.seeds[s]:
+                raise ValueError(f"{paths[s]}: not seed {self.seeds[s]} of a population checkpoint")
+            if PolicyConfig.from_dict(meta["policy_config"]) != self.stack.cfg:
+                raise ValueError(f"{paths[s]}: policy config differs")
+            self.stack.load_state_dict(s, ck.model)
+            self.optimizer.load(s, ck.optimizer, meta["optimizer"])
+            self.gens[s].set_state(ck.state["rng.trainer"])
+            load_env_state(
+                self.envs[s],
+                {k[4:]: v for k, v in ck.state.items() if k.startswith("env.")},
+                meta["env_state"],
+            )
+            self.best[s] = BestTracker.from_dict(meta["best"])
+            self.collapsed[s], self.collapse_reasons[s] = meta["collapsed"], meta["collapse_reasons"]
+            self.stop_reason[s] = meta["stop_reason"]
+            self.eval_history[s] = meta["eval_history"]
+        torch.set_rng_state(cks[-1].state["rng.torch"])
+        if "next_obs.t" in cks[0].state:
+            self._next_t = torch.stack([ck.state["next_obs.t"] for ck in cks]).to(self.device)
+            self._next_pos = torch.stack([ck.state["next_obs.position_state"] for ck in cks]).to(self.device)
+            self._next_done = torch.stack([ck.state["next_done"] for ck in cks]).to(self.device)
+        meta = cks[0].meta
+        self.global_step, self.iteration, self.next_eval = meta["step"], meta["iteration"], meta["next_eval"]
