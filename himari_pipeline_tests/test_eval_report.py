@@ -17,6 +17,7 @@ from himari_pipeline.evaluation.report import (
     METRICS_COLUMNS,
     SUMMARY_COLUMNS,
     Plot,
+    Replay,
     Section,
     _load,
     build_validation_report,
@@ -24,10 +25,12 @@ from himari_pipeline.evaluation.report import (
     resolve_checkpoints,
     store_report,
 )
+from himari_pipeline.evaluation.report.segments import run_segment
 from himari_pipeline.evaluation.significance import probabilistic_sharpe_ratio
 from himari_pipeline.rl.experiments import load_experiment
 from himari_pipeline.rl.training import build_synthetic_splits, evaluate_checkpoint, train_experiment
 from himari_pipeline.storage.lake import Lake
+from himari_pipeline.trading.rules import TradingRules
 
 BPY = 8760.0
 TRUNC_OK = {"features": True, "features_denoised": True, "regimes": True}
@@ -207,3 +210,31 @@ def test_store_report_writes_the_page_its_markdown_and_tables(report, tmp_path):
         code_version="v1",
     )
     assert plain.markdown is None and plain.tables == {}
+
+
+def test_segment_counts_positions_held_across_missing_bars(run):
+    """A long-only replay over test bars with missing bars before three of them: three steps held
+    across a gap, their P&L the sum of those steps' net returns; a flat replay holds none."""
+    _, splits, _ = run
+    gaps = np.zeros(splits["test"].n_samples, dtype=np.int64)
+    gaps[[20, 21, 40]] = [3, 1, 2]
+    split = dataclasses.replace(splits["test"], gap_before=gaps)
+    t0, n = 7, split.n_samples
+    t = np.arange(t0, n - 1)
+    long_only = Replay(t, np.ones(len(t), dtype=np.int64), np.ones(len(t)), np.zeros(len(t)), False)
+    seg = run_segment("test", split, long_only, TradingRules(carry_cost=1e-4), BPY, seed=0)
+    steps = np.array([20, 21, 40]) - 1 - t0  # the step into bar i starts at bar i-1
+    assert seg.gap_holds.decisions == 3
+    assert seg.gap_holds.pnl == pytest.approx(seg.policy.net_returns[steps].sum(), rel=1e-12)
+    r = np.asarray(split.returns)[[20, 21, 40]]
+    assert seg.gap_holds.pnl == pytest.approx((r - 1e-4 * (1 + gaps[[20, 21, 40]])).sum(), rel=1e-9)
+    assert "3 decision(s) held a position across missing bars" in seg.gap_holds.sentence
+    flat = Replay(t, np.zeros(len(t), dtype=np.int64), np.zeros(len(t)), np.zeros(len(t)), False)
+    assert run_segment("test", split, flat, TradingRules(), BPY, seed=0).gap_holds.decisions == 0
+
+
+def test_report_states_the_gap_holds_of_each_segment(report):
+    for name in ("validation", "test", "live"):
+        assert report.evidence.gap_holds[name].decisions == 0  # the synthetic bars miss none
+    text = report.section("1.").markdown + report.section("5.").markdown
+    assert text.count("held a position across missing bars") == 3

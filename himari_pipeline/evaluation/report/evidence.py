@@ -12,7 +12,7 @@ import pandas as pd
 from himari_pipeline.evaluation.attribution import Attribution
 from himari_pipeline.evaluation.baselines import SUBJECTS
 from himari_pipeline.evaluation.report.probes import LeakageProbe, MultipleTesting
-from himari_pipeline.evaluation.report.segments import SegmentRun
+from himari_pipeline.evaluation.report.segments import GapHolds, SegmentRun
 from himari_pipeline.evaluation.significance import PermutationResult
 from himari_pipeline.evaluation.verdict import total_variation
 from himari_pipeline.vocabulary import ACTIONS
@@ -63,6 +63,7 @@ class Evidence:
     leak_correlations: dict[str, dict[str, float]]  # feature -> pearson, spearman; largest first
     leak_max_abs_corr: float
     leak_suspicious_features: dict[str, float]
+    gap_holds: dict[str, GapHolds]  # per section: positions held across missing bars
     truncation_results: dict[str, bool] = field(default_factory=dict)
     n_checkpoints: int = 1
     selected_step: int = 0
@@ -126,6 +127,7 @@ def collect_evidence(f: Findings, n_checkpoints: int, selected_step: int) -> Evi
         leak_correlations=f.leakage.correlations,
         leak_max_abs_corr=f.leakage.max_abs_corr,
         leak_suspicious_features=dict(f.leakage.suspicious),
+        gap_holds={run.section: run.gap_holds for run in f.runs.values()},
         truncation_results=dict(f.leakage.truncation),
         n_checkpoints=n_checkpoints,
         selected_step=selected_step,

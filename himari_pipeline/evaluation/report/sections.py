@@ -101,6 +101,7 @@ def segments_section(
         s.add(run.shares_by_regime())
         base = pd.DataFrame({x: run.stats[x] for x in SUBJECTS}).T[_BASELINE_COLUMNS]
         s.add(f"**{run.section}: policy vs baselines, net of the same costs**", base)
+        s.add(f"**{run.section}: missing bars.** {run.gap_holds.sentence}")
     equity = {
         name: _chained(val.results[name].equity, tst.results[name].equity)
         for name in ("policy", "buy_and_hold")
@@ -222,6 +223,7 @@ def live_section(f: Findings, gates: Gates) -> Section:
             "live_year_equity_vs_buy_and_hold",
         ),
         live_tab,
+        f"**live: missing bars.** {live.gap_holds.sentence}",
     )
     drift_rows = {"live": live.action_shares}
     if train is not None:

@@ -21,6 +21,7 @@ from himari_pipeline.vocabulary import ACTIONS, action_shares, regime_name
 
 __all__ = [
     "REQUIRED",
+    "GapHolds",
     "SECTION_OF_SPLIT",
     "SEGMENTS",
     "SegmentRun",
@@ -51,6 +52,21 @@ def shares_by_regime(actions: np.ndarray, regimes: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")[["bars", *ACTIONS]]
 
 
+@dataclass(frozen=True)
+class GapHolds:
+    """The policy's decisions that held a position across missing bars, and those steps' P&L."""
+
+    decisions: int
+    pnl: float  # sum of the steps' net returns (not compounded)
+
+    @property
+    def sentence(self) -> str:
+        return (
+            f"{self.decisions} decision(s) held a position across missing bars; the net P&L of those "
+            f"steps: {self.pnl:+.4f} (sum of per-step returns)."
+        )
+
+
 @dataclass
 class SegmentRun:
     """One segment from its first decision row ``t0``: the replay and every subject's backtest."""
@@ -78,6 +94,11 @@ class SegmentRun:
 
     def shares_by_regime(self) -> pd.DataFrame:
         return shares_by_regime(self.replay.action, self.regimes[: len(self.replay.action)])
+
+    @property
+    def gap_holds(self) -> GapHolds:
+        held = self.policy.held_across_gaps
+        return GapHolds(int(held.sum()), float(self.policy.net_returns[held].sum()))
 
 
 def run_segment(
