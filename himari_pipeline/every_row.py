@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from himari_pipeline.bar_tail import EWM_MARGIN
 from himari_pipeline.ekf import vectorized as ekf_vectorized
 from himari_pipeline.ekf.model import EKFParams
 from himari_pipeline.features import compute as features_compute
@@ -34,7 +35,6 @@ from himari_pipeline.regimes.detect import RegimeParams
 from himari_pipeline.vocabulary import WARMUP_ID
 
 #: Bars in a feature window: the longest lookback plus the bars before the EWMs resume.
-EWM_MARGIN: int = 8
 FEATURE_WINDOW: int = features_compute.FEATURE_LOOKBACK + EWM_MARGIN
 #: Cut points recomputed per vectorized call (bounds memory: ~0.3 MB per array per 128 cuts).
 CHUNK: int = 512

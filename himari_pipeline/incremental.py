@@ -1,389 +1,154 @@
-"""Append new bars to a dataset without recomputing its history, exactly.
+"""Incremental planning: continue each data table from its own stored state, or recompute it.
 
-:func:`append` continues features, EKF-denoised features and regimes from an :class:`AppendState`
-stored with the tables, and returns the new rows, which are *bit-identical* to the rows the full
-computation (:func:`~himari_pipeline.features.compute.compute_features`,
-:func:`~himari_pipeline.ekf.vectorized.denoise_features`,
-:func:`~himari_pipeline.regimes.detect.detect_regimes`) gives for the same timestamps. No tolerance
-is needed because each quantity is append-able by construction (one implementation, two entry
-points):
-
-* windowed quantities (rolling sums, means, variances, correlations, ranks, min/max) depend on the
-  window's values alone, so they are recomputed on the stored tail of the last ``L`` bars;
-* exponential moving averages (EMA, MACD, RSI, TSI, Wilder's ATR/ADX) carry their state
-  (:class:`~himari_pipeline.features.compute.EWMRunner`), stored as it was just before a row
-  ``ewm_start`` inside the tail, ``EWM_MARGIN`` bars after the tail's start so that every EWM input
-  (one-bar differences) is complete from there on;
-* the EKF continues from its :class:`~himari_pipeline.ekf.vectorized.EKFState` after the last row;
-* the regime state machine continues from the held label and the bars it has been held.
-
-``append(AppendState.empty(timeframe), bars)`` *is* the full computation (the tail is then the
-whole history), so the first state is made by the same code.
+One function per table (:func:`update_features`, :func:`update_denoised`, :func:`update_regimes`)
+takes the new input (bars, or the feature table) and what the lake holds for *that* table
+(:class:`Stored`: row count, the content hash of the input it was computed from, its code version
+and its append state) and returns an :class:`Update`: the whole new table, the state to store with
+it, and how it was made. When the new input *extends* the stored one (its first rows are exactly the
+stored input, by content hash) and the code and parameters are unchanged, only the new rows are
+computed (:mod:`himari_pipeline.features.append`, :mod:`himari_pipeline.regimes.append`, the EKF's
+:class:`~himari_pipeline.ekf.vectorized.EKFState`), bit-identical to a full recompute. Anything else
+recomputes in full through the same append path from an empty state, so nothing is computed twice.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from himari_pipeline.ekf.model import EKFParams
-from himari_pipeline.ekf.vectorized import EKFState, denoise_features_with_state, ekf_filter
-from himari_pipeline.features.compute import FEATURE_LOOKBACK, compute_features_resumable
-from himari_pipeline.market.bars import BAR_COLUMNS, timeframe_delta
-from himari_pipeline.regimes.detect import (
-    WARMUP_ID,
-    RegimeParams,
-    _confidence,
-    _label_resumable,
-    compute_indicators_resumable,
-    label_regimes,
-    regime_lookback,
-)
-
-#: Bars between a slice's first bar and the row where its EWMs resume (their inputs use one prior bar).
-EWM_MARGIN: int = 8
-STATE_VERSION: int = 1
-
-
-def _encode(x: np.ndarray, dtype: str) -> str:
-    """Little-endian bytes of ``x`` as base64 (exact and ~10x faster than a list of float reprs)."""
-    return base64.b64encode(np.ascontiguousarray(x, dtype=dtype).tobytes()).decode("ascii")
-
-
-def _decode(text: str, dtype: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype=dtype).copy()
-
-
-def _nan_to_none(values: list[float]) -> list[float | None]:
-    return [None if v != v else v for v in values]
-
-
-def _none_to_nan(values: list[float | None]) -> list[float]:
-    return [float("nan") if v is None else float(v) for v in values]
+from himari_pipeline.ekf.vectorized import EKFState, denoise_features_with_state
+from himari_pipeline.features.append import FeatureState, append_features
+from himari_pipeline.regimes.append import RegimeState, append_regimes
+from himari_pipeline.regimes.detect import RegimeParams
+from himari_pipeline.storage.hashing import frame_hash
 
 
 @dataclass
-class AppendState:
-    """Everything needed to continue the data tables after ``n_bars`` bars (JSON via :meth:`to_json`).
+class Stored:
+    """What the lake holds for one table: ``n_rows`` rows (read by ``load``), computed by
+    ``code_version`` from the input whose content hash is ``input_version``, and its append state."""
 
-    ``tail``: the last ``min(n_bars, tail_length)`` bars (``BAR_COLUMNS``). ``feature_ewm`` /
-    ``regime_ewm``: EWM states just before global row ``feature_ewm_start`` / ``regime_ewm_start``
-    (None while that row is 0: the EWMs then start afresh at the first bar). ``ekf``: the filter
-    after the last row. ``regime_label`` / ``regime_held``: the state machine after the last row.
-    """
+    n_rows: int
+    input_version: str | None
+    code_version: str
+    state: dict | None
+    load: Callable[[], pd.DataFrame]
 
-    timeframe: str
-    regime_params: RegimeParams = field(default_factory=RegimeParams)
-    ekf_params: EKFParams = field(default_factory=EKFParams.for_features)
-    n_bars: int = 0
-    tail: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(BAR_COLUMNS)))
-    feature_ewm_start: int = 0
-    feature_ewm: dict[str, list[float]] | None = None
-    regime_ewm_start: int = 0
-    regime_ewm: dict[str, list[float]] | None = None
+
+@dataclass
+class Update:
+    """The new table, the JSON-ready state to store with it, and how it was computed."""
+
+    table: pd.DataFrame
+    state: dict
+    mode: str  # "full" or "incremental"
+    appended: int
+    seconds: float
+    reason: str = ""  # why in full
+
+    def metadata(self) -> dict:
+        """``mode``, ``appended_rows``, ``compute_seconds`` (+ ``full_reason``) for the lake."""
+        out = {"mode": self.mode, "appended_rows": self.appended, "compute_seconds": round(self.seconds, 6)}
+        return {**out, "full_reason": self.reason} if self.reason else out
+
+
+def _extends(rows: pd.DataFrame, n_old: int, old_version: str | None) -> bool:
+    """True when ``rows[:n_old]`` is exactly the table whose content hash is ``old_version``."""
+    return bool(old_version) and len(rows) >= n_old and frame_hash(rows.iloc[:n_old]) == old_version
+
+
+def _why_full(stored: Stored | None, code: str, inputs: pd.DataFrame, what: str) -> str:
+    """Why the table cannot be continued ("" when it can, state permitting)."""
+    if stored is None:
+        return "no stored version"
+    if stored.code_version != code:
+        return f"code version changed ({stored.code_version} -> {code})"
+    if not _extends(inputs, stored.n_rows, stored.input_version):
+        return f"the stored {what} changed (the new {what} do not extend them)"
+    if stored.state is None:
+        return "no append state for the stored version"
+    return ""
+
+
+def _load_state(stored: Stored, parse: Callable[[dict], object], n_rows: Callable[[object], int]):
+    """The parsed state, or None when it is unreadable or for another row count."""
+    try:
+        state = parse(stored.state)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return state if n_rows(state) == stored.n_rows else None
+
+
+def _update(stored, reason, state, step, empty, inputs: pd.DataFrame) -> Update:
+    t0 = time.perf_counter()
+    if state is None:
+        table, new_state = step(empty, inputs)
+        return Update(table, new_state.to_dict(), "full", 0, time.perf_counter() - t0, reason)
+    new = inputs.iloc[stored.n_rows :]
+    table = stored.load()
+    if len(new):
+        rows, state = step(state, new)
+        table = pd.concat([table, rows], ignore_index=True)
+    return Update(table, state.to_dict(), "incremental", len(new), time.perf_counter() - t0)
+
+
+def update_features(bars: pd.DataFrame, stored: Stored | None, code: str) -> Update:
+    """The feature table of ``bars``: continued from ``stored`` when possible, else in full."""
+    reason = _why_full(stored, code, bars, "bars")
+    state = None if reason else _load_state(stored, FeatureState.from_dict, lambda s: s.n_bars)
+    if not reason and state is None:
+        reason = "the append state does not match the stored version"
+    return _update(stored, reason, state, append_features, FeatureState(), bars)
+
+
+def update_regimes(
+    bars: pd.DataFrame, stored: Stored | None, code: str, timeframe: str, params: RegimeParams
+) -> Update:
+    """The regime table of ``bars``: continued from ``stored`` when possible, else in full."""
+    reason = _why_full(stored, code, bars, "bars")
+    state = None if reason else _load_state(stored, RegimeState.from_dict, lambda s: s.n_bars)
+    if state is not None and (state.timeframe != timeframe or state.params != params):
+        state = None
+    if not reason and state is None:
+        reason = "the append state does not match the stored version"
+    return _update(stored, reason, state, append_regimes, RegimeState.empty(timeframe, params), bars)
+
+
+@dataclass
+class _Filter:
+    """The EKF as an append step: its state after ``n_rows`` feature rows."""
+
+    params: EKFParams
+    n_rows: int = 0
     ekf: EKFState | None = None
-    regime_label: int = WARMUP_ID
-    regime_held: int = 0
-
-    @classmethod
-    def empty(
-        cls, timeframe: str, regime_params: RegimeParams | None = None, ekf_params: EKFParams | None = None
-    ) -> AppendState:
-        """The state before any bar: appending bars to it is the full computation."""
-        timeframe_delta(timeframe)
-        return cls(
-            timeframe=timeframe,
-            regime_params=regime_params or RegimeParams(),
-            ekf_params=ekf_params or EKFParams.for_features(),
-        )
-
-    @property
-    def feature_tail(self) -> int:
-        """Bars the feature slice needs before the first new row."""
-        return FEATURE_LOOKBACK + EWM_MARGIN
-
-    @property
-    def regime_tail(self) -> int:
-        """Bars the regime slice needs before the first new row."""
-        return regime_lookback(self.timeframe, self.regime_params) + EWM_MARGIN
-
-    @property
-    def tail_length(self) -> int:
-        """Bars kept in :attr:`tail` (the longest lookback of any feature or regime quantity + margin)."""
-        return max(self.feature_tail, self.regime_tail)
-
-    @property
-    def last_timestamp(self) -> pd.Timestamp | None:
-        return None if self.tail.empty else pd.Timestamp(self.tail["timestamp"].iloc[-1])
 
     def to_dict(self) -> dict:
-        """JSON-ready and exact: bar arrays as base64 bytes, EWM/EKF states as full-precision floats."""
-        ts = pd.DatetimeIndex(self.tail["timestamp"])
-        ts = ts.tz_convert("UTC") if ts.tz is not None else ts.tz_localize("UTC")
-        return {
-            "version": STATE_VERSION,
-            "timeframe": self.timeframe,
-            "regime_params": self.regime_params.to_dict(),
-            "ekf_params": self.ekf_params.to_dict(),
-            "n_bars": self.n_bars,
-            "tail": {  # base64 of little-endian int64 ns (UTC) / float64 arrays
-                "timestamp_ns": _encode(ts.asi8, "<i8"),
-                **{c: _encode(self.tail[c].to_numpy(dtype=np.float64), "<f8") for c in BAR_COLUMNS[1:]},
-            },
-            "feature_ewm_start": self.feature_ewm_start,
-            "feature_ewm": _ewm_to_json(self.feature_ewm),
-            "regime_ewm_start": self.regime_ewm_start,
-            "regime_ewm": _ewm_to_json(self.regime_ewm),
-            "ekf": None if self.ekf is None else self.ekf.to_dict(),
-            "regime_label": self.regime_label,
-            "regime_held": self.regime_held,
-        }
+        return {"ekf_params": self.params.to_dict(), "n_rows": self.n_rows, "ekf": self.ekf.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> AppendState:
-        if d.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"AppendState: unsupported version {d.get('version')!r}; expected {STATE_VERSION}"
-            )
-        tail = pd.DataFrame(
-            {
-                "timestamp": pd.DatetimeIndex(
-                    _decode(d["tail"]["timestamp_ns"], "<i8").view("M8[ns]")
-                ).tz_localize("UTC"),
-                **{c: _decode(d["tail"][c], "<f8").astype(np.float64) for c in BAR_COLUMNS[1:]},
-            }
-        )
-        return cls(
-            timeframe=d["timeframe"],
-            regime_params=RegimeParams.from_dict(d["regime_params"]),
-            ekf_params=EKFParams.from_dict(d["ekf_params"]),
-            n_bars=int(d["n_bars"]),
-            tail=tail,
-            feature_ewm_start=int(d["feature_ewm_start"]),
-            feature_ewm=_ewm_from_json(d["feature_ewm"]),
-            regime_ewm_start=int(d["regime_ewm_start"]),
-            regime_ewm=_ewm_from_json(d["regime_ewm"]),
-            ekf=None if d["ekf"] is None else EKFState.from_dict(d["ekf"]),
-            regime_label=int(d["regime_label"]),
-            regime_held=int(d["regime_held"]),
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> AppendState:
-        return cls.from_dict(json.loads(text))
+    def from_dict(cls, d: dict) -> _Filter:
+        return cls(EKFParams.from_dict(d["ekf_params"]), int(d["n_rows"]), EKFState.from_dict(d["ekf"]))
 
 
-def _ewm_to_json(states: dict[str, list[float]] | None) -> dict | None:
-    return None if states is None else {k: _nan_to_none(v) for k, v in sorted(states.items())}
+def _filter_step(state: _Filter, rows: pd.DataFrame) -> tuple[pd.DataFrame, _Filter]:
+    den, ekf = denoise_features_with_state(rows, state.params, state.ekf)
+    return den, _Filter(state.params, state.n_rows + len(rows), ekf)
 
 
-def _ewm_from_json(states: dict | None) -> dict[str, list[float]] | None:
-    return None if states is None else {k: _none_to_nan(v) for k, v in states.items()}
+def update_denoised(features: pd.DataFrame, stored: Stored | None, code: str, params: EKFParams) -> Update:
+    """The EKF-denoised table of ``features``: the filter continued from ``stored``'s state when
+    the feature rows extend its input, else run in full."""
+    reason = _why_full(stored, code, features, "features")
+    state = None if reason else _load_state(stored, _Filter.from_dict, lambda s: s.n_rows)
+    if state is not None and state.params.to_dict() != params.to_dict():
+        state, reason = None, "no EKF state for these parameters"
+    if not reason and state is None:
+        reason = "the append state does not match the stored version"
+    return _update(stored, reason, state, _filter_step, _Filter(params), features)
 
 
-def _check_new_bars(state: AppendState, new_bars: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in BAR_COLUMNS if c not in new_bars.columns]
-    if missing:
-        raise ValueError(f"append: new bars lack column(s) {missing}; expected {list(BAR_COLUMNS)}")
-    new = new_bars[list(BAR_COLUMNS)].reset_index(drop=True).copy()
-    ts = pd.DatetimeIndex(new["timestamp"])
-    ts = ts.tz_convert("UTC") if ts.tz is not None else ts.tz_localize("UTC")
-    new["timestamp"] = ts
-    for c in BAR_COLUMNS[1:]:
-        new[c] = new[c].astype(np.float64)
-    if len(ts) > 1 and not (np.diff(ts.asi8) > 0).all():
-        row = int(np.flatnonzero(np.diff(ts.asi8) <= 0)[0]) + 1
-        raise ValueError(
-            f"append: new bars' timestamps must strictly increase; row {row} ({ts[row]}) does not"
-        )
-    last = state.last_timestamp
-    if last is not None and len(ts) and ts[0] <= last:
-        raise ValueError(f"append: first new bar {ts[0]} is not after the last stored bar {last}")
-    return new
-
-
-def _resume_window(n_old: int, n_total: int, ewm_start: int, need: int) -> tuple[int, int]:
-    """Global first row of the slice to compute and the EWM row to store next (see the module doc)."""
-    first = ewm_start - EWM_MARGIN if ewm_start > 0 else 0
-    if ewm_start > 0 and (ewm_start < EWM_MARGIN or first > n_old - need):
-        raise ValueError(f"append: inconsistent state (EWM row {ewm_start} for {n_old} bars)")
-    next_start = max(ewm_start, n_total - need + EWM_MARGIN) if n_total >= need else ewm_start
-    return first, next_start
-
-
-def append(
-    state: AppendState, new_bars: pd.DataFrame, timeframe: str
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, AppendState]:
-    """Continue the tables with ``new_bars`` (after the stored ones, ``BAR_COLUMNS``).
-
-    Returns ``(feature_rows, denoised_rows, regime_rows, new_state)``: the rows for the new bars
-    only, equal to the full computation's rows for them; ``state`` is not modified.
-    """
-    if timeframe != state.timeframe:
-        raise ValueError(f"append: state is for timeframe {state.timeframe!r}, got {timeframe!r}")
-    new = _check_new_bars(state, new_bars)
-    n_old, m = state.n_bars, len(new)
-    n_total = n_old + m
-    tail0 = n_old - len(state.tail)  # global index of the stored tail's first bar
-    parts = [state.tail[list(BAR_COLUMNS)], new] if len(state.tail) else [new]
-    combined = pd.concat(parts, ignore_index=True) if m else state.tail.reset_index(drop=True)
-
-    # features: recompute the windows over the slice, EWMs resumed from the stored state
-    f_first, f_next = _resume_window(n_old, n_total, state.feature_ewm_start, state.feature_tail)
-    f_slice = combined.iloc[f_first - tail0 :].reset_index(drop=True)
-    feats, f_ewm = compute_features_resumable(
-        f_slice,
-        state.feature_ewm,
-        start=state.feature_ewm_start - f_first,
-        snapshot=f_next - f_first,
-        row_offset=f_first,
-    )
-    feature_rows = feats.iloc[n_old - f_first :].reset_index(drop=True)
-
-    # EKF: continue the filter over the new rows
-    denoised_rows, ekf = denoise_features_with_state(feature_rows, state.ekf_params, state.ekf)
-
-    # regimes: indicators over the slice, the state machine over the new rows
-    r_first, r_next = _resume_window(n_old, n_total, state.regime_ewm_start, state.regime_tail)
-    r_slice = combined.iloc[r_first - tail0 :].reset_index(drop=True)
-    ind, r_ewm = compute_indicators_resumable(
-        r_slice,
-        timeframe,
-        state.regime_params,
-        state.regime_ewm,
-        start=state.regime_ewm_start - r_first,
-        snapshot=r_next - r_first,
-    )
-    regime_rows, label, held = label_regimes(
-        ind.iloc[n_old - r_first :], state.regime_params, state.regime_label, state.regime_held
-    )
-
-    new_state = AppendState(
-        timeframe=state.timeframe,
-        regime_params=state.regime_params,
-        ekf_params=state.ekf_params,
-        n_bars=n_total,
-        tail=combined.iloc[max(len(combined) - state.tail_length, 0) :].reset_index(drop=True),
-        feature_ewm_start=f_next,
-        feature_ewm=f_ewm if f_next > 0 else None,
-        regime_ewm_start=r_next,
-        regime_ewm=r_ewm if r_next > 0 else None,
-        ekf=ekf,
-        regime_label=label,
-        regime_held=held,
-    )
-    return feature_rows, denoised_rows, regime_rows, new_state
-
-
-def initial_state(
-    bars: pd.DataFrame,
-    timeframe: str,
-    regime_params: RegimeParams | None = None,
-    ekf_params: EKFParams | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, AppendState]:
-    """The full computation on ``bars`` and the state to continue it: ``append`` from the empty state."""
-    return append(AppendState.empty(timeframe, regime_params, ekf_params), bars, timeframe)
-
-
-def features_bar_by_bar(bars: pd.DataFrame, start: int = 0) -> pd.DataFrame:
-    """Feature rows ``start..n-1`` of ``bars``, each computed by appending its bar alone.
-
-    Row ``t`` comes from the append path given ``bars[: t + 1]`` and nothing later: the same slices,
-    EWM states and calls as :func:`append` with one new bar at a time (the state before ``start``
-    from :func:`initial_state` on ``bars[:start]``). Bit-identical to the full table when the code
-    is causal; a row that peeks at a later bar differs.
-    """
-    from himari_pipeline.features.catalog import FEATURE_NAMES
-    from himari_pipeline.features.compute import WARMUP_BARS, feature_arrays_resumable
-
-    bars = bars[list(BAR_COLUMNS)].reset_index(drop=True)
-    n = len(bars)
-    need = FEATURE_LOOKBACK + EWM_MARGIN
-    ewm_start, ewm = 0, None
-    if start > 0:  # the state after bars[:start], as append() from the empty state leaves it
-        _, ewm_start = _resume_window(0, start, 0, need)
-        ewm = feature_arrays_resumable(bars.iloc[:start], None, snapshot=ewm_start)[1] if ewm_start else None
-    out = np.full((n - start, len(FEATURE_NAMES)), np.nan)
-    for t in range(start, n):
-        first, nxt = _resume_window(t, t + 1, ewm_start, need)
-        f, rec = feature_arrays_resumable(
-            bars.iloc[first : t + 1], ewm, start=ewm_start - first, snapshot=nxt - first
-        )
-        out[t - start] = [f[name][-1] for name in FEATURE_NAMES]
-        ewm_start, ewm = nxt, (rec if nxt > 0 else None)
-    out[np.isinf(out)] = np.nan
-    table = pd.DataFrame(out, columns=list(FEATURE_NAMES))
-    table.insert(0, "timestamp", bars["timestamp"].iloc[start:].reset_index(drop=True))
-    table["warmup"] = np.arange(start, n) < WARMUP_BARS
-    return table
-
-
-def regimes_bar_by_bar(
-    bars: pd.DataFrame, timeframe: str, params: RegimeParams | None = None, start: int = 0
-) -> pd.DataFrame:
-    """Regime rows ``start..n-1``, each by appending its bar alone (see :func:`features_bar_by_bar`)."""
-    params = params or RegimeParams()
-    bars = bars[list(BAR_COLUMNS)].reset_index(drop=True)
-    n = len(bars)
-    state = AppendState.empty(timeframe, params)
-    if start > 0:
-        state = initial_state(bars.iloc[:start], timeframe, params)[3]
-    ewm_start, ewm, label, held = (
-        state.regime_ewm_start,
-        state.regime_ewm,
-        state.regime_label,
-        state.regime_held,
-    )
-    need = state.regime_tail
-    rows = []
-    for t in range(start, n):
-        first, nxt = _resume_window(t, t + 1, ewm_start, need)
-        ind, rec = compute_indicators_resumable(
-            bars.iloc[first : t + 1], timeframe, params, ewm, start=ewm_start - first, snapshot=nxt - first
-        )
-        ind = ind.iloc[-1:]
-        vp, ax, dd = (ind[c].to_numpy(dtype=float) for c in ("vol_pct", "adx", "drawdown"))
-        ids, label, held = _label_resumable(vp, ax, dd, params, label, held)
-        conf = _confidence(ids, vp, ax, dd, params) if ids[0] >= 0 else np.array([np.nan])
-        rows.append((ids[0], conf[0], *ind[["vol", "vol_pct", "adx", "drawdown"]].to_numpy()[0]))
-        ewm_start, ewm = nxt, (rec if nxt > 0 else None)
-    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
-    table = pd.DataFrame(arr[:, 1:], columns=["confidence", "vol", "vol_pct", "adx", "drawdown"])
-    table.insert(0, "regime_id", arr[:, 0].astype(np.int8))
-    table.insert(0, "timestamp", bars["timestamp"].iloc[start:].reset_index(drop=True))
-    return table
-
-
-def denoised_row_by_row(features: pd.DataFrame, params: EKFParams, start: int = 0) -> pd.DataFrame:
-    """EKF-denoised rows ``start..n-1`` of a feature table, each by filtering its feature row alone
-    from the state after the previous rows (the append path of ``features_denoised``)."""
-    names = list(params.names)
-    x = features[names].to_numpy(dtype=np.float64)
-    state = None
-    if start > 0:
-        state = ekf_filter(x[:start], params)[1]
-    out = np.empty((len(x) - start, len(names)))
-    for t in range(start, len(x)):
-        row, state = ekf_filter(x[t : t + 1], params, state)
-        out[t - start] = row[0]
-    table = features.iloc[start:].reset_index(drop=True).copy()
-    table[names] = out
-    return table
-
-
-__all__ = [
-    "EWM_MARGIN",
-    "AppendState",
-    "append",
-    "denoised_row_by_row",
-    "features_bar_by_bar",
-    "initial_state",
-    "regimes_bar_by_bar",
-]
+__all__ = ["Stored", "Update", "update_denoised", "update_features", "update_regimes"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -9,15 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from himari_pipeline import incremental
 from himari_pipeline.defs import data_assets
-from himari_pipeline.defs.data_assets import APPEND_STATE, DATA_ASSETS, DENOISED, FEATURES_T, RAW, REGIMES
+from himari_pipeline.defs.data_assets import DATA_ASSETS, DENOISED, FEATURES_T, RAW, REGIMES, STATE_KEY
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.ekf import EKFParams, denoise_features
 from himari_pipeline.features import compute_features
-from himari_pipeline.incremental import AppendState
+from himari_pipeline.features.append import FeatureState
 from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
-from himari_pipeline.regimes import detect_regimes
+from himari_pipeline.regimes import RegimeParams, detect_regimes
+from himari_pipeline.regimes.append import RegimeState
 from himari_pipeline.storage.hashing import frame_hash, normalize_frame
 from himari_pipeline.storage.lake import Lake
 from himari_pipeline_tests.test_dagster_files import write_binance_csv
@@ -66,7 +69,7 @@ def _cuts(bars: pd.DataFrame) -> list[int]:
 
 
 def _versions(lake: Lake) -> dict[str, list]:
-    return {t: lake.versions(t, KEY) for t in (RAW, *TABLES, APPEND_STATE)}
+    return {t: lake.versions(t, KEY) for t in (RAW, *TABLES)}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +91,7 @@ def appended(tmp_path_factory):
         out["runs"].append(_materialize(root, instance))
     out["tables"] = {t: lake.read_table(t, KEY) for t in (RAW, *TABLES)}
     out["versions"] = _versions(lake)
-    out["state"] = AppendState.from_json(lake.file_path(APPEND_STATE, KEY).read_text())
+    out["states"] = {t: lake.latest(t, KEY).metadata[STATE_KEY] for t in TABLES}
     out["unchanged"] = _materialize(root, instance)
     out["versions_unchanged"] = _versions(lake)
     edited = bars.iloc[:c1].copy()  # a correction in the middle of the stored history
@@ -119,10 +122,16 @@ def test_first_run_is_full_and_later_runs_append_only_the_new_bars(appended):
     for t in TABLES:  # the lake records it too, and the old versions stay
         assert [v.metadata["mode"] for v in versions[t]] == ["full", "incremental", "incremental"]
         assert [v.row_count for v in versions[t]] == [c1, c2, len(bars)]
-    assert [v.inputs[RAW] for v in versions[APPEND_STATE]] == [v.version for v in versions[RAW]]
-    state = appended["state"]
-    assert state.n_bars == len(bars) and state.last_timestamp == bars["timestamp"].iloc[-1]
-    assert len(state.tail) < c1  # the stored tail, not the history
+    states = appended["states"]  # each table keeps its own state, in its own version
+    for state in (FeatureState.from_dict(states[FEATURES_T]), RegimeState.from_dict(states[REGIMES])):
+        assert state.n_bars == len(bars) and state.last_timestamp == bars["timestamp"].iloc[-1]
+        assert len(state.tail) < c1  # the stored tail, not the history
+    assert states[DENOISED]["n_rows"] == len(bars) and set(states[DENOISED]) == {
+        "ekf_params",
+        "n_rows",
+        "ekf",
+    }
+    assert all("ekf" not in str(list(states[t])) for t in (FEATURES_T, REGIMES))  # the EKF state once
 
 
 def test_incremental_tables_are_identical_to_a_full_recompute(appended):
@@ -160,21 +169,33 @@ def test_changed_history_falls_back_to_a_full_recompute(appended):
     assert lake.latest(REGIMES, KEY).version == frame_hash(detect_regimes(raw, "1h"))
 
 
-def test_other_code_or_no_state_plans_a_full_recompute(appended, monkeypatch):
+def test_other_code_or_no_state_plans_a_full_recompute(appended):
     lake = appended["lake"]
     raw = lake.read_table(RAW, KEY)
-    more = pd.concat([raw, _bars().iloc[len(raw) : len(raw) + 5].assign(gap_before=0)], ignore_index=True)
-    plan = data_assets._plan_from_bars(lake, KEY, REGIMES, data_assets.REGIMES_CODE, more)
-    assert plan.mode == "incremental" and plan.n_old == len(raw) and plan.state.n_bars == len(raw)
-    plan = data_assets._plan_from_bars(lake, KEY, REGIMES, "other-code", more)
-    assert plan.mode == "full" and "code version changed" in plan.reason
-    denoised = data_assets._plan_denoised(
-        lake, KEY, lake.read_table(FEATURES_T, KEY), EKFParams.for_features()
+    new = raw.iloc[-5:].assign(timestamp=raw["timestamp"].iloc[-5:] + pd.Timedelta(hours=5))
+    more = pd.concat([raw, new], ignore_index=True)  # five more hourly bars
+    stored = data_assets._stored(lake, KEY, REGIMES, RAW)
+    params = RegimeParams()
+    up = incremental.update_regimes(more, stored, data_assets.REGIMES_CODE, "1h", params)
+    assert up.mode == "incremental" and up.appended == 5
+    assert RegimeState.from_dict(up.state).n_bars == len(more)
+    pd.testing.assert_frame_equal(up.table, normalize_frame(detect_regimes(more, "1h")), check_exact=True)
+    up = incremental.update_regimes(more, stored, "other-code", "1h", params)
+    assert up.mode == "full" and "code version changed" in up.reason
+    other = RegimeParams(min_dwell=3)
+    up = incremental.update_regimes(more, stored, data_assets.REGIMES_CODE, "1h", other)
+    assert up.mode == "full" and "does not match" in up.reason
+    feats = lake.read_table(FEATURES_T, KEY)
+    den_stored = data_assets._stored(lake, KEY, DENOISED, FEATURES_T)
+    code = data_assets.DENOISED_CODE
+    assert (
+        incremental.update_denoised(feats, den_stored, code, EKFParams.for_features()).mode == "incremental"
     )
-    assert denoised.mode == "incremental"
-    other = EKFParams.for_features(q_level=0.1)
-    plan = data_assets._plan_denoised(lake, KEY, lake.read_table(FEATURES_T, KEY), other)
-    assert plan.mode == "full" and "EKF state" in plan.reason
-    monkeypatch.setattr(data_assets, "STATE_CODE", "other-state-code")
-    plan = data_assets._plan_from_bars(lake, KEY, REGIMES, data_assets.REGIMES_CODE, more)
-    assert plan.mode == "full" and "no append state" in plan.reason
+    up = incremental.update_denoised(feats, den_stored, code, EKFParams.for_features(q_level=0.1))
+    assert up.mode == "full" and "EKF state" in up.reason
+    no_state = dataclasses.replace(stored, state=None)
+    up = incremental.update_regimes(more, no_state, data_assets.REGIMES_CODE, "1h", params)
+    assert up.mode == "full" and "no append state" in up.reason
+    bad = dataclasses.replace(stored, state={**stored.state, "n_bars": 7})
+    up = incremental.update_regimes(more, bad, data_assets.REGIMES_CODE, "1h", params)
+    assert up.mode == "full" and "does not match" in up.reason

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from himari_pipeline.ekf import EKFParams, denoise_features
+from himari_pipeline.ekf.vectorized import EKFState, denoise_features_with_state
 from himari_pipeline.features import WARMUP_BARS, compute_features
+from himari_pipeline.features.append import TAIL_LENGTH, FeatureState, append_features
 from himari_pipeline.features.compute import (
     EWMRunner,
     ewm_alpha,
@@ -20,8 +22,9 @@ from himari_pipeline.features.compute import (
     rolling_sum,
     rolling_var,
 )
-from himari_pipeline.incremental import AppendState, append, initial_state
 from himari_pipeline.regimes import RegimeParams, detect_regimes, regime_warmup
+from himari_pipeline.regimes.append import RegimeState, append_regimes
+from himari_pipeline.regimes.detect import indicator_arrays
 from himari_pipeline_tests.test_features import random_walk_bars
 from himari_pipeline_tests.test_regimes import switching_walk
 
@@ -44,19 +47,31 @@ def full(walk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return feats, denoise_features(feats, EKFParams.for_features()), detect_regimes(walk, "1h")
 
 
-def run_chunks(bars: pd.DataFrame, k: int, chunks: list[int], timeframe: str, **params):
-    """Initial state on ``bars[:k]``, then append the rest in chunks of the given sizes (cycled)."""
-    f, d, r, state = initial_state(bars.iloc[:k], timeframe, **params)
+def _reload(state):
+    """What a daily job stores (JSON in the version metadata) and reads back."""
+    return type(state).from_dict(json.loads(json.dumps(state.to_dict())))
+
+
+def run_chunks(bars: pd.DataFrame, k: int, chunks: list[int], timeframe: str, regime_params=None):
+    """Each table from its empty state on ``bars[:k]``, then the rest appended in chunks (cycled)."""
+    params = EKFParams.for_features()
+    f, fs = append_features(FeatureState(), bars.iloc[:k])
+    r, rs = append_regimes(RegimeState.empty(timeframe, regime_params), bars.iloc[:k])
+    d, ekf = denoise_features_with_state(f, params)
     out = [[f], [d], [r]]
     i, j = k, 0
     while i < len(bars):
         size = chunks[j % len(chunks)]
-        state = AppendState.from_json(state.to_json())  # what a daily job stores and reloads
-        f, d, r, state = append(state, bars.iloc[i : i + size], timeframe)
+        new = bars.iloc[i : i + size]
+        f, fs = append_features(_reload(fs), new)
+        r, rs = append_regimes(_reload(rs), new)
+        d, ekf = denoise_features_with_state(
+            f, params, EKFState.from_dict(json.loads(json.dumps(ekf.to_dict())))
+        )
         for lst, rows in zip(out, (f, d, r), strict=True):
             lst.append(rows)
         i, j = i + size, j + 1
-    return [pd.concat(lst, ignore_index=True) for lst in out], state
+    return [pd.concat(lst, ignore_index=True) for lst in out], (fs, rs)
 
 
 def test_ewm_runner_is_pandas_ewm_bit_for_bit_and_resumes() -> None:
@@ -116,22 +131,23 @@ def test_rolling_kernels_match_numpy_and_depend_on_the_window_only() -> None:
 def test_append_in_one_chunk_equals_full_recompute(walk, full, k: int) -> None:
     """k: inside the warm-up, right after the feature warm-up, right after the regime warm-up
     (743 rows at 1h), past the stored-tail length (EWM states carried), near the end."""
-    tables, state = run_chunks(walk, k, [N_BARS], "1h")
+    tables, (fs, rs) = run_chunks(walk, k, [N_BARS], "1h")
     for got, ref in zip(tables, full, strict=True):
         assert_same(got, ref)
-    assert state.n_bars == N_BARS and len(state.tail) == min(N_BARS, state.tail_length)
+    assert fs.n_bars == rs.n_bars == N_BARS
+    assert len(fs.tail) == min(N_BARS, TAIL_LENGTH) and len(rs.tail) == min(N_BARS, rs.tail_length)
     assert regime_warmup(tables[2]["regime_id"]) == 743
 
 
 def test_append_day_by_day_and_uneven_chunks_equals_full_recompute(walk, full) -> None:
-    tables, state = run_chunks(walk, 2250, [24, 1, 7, 24, 61], "1h")
+    tables, (fs, rs) = run_chunks(walk, 2250, [24, 1, 7, 24, 61], "1h")
     for got, ref in zip(tables, full, strict=True):
         assert_same(got, ref)
-    assert state.feature_ewm is not None and state.regime_ewm is not None
+    assert fs.ewm is not None and rs.ewm is not None
     # the state machine really was carried: the last label and how long it has been held
     ids = full[2]["regime_id"].to_numpy()
     run = len(ids) - np.flatnonzero(ids != ids[-1])[-1] - 1
-    assert state.regime_label == ids[-1] and state.regime_held >= run
+    assert rs.label == ids[-1] and rs.held >= run
 
 
 def test_append_5m_with_custom_regime_params() -> None:
@@ -139,40 +155,56 @@ def test_append_5m_with_custom_regime_params() -> None:
     params = RegimeParams(pct_window_days=4, pct_min_days=1, dd_window_days=1, adx_window_hours=2)
     feats = compute_features(bars)
     ref = (feats, denoise_features(feats, EKFParams.for_features()), detect_regimes(bars, "5m", params))
-    tables, state = run_chunks(bars, 1700, [288, 100], "5m", regime_params=params)
+    tables, (_, rs) = run_chunks(bars, 1700, [288, 100], "5m", regime_params=params)
     for got, r in zip(tables, ref, strict=True):
         assert_same(got, r)
-    assert state.regime_params == params
+    assert rs.params == params and rs.timeframe == "5m"
     assert (tables[2]["regime_id"].iloc[-500:] >= 0).all()
 
 
 def test_state_json_round_trip_is_exact_and_strict(walk) -> None:
-    *_, state = initial_state(walk.iloc[:2500], "1h")
-    text = state.to_json()
-    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    again = AppendState.from_json(text)
-    assert again.to_json() == text
-    assert_same(again.tail, state.tail)
-    assert again.feature_ewm == state.feature_ewm or all(
-        np.array_equal(a, b, equal_nan=True)
-        for a, b in zip(again.feature_ewm.values(), state.feature_ewm.values(), strict=True)
-    )
-    np.testing.assert_array_equal(again.ekf.P, state.ekf.P)
-    a = append(state, walk.iloc[2500:2524], "1h")
-    b = append(again, walk.iloc[2500:2524], "1h")
-    for x, y in zip(a[:3], b[:3], strict=True):
-        assert_same(x, y)
+    for empty, step in ((FeatureState(), append_features), (RegimeState.empty("1h"), append_regimes)):
+        _, state = step(empty, walk.iloc[:2500])
+        text = json.dumps(state.to_dict(), allow_nan=False)  # strict JSON: no NaN constants
+        again = type(state).from_dict(json.loads(text))
+        assert json.dumps(again.to_dict(), allow_nan=False) == text
+        assert_same(again.tail, state.tail)
+        a, _ = step(state, walk.iloc[2500:2524])
+        b, _ = step(again, walk.iloc[2500:2524])
+        assert_same(a, b)
+        with pytest.raises(ValueError, match="version"):
+            type(state).from_dict({**state.to_dict(), "version": 99})
 
 
 def test_append_rejects_bad_input(walk) -> None:
-    *_, state = initial_state(walk.iloc[:300], "1h")
-    with pytest.raises(ValueError, match="not after the last stored bar"):
-        append(state, walk.iloc[299:310], "1h")
-    with pytest.raises(ValueError, match="timeframe"):
-        append(state, walk.iloc[300:310], "5m")
-    with pytest.raises(ValueError, match="strictly increase"):
-        append(state, walk.iloc[[300, 302, 301]], "1h")
-    with pytest.raises(ValueError, match="lack column"):
-        append(state, walk.iloc[300:310].drop(columns="volume"), "1h")
-    with pytest.raises(ValueError, match="version"):
-        AppendState.from_dict({**state.to_dict(), "version": 99})
+    for empty, step in ((FeatureState(), append_features), (RegimeState.empty("1h"), append_regimes)):
+        _, state = step(empty, walk.iloc[:300])
+        with pytest.raises(ValueError, match="not after the last stored bar"):
+            step(state, walk.iloc[299:310])
+        with pytest.raises(ValueError, match="strictly increase"):
+            step(state, walk.iloc[[300, 302, 301]])
+        with pytest.raises(ValueError, match="lack column"):
+            step(state, walk.iloc[300:310].drop(columns="volume"))
+        _, ok = step(state, walk.iloc[300:310])  # and good bars still go on
+        assert ok.n_bars == 310 and state.n_bars == 300  # the given state is not modified
+    with pytest.raises(ValueError):
+        RegimeState.empty("7x")
+
+
+def test_regime_rank_and_peak_kernels_are_pandas_rolling_rank_and_max() -> None:
+    rng = np.random.default_rng(4)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 3000)))
+    close[1200:1230] = close[1199]  # a flat run: tied ranks and a flat peak
+    params = RegimeParams()
+    ind = indicator_arrays(close, close * 1.001, close * 0.999, "1h", params, EWMRunner())
+    w = params.window_bars("1h")
+    vol = pd.Series(ind["vol"])
+    ref_rank = vol.rolling(w["pct"], min_periods=w["pct_min"]).rank(pct=True).to_numpy()
+    np.testing.assert_array_equal(ind["vol_pct"], ref_rank)
+    ref_dd = close / pd.Series(close).rolling(w["dd"], min_periods=1).max().to_numpy() - 1.0
+    np.testing.assert_array_equal(ind["drawdown"], ref_dd)
+    assert np.isfinite(ref_rank[-100:]).all() and (ind["vol_pct"][1200:1260] > 0).all()
+    # a rank that is computed only from a position on equals the whole computation there
+    late = indicator_arrays(close, close * 1.001, close * 0.999, "1h", params, EWMRunner(), first=2900)
+    np.testing.assert_array_equal(late["vol_pct"][2900:], ind["vol_pct"][2900:])
+    assert np.isnan(late["vol_pct"][:2900]).all()

@@ -4,26 +4,20 @@ Each asset reads its inputs' latest versions from the lake, calls domain code, w
 version (atomically) and reports it as Dagster metadata and data version. Partitioned by dataset
 (``SYMBOL_TIMEFRAME``).
 
-New bars do not recompute history: when the new input *extends* the one the stored version was
-computed from (every stored row identical, new rows after), ``features``, ``features_denoised`` and
-``regimes`` continue from the stored tail (:mod:`himari_pipeline.incremental`, bit-identical to a
-full recompute) and write stored rows + new rows. ``features`` stores the
-:class:`~himari_pipeline.incremental.AppendState` as the lake file asset ``append_state`` (only when
-the append path reproduces the full computation); ``features_denoised`` keeps its EKF state in its
-version metadata. Anything else (history changed, other code, no state) recomputes in full. The
+New bars do not recompute history: each of ``features``, ``features_denoised`` and ``regimes``
+keeps its own append state in its version metadata (``append_state``) and the asset calls one
+domain function (:mod:`himari_pipeline.incremental`) that continues the table from it when the new
+input extends the stored one, or recomputes it in full (history changed, other code, no state). The
 metadata says which: ``mode`` (``incremental``/``full``), ``appended_rows``, ``compute_seconds``.
 """
 
-import json
 import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
-from himari_pipeline import incremental, sources
+from himari_pipeline import bar_tail, incremental, sources
 from himari_pipeline.config import raw_dir
 from himari_pipeline.datasets import arrays as split_arrays
 from himari_pipeline.datasets import splits as split_mod
@@ -33,14 +27,15 @@ from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.ekf import model as ekf_model
 from himari_pipeline.ekf import vectorized as ekf_mod
 from himari_pipeline.ekf.model import EKFParams
-from himari_pipeline.ekf.vectorized import EKFState
+from himari_pipeline.features import append as features_append
 from himari_pipeline.features import compute as features_mod
 from himari_pipeline.features.catalog import FEATURE_NAMES, FEATURES
 from himari_pipeline.market.bars import parse_dataset_key
 from himari_pipeline.plots import denoise_plot, price_plot, regime_plot, splits_plot
+from himari_pipeline.regimes import append as regimes_append
 from himari_pipeline.regimes import detect as regimes_mod
-from himari_pipeline.storage.hashing import code_version, frame_hash
-from himari_pipeline.storage.lake import Lake, Version
+from himari_pipeline.storage.hashing import code_version
+from himari_pipeline.storage.lake import Lake
 
 RAW, FEATURES_T, DENOISED, REGIMES, SPLITS = (
     "raw_ohlcv",
@@ -53,11 +48,10 @@ SPLIT_SUMMARY = "dataset_split_summary"
 POOL = "himari_lake"  # writers to the lake run one at a time (DuckDB: one writer per file)
 
 
-APPEND_STATE = "append_state"  # lake file asset: the AppendState after the latest `features` version
-FEATURES_CODE = code_version(features_mod)
-DENOISED_CODE = code_version(ekf_model, ekf_mod)
-REGIMES_CODE = code_version(regimes_mod)
-STATE_CODE = code_version(incremental, features_mod, ekf_model, ekf_mod, regimes_mod)
+STATE_KEY = "append_state"  # version metadata: the state the table is continued from
+FEATURES_CODE = code_version(features_mod, features_append, bar_tail, incremental)
+DENOISED_CODE = code_version(ekf_model, ekf_mod, incremental)
+REGIMES_CODE = code_version(regimes_mod, regimes_append, bar_tail, incremental)
 
 
 def _inputs(lake, partition: str, *assets: str) -> dict[str, str]:
@@ -68,91 +62,42 @@ def _ekf_params() -> EKFParams:
     return EKFParams.for_features(FEATURE_NAMES)
 
 
-def _jsonable(d: dict) -> dict:
-    """``d`` as it reads back from version metadata (tuples become lists)."""
-    return json.loads(json.dumps(d))
-
-
-@dataclass
-class _Plan:
-    """How an asset is computed this run: incremental from ``stored`` (+ a state) or in full (``reason``)."""
-
-    reason: str = ""
-    stored: pd.DataFrame | None = None
-    n_old: int = 0
-    state: incremental.AppendState | None = None
-    ekf: EKFState | None = None
-
-    @property
-    def mode(self) -> str:
-        return "full" if self.stored is None else "incremental"
-
-
-def _extends(rows: pd.DataFrame, n_old: int, old_version: str | None) -> bool:
-    """True when ``rows[:n_old]`` is exactly the table whose content hash is ``old_version``."""
-    return bool(old_version) and len(rows) >= n_old and frame_hash(rows.iloc[:n_old]) == old_version
-
-
-def _load_state(store: Lake, key: str, **inputs: str) -> incremental.AppendState | None:
-    """The newest stored AppendState computed by this code whose inputs include ``inputs``."""
-    for v in reversed(store.versions(APPEND_STATE, key)):
-        if v.code_version == STATE_CODE and v.path and all(v.inputs.get(a) == h for a, h in inputs.items()):
-            try:
-                return incremental.AppendState.from_json((store.root / v.path).read_text())
-            except (OSError, ValueError, KeyError):
-                return None
-    return None
-
-
-def _store_state(store: Lake, key: str, state: incremental.AppendState, inputs: dict, run_id: str) -> Version:
-    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-        path = Path(tmp) / "append_state.json"
-        path.write_text(state.to_json())
-        return store.write_file(
-            APPEND_STATE,
-            key,
-            path,
-            inputs=inputs,
-            code_version=STATE_CODE,
-            run_id=run_id,
-            metadata={"n_bars": state.n_bars, "last_bar": str(state.last_timestamp)},
-        )
-
-
-def _plan_from_bars(store: Lake, key: str, asset: str, code: str, bars: pd.DataFrame, **match: str) -> _Plan:
-    """Continue ``asset`` (one row per bar) when ``bars`` extend the bars of its stored version."""
+def _stored(store: Lake, key: str, asset: str, input_asset: str) -> incremental.Stored | None:
+    """What the lake holds for ``asset`` (its newest version), for the domain's planning."""
     prev = store.latest(asset, key)
     if prev is None:
-        return _Plan("no stored version")
-    if prev.code_version != code:
-        return _Plan(f"code version changed ({prev.code_version} -> {code})")
-    raw_old = prev.inputs.get(RAW)
-    if not _extends(bars, prev.row_count, raw_old):
-        return _Plan("the stored bars changed (the new bars do not extend them)")
-    state = _load_state(store, key, **{RAW: raw_old}, **match)
-    if state is None:
-        return _Plan("no append state for the stored version")
-    if (
-        state.n_bars != prev.row_count
-        or state.regime_params.to_dict() != regimes_mod.RegimeParams().to_dict()
-        or state.ekf_params.to_dict() != _ekf_params().to_dict()
-    ):
-        return _Plan("the append state does not match the stored version")
-    return _Plan(stored=store.read_table(asset, key), n_old=prev.row_count, state=state)
+        return None
+    return incremental.Stored(
+        n_rows=prev.row_count or 0,
+        input_version=prev.inputs.get(input_asset),
+        code_version=prev.code_version,
+        state=prev.metadata.get(STATE_KEY),
+        load=lambda: store.read_table(asset, key, prev.version),
+    )
 
 
-def _mode_metadata(plan: _Plan, appended: int, seconds: float) -> tuple[dict, dict]:
-    """(lake metadata, Dagster metadata) recording how the table was computed."""
-    lake_meta = {"mode": plan.mode, "appended_rows": appended, "compute_seconds": round(seconds, 6)}
+def _write(context, store: Lake, asset: str, up: incremental.Update, inputs: dict, code: str, **meta):
+    """Write the updated table with its state and how it was computed; Dagster metadata for it."""
+    v = store.write_table(
+        asset,
+        context.partition_key,
+        up.table,
+        inputs=inputs,
+        code_version=code,
+        run_id=context.run_id,
+        metadata={**meta, **up.metadata(), STATE_KEY: up.state},
+    )
+    context.log.info(
+        f"{context.partition_key}: {asset} {up.mode} ({up.appended} rows appended, {up.seconds:.3f} s)"
+    )
     dg_meta = {
-        "mode": dg.MetadataValue.text(plan.mode),
-        "appended_rows": dg.MetadataValue.int(appended),
-        "compute_seconds": dg.MetadataValue.float(seconds),
+        "mode": dg.MetadataValue.text(up.mode),
+        "appended_rows": dg.MetadataValue.int(up.appended),
+        "compute_seconds": dg.MetadataValue.float(up.seconds),
     }
-    if plan.reason:
-        lake_meta["full_reason"] = plan.reason
-        dg_meta["full_reason"] = dg.MetadataValue.text(plan.reason)
-    return lake_meta, dg_meta
+    if up.reason:
+        dg_meta["full_reason"] = dg.MetadataValue.text(up.reason)
+    return v, dg_meta
 
 
 @dg.asset(
@@ -237,50 +182,16 @@ def raw_ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, settings: P
     kinds={"python", "pandas", "parquet"},
     owners=["team:research"],
     pool=POOL,
-    code_version=code_version(features_mod),
+    code_version=FEATURES_CODE,
     description="44 causal technical features (returns, trend, momentum, volatility, volume, calendar) "
     "computed with `ta` and pandas; warm-up rows are marked in `warmup`, never back-filled.",
 )
 def features(context: dg.AssetExecutionContext, lake: LakeResource):
     key, store = context.partition_key, lake.get()
-    _, timeframe = parse_dataset_key(key)
     bars = store.read_table(RAW, key)
-    inputs = _inputs(store, key, RAW)
-    prev = store.latest(FEATURES_T, key)
-    plan = _plan_from_bars(
-        store, key, FEATURES_T, FEATURES_CODE, bars, **({FEATURES_T: prev.version} if prev else {})
-    )
-    t0 = time.perf_counter()
-    if plan.state is not None:
-        new_bars, state = bars.iloc[plan.n_old :], plan.state
-        table = plan.stored
-        if len(new_bars):
-            rows, _, _, state = incremental.append(state, new_bars, timeframe)
-            table = pd.concat([plan.stored, rows], ignore_index=True)
-    else:
-        table = features_mod.compute_features(bars)
-        rows, _, _, state = incremental.initial_state(
-            bars, timeframe, regimes_mod.RegimeParams(), _ekf_params()
-        )
-        if frame_hash(rows) != frame_hash(table):  # never continue from a state the full path disagrees with
-            context.log.warning(f"{key}: the append path differs from compute_features; no append state kept")
-            state = None
-    seconds = time.perf_counter() - t0
-    lake_meta, dg_meta = _mode_metadata(plan, len(table) - plan.n_old if plan.state else 0, seconds)
-    v = store.write_table(
-        FEATURES_T,
-        key,
-        table,
-        inputs=inputs,
-        code_version=FEATURES_CODE,
-        run_id=context.run_id,
-        metadata=lake_meta,
-    )
-    if state is not None:
-        _store_state(store, key, state, {**inputs, FEATURES_T: v.version}, context.run_id)
-    context.log.info(
-        f"{key}: features {plan.mode} ({lake_meta['appended_rows']} rows appended, {seconds:.3f} s)"
-    )
+    up = incremental.update_features(bars, _stored(store, key, FEATURES_T, RAW), FEATURES_CODE)
+    v, dg_meta = _write(context, store, FEATURES_T, up, _inputs(store, key, RAW), FEATURES_CODE)
+    table = up.table
     warm = int(table["warmup"].sum())
     return result(
         v,
@@ -303,7 +214,7 @@ def features(context: dg.AssetExecutionContext, lake: LakeResource):
     kinds={"python", "numba", "parquet"},
     owners=["team:research"],
     pool=POOL,
-    code_version=code_version(ekf_model, ekf_mod),
+    code_version=DENOISED_CODE,
     description="Each feature filtered by a causal Extended Kalman Filter (level + slope state, logistic "
     "measurement for bounded oscillators); filter parameters are stored with the table.",
 )
@@ -311,26 +222,10 @@ def features_denoised(context: dg.AssetExecutionContext, lake: LakeResource):
     key, store = context.partition_key, lake.get()
     table = store.read_table(FEATURES_T, key)
     params = _ekf_params()
-    plan = _plan_denoised(store, key, table, params)
-    t0 = time.perf_counter()
-    if plan.ekf is not None:
-        den, ekf = plan.stored, plan.ekf
-        if len(table) > plan.n_old:
-            rows, ekf = ekf_mod.denoise_features_with_state(table.iloc[plan.n_old :], params, plan.ekf)
-            den = pd.concat([plan.stored, rows], ignore_index=True)
-    else:
-        den, ekf = ekf_mod.denoise_features_with_state(table, params)
-    seconds = time.perf_counter() - t0
-    lake_meta, dg_meta = _mode_metadata(plan, len(den) - plan.n_old if plan.ekf else 0, seconds)
-    v = store.write_table(
-        DENOISED,
-        key,
-        den,
-        inputs=_inputs(store, key, FEATURES_T),
-        code_version=DENOISED_CODE,
-        run_id=context.run_id,
-        metadata={"ekf_params": params.to_dict(), "ekf_state": ekf.to_dict(), **lake_meta},
-    )
+    up = incremental.update_denoised(table, _stored(store, key, DENOISED, FEATURES_T), DENOISED_CODE, params)
+    inputs = _inputs(store, key, FEATURES_T)
+    v, dg_meta = _write(context, store, DENOISED, up, inputs, DENOISED_CODE, ekf_params=params.to_dict())
+    den = up.table
     return result(
         v,
         **dg_meta,
@@ -338,21 +233,6 @@ def features_denoised(context: dg.AssetExecutionContext, lake: LakeResource):
         preview=preview(den.loc[~den["warmup"]]),
         plot=png(denoise_plot(table, den, list(FEATURE_NAMES[:1]) + _bounded_example())),
     )
-
-
-def _plan_denoised(store: Lake, key: str, table: pd.DataFrame, params: EKFParams) -> _Plan:
-    """Continue the filter (state in the stored version's metadata) when ``table`` extends its input."""
-    prev = store.latest(DENOISED, key)
-    if prev is None:
-        return _Plan("no stored version")
-    if prev.code_version != DENOISED_CODE:
-        return _Plan(f"code version changed ({prev.code_version} -> {DENOISED_CODE})")
-    if prev.metadata.get("ekf_params") != _jsonable(params.to_dict()) or "ekf_state" not in prev.metadata:
-        return _Plan("no EKF state for these parameters")
-    if not _extends(table, prev.row_count, prev.inputs.get(FEATURES_T)):
-        return _Plan("the stored features changed (the new rows do not extend them)")
-    ekf = EKFState.from_dict(prev.metadata["ekf_state"])
-    return _Plan(stored=store.read_table(DENOISED, key), n_old=prev.row_count, ekf=ekf)
 
 
 def _bounded_example() -> list[str]:
@@ -368,7 +248,7 @@ def _bounded_example() -> list[str]:
     kinds={"python", "parquet"},
     owners=["team:research"],
     pool=POOL,
-    code_version=code_version(regimes_mod),
+    code_version=REGIMES_CODE,
     description="LOW_VOL / TRENDING / HIGH_VOL / CRISIS per bar with a confidence in [0,1], from trailing "
     "volatility percentiles, ADX and drawdown, with hysteresis; no full-sample threshold.",
 )
@@ -377,27 +257,12 @@ def regimes(context: dg.AssetExecutionContext, lake: LakeResource):
     _, timeframe = parse_dataset_key(key)
     bars = store.read_table(RAW, key)
     params = regimes_mod.RegimeParams()
-    plan = _plan_from_bars(store, key, REGIMES, REGIMES_CODE, bars)
-    t0 = time.perf_counter()
-    if plan.state is not None:
-        table = plan.stored
-        if len(bars) > plan.n_old:
-            _, _, rows, _ = incremental.append(plan.state, bars.iloc[plan.n_old :], timeframe)
-            table = pd.concat([plan.stored, rows], ignore_index=True)
-    else:
-        table = regimes_mod.detect_regimes(bars, timeframe, params)
-    seconds = time.perf_counter() - t0
-    lake_meta, dg_meta = _mode_metadata(plan, len(table) - plan.n_old if plan.state else 0, seconds)
+    stored = _stored(store, key, REGIMES, RAW)
+    up = incremental.update_regimes(bars, stored, REGIMES_CODE, timeframe, params)
+    table = up.table
     dist = regimes_mod.regime_distribution(table["regime_id"])
-    v = store.write_table(
-        REGIMES,
-        key,
-        table,
-        inputs=_inputs(store, key, RAW),
-        code_version=REGIMES_CODE,
-        run_id=context.run_id,
-        metadata={"params": params.to_dict(), "distribution": dist, **lake_meta},
-    )
+    meta = {"params": params.to_dict(), "distribution": dist}
+    v, dg_meta = _write(context, store, REGIMES, up, _inputs(store, key, RAW), REGIMES_CODE, **meta)
     return result(
         v,
         **dg_meta,
