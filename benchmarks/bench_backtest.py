@@ -16,11 +16,17 @@
    charge the fee on the pre-trade equity: final values must agree within 2 % relative (measured
    difference printed).
 5. ``permutation_pvalue`` with ``--perms`` permutations (block 100) on the same data.
+6. The trading rules' extra paths: the backtest with 1 % of steps across missing bars and with
+   min_hold=24 / cooldown=4 (a sequential pass), each as a ratio to the plain backtest; and
+   ``replay_greedy`` of a tiny policy over 4 x 20,000 bars with every rule on (bars per second).
+
+vectorbt is optional: without it steps 3-4 are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -73,26 +79,10 @@ def best_of(fn, repeats: int) -> tuple[float, object]:
     return best, out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bars", type=int, default=BARS_PER_YEAR)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--perms", type=int, default=1000)
-    args = ap.parse_args()
-
-    ts, close, ret, pos = make_data(args.bars, 0)
-    costs = TradingRules(transaction_cost=FEE)
-    print(f"bars={args.bars}, position changes={np.count_nonzero(np.diff(pos, prepend=0.0))}, fee={FEE}")
-
-    def ours():
-        res = backtest(pos, ret, costs, BARS_PER_YEAR)
-        return res, compute_stats(res, BARS_PER_YEAR, timestamps=ts)
-
-    t_ours, (res, stats) = best_of(ours, args.repeats)
-
-    t0 = time.perf_counter()
-    vbt = import_vectorbt()
-    t_import = time.perf_counter() - t0
+def compare_vectorbt(
+    vbt, t_import: float, ts, close, ret, pos, res, stats, t_ours: float, repeats: int
+) -> bool:
+    """Steps 3 and 4 of the module docstring; True when both agreement checks pass."""
     # vectorbt skips orders whose share count is within its float tolerance of zero: a price of 30,000
     # and 1.0 of cash make the tiny per-bar rebalancing orders of check (a) vanish. Scale both up.
     close_s = pd.Series(close / close[0] * 100.0, index=ts)
@@ -110,13 +100,13 @@ def main() -> None:
     warm.stats()
     t_compile = time.perf_counter() - t0
 
-    t_vbt_orders, pf = best_of(lambda: vbt_run(close_s, size_changes, FEE), args.repeats)
+    t_vbt_orders, pf = best_of(lambda: vbt_run(close_s, size_changes, FEE), repeats)
 
     def vbt_full():
         p = vbt_run(close_s, size_changes, FEE)
         return p, p.stats()
 
-    t_vbt_full, (pf, vstats) = best_of(vbt_full, args.repeats)
+    t_vbt_full, (pf, vstats) = best_of(vbt_full, repeats)
 
     # (a) exact model check without fees: rebalance to the target weight at every bar
     res0 = backtest(pos, ret, TradingRules(transaction_cost=0.0), BARS_PER_YEAR)
@@ -131,7 +121,6 @@ def main() -> None:
         f"vectorbt {vbt.__version__}: import {t_import:.2f} s, "
         f"numba compile/warm-up {t_compile:.2f} s (excluded)"
     )
-    print(f"ours   backtest + compute_stats (all metrics, daily): {t_ours * 1e3:8.1f} ms")
     print(f"vbt    from_orders:                                  {t_vbt_orders * 1e3:8.1f} ms")
     print(f"vbt    from_orders + stats():                        {t_vbt_full * 1e3:8.1f} ms")
     print(
@@ -150,6 +139,89 @@ def main() -> None:
         f"max DD ours={stats['max_drawdown']:.4%} vbt={-float(vstats['Max Drawdown [%]']) / 100:.4%}"
     )
 
+    return rel_curve <= 1e-9 and rel_final <= 2e-2
+
+
+def bench_replay(repeats: int, n_series: int = 4, bars: int = 20_000) -> None:
+    """Greedy replay of a tiny policy (the per-bar numpy loop dominates) with every trading rule on."""
+    import torch
+
+    from himari_pipeline.evaluation.replay import replay_greedy
+    from himari_pipeline.rl.env import EnvConfig
+    from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # the replay's encoding is one pass; threads only add noise on a shared machine
+    cfg = PolicyConfig(
+        n_features=4,
+        context=8,
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        ff_dim=16,
+        actor_hidden=16,
+        critic_hidden=16,
+    )
+    policy = RegimeConditionedPolicy(cfg).eval()
+    rng = np.random.default_rng(2)
+    series = [
+        (
+            rng.standard_normal((bars, 4)).astype(np.float32),
+            rng.integers(0, 4, bars),
+            np.r_[np.nan, rng.standard_normal(bars - 1) * 0.01],
+            np.where(rng.random(bars) < 0.01, 2, 0),
+        )
+        for _ in range(n_series)
+    ]
+    env_cfg = EnvConfig(
+        context=8, transaction_cost=1e-3, carry_cost=1e-5, borrow_rate_annual=0.05, min_hold=3, cooldown=2
+    )
+    t, _ = best_of(lambda: replay_greedy([policy] * n_series, series, env_cfg), max(1, repeats // 2))
+    print(
+        f"replay_greedy {n_series} x {bars} bars, every rule on: {t:.2f} s "
+        f"({n_series * bars / t:,.0f} bars/s)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bars", type=int, default=BARS_PER_YEAR)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--perms", type=int, default=1000)
+    args = ap.parse_args()
+
+    ts, close, ret, pos = make_data(args.bars, 0)
+    costs = TradingRules(transaction_cost=FEE)
+    print(f"bars={args.bars}, position changes={np.count_nonzero(np.diff(pos, prepend=0.0))}, fee={FEE}")
+
+    def ours():
+        res = backtest(pos, ret, costs, BARS_PER_YEAR)
+        return res, compute_stats(res, BARS_PER_YEAR, timestamps=ts)
+
+    t_ours, (res, stats) = best_of(ours, args.repeats)
+    print(f"ours   backtest + compute_stats (all metrics, daily): {t_ours * 1e3:8.1f} ms")
+    rules = dataclasses.replace(costs, min_hold=24, cooldown=4)
+    t_holds, _ = best_of(lambda: backtest(pos, ret, rules, BARS_PER_YEAR), args.repeats)
+    gaps = np.where(np.random.default_rng(1).random(len(pos)) < 0.01, 3, 0)
+    t_gaps, _ = best_of(lambda: backtest(pos, ret, costs, BARS_PER_YEAR, gap_before=gaps), args.repeats)
+    t_plain, _ = best_of(lambda: backtest(pos, ret, costs, BARS_PER_YEAR), args.repeats)
+    print(
+        f"ours   backtest alone {t_plain * 1e3:.1f} ms; with 1 % of steps across gaps {t_gaps * 1e3:.1f} ms "
+        f"(ratio {t_gaps / t_plain:.2f}); with min_hold=24 cooldown=4 {t_holds * 1e3:.1f} ms "
+        f"(ratio {t_holds / t_plain:.2f})"
+    )
+
+    ok = True
+    t0 = time.perf_counter()
+    try:
+        vbt = import_vectorbt()
+    except ImportError as exc:
+        print(f"vectorbt comparison skipped: {exc}")
+    else:
+        ok = compare_vectorbt(
+            vbt, time.perf_counter() - t0, ts, close, ret, pos, res, stats, t_ours, args.repeats
+        )
+
     t0 = time.perf_counter()
     perm = permutation_pvalue(pos, ret, costs, BARS_PER_YEAR, n_perm=args.perms, block=100, seed=0)
     t_perm = time.perf_counter() - t0
@@ -158,7 +230,7 @@ def main() -> None:
         f"(p={perm.p_value:.3f}, Sharpe={perm.sharpe:.2f})"
     )
 
-    ok = rel_curve <= 1e-9 and rel_final <= 2e-2
+    bench_replay(args.repeats)
     print("AGREEMENT OK" if ok else "AGREEMENT FAILED")
     sys.exit(0 if ok else 1)
 

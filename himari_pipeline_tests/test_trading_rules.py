@@ -12,7 +12,7 @@ from himari_pipeline.evaluation.backtest import backtest
 from himari_pipeline.evaluation.replay import costs_from_experiment, replay_greedy
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
-from himari_pipeline.trading.rules import TradingRules, enforce_holds, trade_step
+from himari_pipeline.trading.rules import TradingRules, advance_hold, enforce_holds, hold_blocked, trade_step
 from himari_pipeline.vocabulary import FLAT, LONG, SHORT
 
 DIRECTION = np.array([0.0, 1.0, -1.0])  # of FLAT, LONG, SHORT
@@ -252,3 +252,20 @@ def test_gap_array_is_checked() -> None:
     with pytest.raises(ValueError, match="gap_before"):
         backtest(np.ones(3), ret, TradingRules(), gap_before=np.array([0, 1]))
     assert _market(ret, np.array([0, 1, 0])).gap_before.tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_enforce_holds_matches_a_bar_by_bar_walk(seed: int) -> None:
+    """The run-skipping walk gives what stepping every bar through the hold rules gives."""
+    rng = np.random.default_rng(seed)
+    rules = TradingRules(min_hold=int(rng.integers(1, 6)), cooldown=int(rng.integers(0, 6)))
+    targets = np.repeat(rng.choice([-1.0, -0.5, 0.0, 1.0], 300), rng.integers(1, 8, 300))
+    kept, blocked = enforce_holds(rules, targets)
+    position, held, after_close = 0.0, 0, False
+    for i, target in enumerate(targets):
+        assert blocked[i] == hold_blocked(rules, position, target, held, after_close)
+        new = position if blocked[i] else target
+        assert kept[i] == new
+        held, after_close = advance_hold(position, new, held, after_close)
+        position = new
+    assert blocked.any()

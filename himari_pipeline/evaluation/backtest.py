@@ -68,7 +68,7 @@ class BacktestResult:
 
 def _validate(
     positions: np.ndarray, returns: np.ndarray, gap_before: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     pos = np.asarray(positions, dtype=np.float64)
     ret = np.asarray(returns, dtype=np.float64)
     if pos.ndim != 1 or ret.shape != pos.shape:
@@ -80,7 +80,9 @@ def _validate(
     bad = ~np.isfinite(ret[1:])
     if bad.any():
         raise ValueError(f"returns contain non-finite values at bars {np.flatnonzero(bad) + 1}")
-    gaps = np.zeros(len(pos), dtype=np.int64) if gap_before is None else np.asarray(gap_before)
+    if gap_before is None:
+        return pos, ret, None
+    gaps = np.asarray(gap_before)
     if gaps.shape != pos.shape or not np.issubdtype(gaps.dtype, np.integer) or (gaps < 0).any():
         raise ValueError(f"gap_before must be {pos.shape} integers >= 0")
     return pos, ret, gaps.astype(np.int64, copy=False)
@@ -162,9 +164,11 @@ def backtest(
     worst = float(np.max(np.abs(exposure), initial=0.0))
     if worst > rules.max_leverage + 1e-12:
         raise ValueError(f"|exposure| {worst} exceeds max_leverage {rules.max_leverage}")
-    previous = np.r_[0.0, exposure[:-1]]
-    span = 1.0 + gaps[1:] if gaps.any() else None
-    step = trade_step(rules, previous, exposure, ret[1:], 1.0, span)
+    previous = np.empty_like(exposure)
+    previous[0] = 0.0
+    previous[1:] = exposure[:-1]
+    span = 1.0 + gaps[1:] if gaps is not None and gaps[1:].any() else None
+    step = trade_step(rules, previous, exposure, ret[1:], None, span)
     raw_net = step.net
 
     path = np.cumprod(np.maximum(1.0 + raw_net, 0.0))
@@ -205,6 +209,6 @@ def backtest(
         ruin_bar=ruin_bar,
         trades=trades,
         raw_net_returns=raw_net,
-        gap_steps=gaps[1:],
+        gap_steps=np.zeros(len(exposure), dtype=np.int64) if gaps is None else gaps[1:],
         blocked=blocked,
     )

@@ -22,6 +22,8 @@ True while flat after having closed a position.
 
 Every function works elementwise on torch tensors and numpy arrays alike (and the hold functions on
 plain Python scalars), so the vector env, the greedy replay and the backtest run the same formulas.
+The hold functions only ask whether a position is zero and whether it changed, so they take the
+env's action codes (FLAT = 0) as well as positions.
 """
 
 from __future__ import annotations
@@ -114,18 +116,21 @@ def trade_step(
     rules: TradingRules, position: Any, new_position: Any, r_next: Any, equity: Any, span: Any = None
 ) -> StepOutcome:
     """Costs, net return, new equity and ruin of moving from ``position`` to ``new_position`` and
-    holding it over ``r_next``. ``span`` is ``1 + gap_before[t+1]`` (None: no missing bars)."""
+    holding it over ``r_next``. ``span`` is ``1 + gap_before[t+1]`` (None: no missing bars);
+    ``equity`` None skips the compounding (a whole series' net returns at once)."""
     abs_new = abs(new_position)
-    short = (-new_position).clip(min=0.0)
+    twice_short = abs_new - new_position  # 2 * max(-new_position, 0), exactly
     if span is not None:
         abs_new = abs_new * span
-        short = short * span
+        twice_short = twice_short * span
     tx = rules.transaction_cost * abs(new_position - position)
     carry = rules.carry_cost * abs_new
-    borrow = rules.borrow_per_bar * short
+    borrow = (0.5 * rules.borrow_per_bar) * twice_short
     cost = tx + carry + borrow
     pnl = new_position * r_next
     net = pnl - cost
+    if equity is None:
+        return StepOutcome(tx, carry, borrow, cost, pnl, net, None, None)
     new_equity = equity * (1.0 + net)
     return StepOutcome(tx, carry, borrow, cost, pnl, net, new_equity, rules.ruined(new_equity))
 
@@ -158,19 +163,37 @@ def advance_hold(position: Any, new_position: Any, held: Any, after_close: Any) 
 
 def enforce_holds(rules: TradingRules, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A target position series (from flat, nothing held) with blocked changes kept: ``(positions,
-    blocked)``. Sequential by nature; a series that already obeys the rules comes back unchanged."""
-    out = np.asarray(targets, dtype=np.float64).copy()
+    blocked)``; a series that already obeys the rules comes back unchanged.
+
+    Sequential by nature, so it walks runs, not bars: a run of targets equal to the position only
+    ages it, and a blocked change stays blocked until ``held`` reaches the running limit (or the run
+    of targets ends).
+    """
+    out = np.asarray(targets, dtype=np.float64)
     blocked = np.zeros(len(out), dtype=bool)
-    if not rules.holds_on:
+    if not rules.holds_on or len(out) == 0:
         return out, blocked
-    position, held, after_close = 0.0, 0, False
+    out = out.copy()
+    n = len(out)
+    starts = np.flatnonzero(np.r_[True, out[1:] != out[:-1]])
+    run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n])).tolist()
     values = out.tolist()
-    for i, target in enumerate(values):
-        if hold_blocked(rules, position, target, held, after_close):
-            blocked[i] = True
-            target = position
-            values[i] = target
-        held, after_close = advance_hold(position, target, held, after_close)
-        position = target
-    out[:] = values
+    position, held, after_close = 0.0, 0, False
+    i = 0
+    while i < n:
+        target = values[i]
+        if target == position:
+            held += run_end[i] - i
+            i = run_end[i]
+        elif hold_blocked(rules, position, target, held, after_close):
+            limit = rules.min_hold if position != 0 else rules.cooldown
+            stop = min(i + limit - held, run_end[i])
+            out[i:stop] = position
+            blocked[i:stop] = True
+            held += stop - i
+            i = stop
+        else:
+            held, after_close = advance_hold(position, target, held, after_close)
+            position = target
+            i += 1
     return out, blocked
