@@ -1,7 +1,7 @@
 """Time of the every-row causality check on SYNTH-PLANTED_1h 2020-01-01..2025-12-31 (52,608 bars).
 
-For each table, in one run: the old way (appending one bar at a time through the append path, each
-row from the bars up to it) on the newest ``--old-rows`` rows, the new way
+For each table, in one run: the old way (one call of the table's code per row, on the slice of
+bars that row needs, states carried from the previous row) on the newest ``--old-rows`` rows, the new way
 (:mod:`himari_pipeline.every_row`: every cut's trailing window through the same code in a few
 vectorized calls) on every row (or the newest ``--rows``), both compared with the stored table by
 :func:`~himari_pipeline.causality.check_every_row`; then ms per row of each and their ratio. The
@@ -16,27 +16,53 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import pandas as pd
 
 from himari_pipeline import every_row
+from himari_pipeline.bar_tail import resume_window
 from himari_pipeline.causality import check_every_row, check_truncation_invariance, default_prefixes
 from himari_pipeline.ekf import EKFParams, denoise_features
-from himari_pipeline.features.append import FeatureState, append_features
+from himari_pipeline.features.append import TAIL_LENGTH
 from himari_pipeline.features.catalog import FEATURE_NAMES
-from himari_pipeline.features.compute import compute_features
+from himari_pipeline.features.compute import WARMUP_BARS, compute_features, feature_arrays_resumable
+from himari_pipeline.market.bars import BAR_COLUMNS
 from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
 from himari_pipeline.regimes.append import RegimeState, append_regimes
 from himari_pipeline.regimes.detect import detect_regimes
 
 
-def one_bar_at_a_time(step, empty, bars: pd.DataFrame, start: int) -> pd.DataFrame:
-    """Rows ``start..`` appended one bar at a time from the state after ``bars[:start]`` (old way)."""
-    _, state = step(empty, bars.iloc[:start])
+def features_old_way(bars: pd.DataFrame, start: int) -> pd.DataFrame:
+    """The previous every-row path: row ``t`` from the feature code on the slice of bars it needs
+    (``TAIL_LENGTH + 1`` bars), EWM states carried from the previous row's slice."""
+    bars = bars[list(BAR_COLUMNS)].reset_index(drop=True)
+    ewm_start, ewm = 0, None
+    if start > 0:
+        _, ewm_start = resume_window(0, start, 0, TAIL_LENGTH)
+        ewm = feature_arrays_resumable(bars.iloc[:start], None, snapshot=ewm_start)[1] if ewm_start else None
+    out = np.full((len(bars) - start, len(FEATURE_NAMES)), np.nan)
+    for t in range(start, len(bars)):
+        first, nxt = resume_window(t, t + 1, ewm_start, TAIL_LENGTH)
+        f, rec = feature_arrays_resumable(
+            bars.iloc[first : t + 1], ewm, start=ewm_start - first, snapshot=nxt - first
+        )
+        out[t - start] = [f[name][-1] for name in FEATURE_NAMES]
+        ewm_start, ewm = nxt, (rec if nxt > 0 else None)
+    out[np.isinf(out)] = np.nan
+    table = pd.DataFrame(out, columns=list(FEATURE_NAMES))
+    table.insert(0, "timestamp", bars["timestamp"].iloc[start:].reset_index(drop=True))
+    table["warmup"] = np.arange(start, len(bars)) < WARMUP_BARS
+    return table
+
+
+def regimes_old_way(bars: pd.DataFrame, start: int) -> pd.DataFrame:
+    """The previous every-row path for regimes: the append path one bar at a time."""
+    _, state = append_regimes(RegimeState.empty("1h"), bars.iloc[:start])
     rows = []
     for t in range(start, len(bars)):
-        row, state = step(state, bars.iloc[t : t + 1])
+        row, state = append_regimes(state, bars.iloc[t : t + 1])
         rows.append(row)
-    return pd.concat(rows, ignore_index=True)
+    return pd.concat(rows, ignore_index=True).drop(columns="regime")
 
 
 def main() -> None:
@@ -60,7 +86,7 @@ def main() -> None:
     tables = {
         "features": (
             compute_features,
-            lambda s: one_bar_at_a_time(append_features, FeatureState(), bars, s),
+            lambda s: features_old_way(bars, s),
             lambda s: every_row.features_every_row(bars, s),
             feats,
         ),
@@ -72,7 +98,7 @@ def main() -> None:
         ),
         "regimes": (
             lambda b: detect_regimes(b, "1h"),
-            lambda s: one_bar_at_a_time(append_regimes, RegimeState.empty("1h"), bars, s),
+            lambda s: regimes_old_way(bars, s),
             lambda s: every_row.regimes_every_row(bars, "1h", None, s),
             regs,
         ),

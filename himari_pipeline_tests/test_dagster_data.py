@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from himari_pipeline.datasets import load_npz
-from himari_pipeline.defs import data_assets
 from himari_pipeline.defs.data_assets import DATA_ASSETS, DENOISED, FEATURES_T, RAW, REGIMES, SPLITS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.storage.lake import Lake
+from himari_pipeline_tests.test_causality_rows import plant_feature_leak
 
 KEY = "SYNTH-PLANTED_1h"
 SPAN = ("2023-01-01", "2025-12-31")
@@ -128,20 +128,23 @@ def test_second_materialization_adds_versions_and_keeps_the_old_ones(planted_run
 
 
 def test_planted_leak_is_caught_and_blocks_downstream(tmp_path, monkeypatch):
-    real = data_assets.features_mod.compute_features
+    from himari_pipeline.features import compute as features_compute
+    from himari_pipeline.features.catalog import FEATURE_NAMES
 
-    def leaky(bars: pd.DataFrame) -> pd.DataFrame:
-        out = real(bars)
-        col = out.columns[1]
-        out[col] = out[col].rolling(25, center=True, min_periods=1).mean()  # a centred window peeks ahead
-        return out
+    real = features_compute.feature_arrays
 
-    monkeypatch.setattr(data_assets.features_mod, "compute_features", leaky)
+    def leaky(cols, ewm):  # a centred window: every row averages in the next bar's value
+        f = real(cols, ewm)
+        x = np.asarray(f[FEATURE_NAMES[0]], dtype=float)
+        ahead = np.concatenate([x[..., 1:], x[..., -1:]], axis=-1)
+        f[FEATURE_NAMES[0]] = 0.5 * (x + ahead)
+        return f
+
+    monkeypatch.setattr(features_compute, "feature_arrays", leaky)
     res = _materialize(tmp_path, KEY, dg.DagsterInstance.ephemeral())
     checks = _checks(res)
     assert checks["features_truncation_invariance"] is False
     evals = [e for e in res.get_asset_check_evaluations() if e.check_name == "features_truncation_invariance"]
-    from himari_pipeline.features.catalog import FEATURE_NAMES
 
     assert "differ" in evals[0].description and FEATURE_NAMES[0] in evals[0].description
     done = {m.asset_key.to_user_string() for m in res.get_asset_materialization_events()}
@@ -151,7 +154,6 @@ def test_planted_leak_is_caught_and_blocks_downstream(tmp_path, monkeypatch):
 @pytest.mark.timeout(300)
 def test_one_row_leak_is_caught_by_the_every_row_check_and_named(tmp_path, monkeypatch):
     """A look-ahead on ONE row of the shared feature code fails the check, which names column and row."""
-    from himari_pipeline.features import compute as features_compute
 
     monkeypatch.setenv("HIMARI_TRUNCATION_ROWS", "all")
     key, leak_row = "SYNTH-NULL_1h", 700
@@ -181,19 +183,8 @@ def test_one_row_leak_is_caught_by_the_every_row_check_and_named(tmp_path, monke
         assert e.passed and e.metadata["every_row_from"].value == 0, (name, e.description)
         assert e.metadata["rows_checked"].value == len(bars)
 
-    real = features_compute.feature_arrays_resumable
     leak_ts = bars["timestamp"].iloc[leak_row]
-
-    def leaky(window, *args, **kwargs):  # row `leak_row` reads the next bar's close
-        f, rec = real(window, *args, **kwargs)
-        pos = np.flatnonzero(pd.DatetimeIndex(window["timestamp"]).asi8 == leak_ts.value)
-        if len(pos) and pos[0] + 1 < len(window):
-            c = window["close"].to_numpy()
-            f["logret_1"] = f["logret_1"].copy()
-            f["logret_1"][pos[0]] = np.log(c[pos[0] + 1] / c[pos[0]])
-        return f, rec
-
-    monkeypatch.setattr(features_compute, "feature_arrays_resumable", leaky)
+    plant_feature_leak(monkeypatch, leak_ts, "logret_1")  # row `leak_row` reads the next bar's close
     res = run("leaky")
     e = evaluation(res, "features_truncation_invariance")
     assert not e.passed
