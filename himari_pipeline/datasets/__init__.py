@@ -1,4 +1,4 @@
-"""Leak-proof train/val/test/live-year splits in the seed-001 array format, and their storage."""
+"""Leak-proof train/val/test/live-year splits: their layout, their arrays and their storage."""
 
 from himari_pipeline.datasets.arrays import export_npz, load_npz, splits_from_frame, splits_to_frame
 from himari_pipeline.datasets.splits import (
