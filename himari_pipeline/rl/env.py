@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from himari_pipeline.datasets.splits import SplitArrays
 from himari_pipeline.rl.rewards import REWARDS, StepContext, make_reward
 from himari_pipeline.trading.rules import (
     TradingRules,
@@ -136,7 +137,7 @@ class MarketArrays:
     @classmethod
     def from_split(
         cls,
-        split: Mapping[str, np.ndarray] | object,
+        split: Mapping[str, np.ndarray] | SplitArrays,
         device: torch.device | str = "cpu",
         features_key: str = "features_denoised",
     ) -> MarketArrays:
@@ -148,7 +149,7 @@ class MarketArrays:
         if isinstance(split, Mapping):
             get, gaps = split.__getitem__, split.get("gap_before")
         else:
-            get, gaps = (lambda k: getattr(split, k)), getattr(split, "gap_before", None)
+            get, gaps = (lambda k: getattr(split, k)), split.gap_before
         return cls.from_numpy(
             get(features_key),
             get("regime_ids"),
@@ -390,7 +391,7 @@ class VecTradingEnv:
         allowed = torch.ones(self.num_envs, NUM_ACTIONS, dtype=torch.bool, device=self.device)
         if not self.rules.holds_on:
             return allowed
-        restricted = hold_restricted(self.rules, self.position, self.held, self.after_close)
+        restricted = hold_restricted(self.rules, self.action, self.held, self.after_close)
         keep = torch.arange(NUM_ACTIONS, device=self.device)[None, :] == self.action[:, None]
         return allowed & (~restricted[:, None] | keep)
 
@@ -399,13 +400,12 @@ class VecTradingEnv:
         rules = self.rules
         a = torch.as_tensor(actions, device=self.device).long()
         old_a, old_pos, held = self.action, self.position, self.held
-        new_pos = self._pos_of_action[a]
-        if rules.holds_on:
-            blocked = hold_blocked(rules, old_pos, new_pos, held, self.after_close)
+        if rules.holds_on:  # on action codes: FLAT is 0, as a flat position is
+            blocked = hold_blocked(rules, old_a, a, held, self.after_close)
             a = torch.where(blocked, old_a, a)
-            new_pos = torch.where(blocked, old_pos, new_pos)
         else:
             blocked = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        new_pos = self._pos_of_action[a]
         t_next = self.t + 1
         r_next = self.market.returns[t_next]
         span = None if self._span is None else self._span[t_next]
@@ -428,7 +428,7 @@ class VecTradingEnv:
         )
         reward = self.reward_fn(ctx)
 
-        new_held, after_close = advance_hold(old_pos, new_pos, held, self.after_close)
+        new_held, after_close = advance_hold(old_a, a, held, self.after_close)
         entry = torch.where(a != old_a, self.equity, self.entry_equity)
         steps = self.steps + 1
         terminated = out.ruined
