@@ -40,6 +40,7 @@ from himari_pipeline.rl.checkpoints import (
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
 from himari_pipeline.rl.ppo import (
+    EvalResult,
     LogFn,
     PPOConfig,
     action_shares,
@@ -50,7 +51,7 @@ from himari_pipeline.rl.ppo import (
 )
 from himari_pipeline.vocabulary import ACTIONS, NUM_ACTIONS
 
-__all__ = ["StackedAdam", "StackedPPOTrainer", "StackedPolicies", "seed_run_dir"]
+__all__ = ["StackedAdam", "StackedPPOTrainer", "StackedPolicies", "evaluate_stack", "seed_run_dir"]
 
 FORMAT = "himari-ppo-population-checkpoint/1"
 
@@ -237,6 +238,57 @@ def _ragged(items: list[Tensor]) -> tuple[Tensor, list[int]]:
         base = i if i.numel() else torch.zeros(1, dtype=i.dtype, device=i.device)
         padded.append(torch.cat([base, base[-1:].expand(m - base.numel())]))
     return torch.stack(padded), counts
+
+
+@torch.no_grad()
+def evaluate_stack(
+    stack: StackedPolicies, market: MarketArrays, env_cfg: EnvConfig, cfg: PPOConfig, seeds: Sequence[int]
+) -> list[EvalResult]:
+    """Replay every stacked policy over the whole ``market`` in one batched pass, one result per seed.
+
+    As :meth:`PPOTrainer.evaluate <himari_pipeline.rl.ppo.PPOTrainer.evaluate>`: modes ``greedy`` and
+    ``temp`` (sampling at ``cfg.eval_temperature`` from a generator seeded by the seed, or
+    ``cfg.eval_seed``), decisions from the first full window to the last bar with a next return.
+    """
+    modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
+    M, S, dev = len(modes), stack.n, market.device
+    stack.train(False)
+    enc_all = stack.encode_shared(
+        market.features, market.regime_ids, torch.arange(market.num_bars, device=dev)
+    )
+    env = VecTradingEnv(market, dataclasses.replace(env_cfg, episode_length=None), S * M, dev, 0)
+    obs = env.reset(start=env_cfg.context - 1)
+    gens = [
+        torch.Generator(device=dev).manual_seed(seed if cfg.eval_seed is None else cfg.eval_seed)
+        for seed in seeds
+    ]
+    seed_ix = torch.arange(S, device=dev)[:, None]
+    rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
+    alive: list[Tensor] = []
+    finished = torch.zeros(S * M, dtype=torch.bool, device=dev)
+    while not bool(finished.all()):
+        t = obs.t
+        ts = t.view(S, M)
+        raw, _ = stack.heads(enc_all[seed_ix, ts], market.regime_ids[ts], obs.position_state.view(S, M, -1))
+        mask = env.action_mask().view(S, M, -1)
+        logp = torch.log_softmax(masked_logits(raw, mask), -1)
+        action = logp.argmax(-1)
+        tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
+        for s in range(S):
+            action[s, -1] = torch.multinomial(tempered[s], 1, generator=gens[s])[-1, 0]
+        obs, _, done, info = env.step(action.reshape(-1))
+        alive.append(~finished)
+        rec["t"].append(t)
+        rec["action"].append(action.reshape(-1))
+        rec["position"].append(info["position"])
+        rec["net_return"].append((info["pnl"] - info["cost"]).double())
+        rec["entropy"].append(-(logp.exp() * logp).sum(-1).reshape(-1))
+        finished = finished | done.bool()
+    keep = torch.stack(alive, dim=1)
+    stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (S * M, bars)
+    bpy = cfg.bars_per_year or env_cfg.bars_per_year
+    rows = [slice(s * M, (s + 1) * M) for s in range(S)]
+    return [eval_result(modes, {k: v[r] for k, v in stacked.items()}, keep[r], market, bpy) for r in rows]
 
 
 class StackedPPOTrainer:
@@ -571,63 +623,12 @@ class StackedPPOTrainer:
         return out
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def evaluate(self, market: MarketArrays | None = None) -> list:
+    def evaluate(self, market: MarketArrays | None = None) -> list[EvalResult]:
         """Every seed over the whole series, greedy and tempered, as ``PPOTrainer.evaluate`` does."""
-        cfg, market = self.cfg, market if market is not None else self.val_market
+        market = market if market is not None else self.val_market
         if market is None:
             raise ValueError("no validation market")
-        modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
-        M, S = len(modes), self.n
-        self.stack.train(False)
-        enc_all = self.stack.encode_shared(
-            market.features, market.regime_ids, torch.arange(market.num_bars, device=self.device)
-        )  # (S, T, d)
-        env = VecTradingEnv(
-            market, dataclasses.replace(self.env_cfg, episode_length=None), S * M, self.device, 0
-        )
-        obs = env.reset(start=self.env_cfg.context - 1)
-        gens = [
-            torch.Generator(device=self.device).manual_seed(seed if cfg.eval_seed is None else cfg.eval_seed)
-            for seed in self.seeds
-        ]
-        seed_ix = torch.arange(S, device=self.device)[:, None]
-        rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
-        alive: list[Tensor] = []
-        finished = torch.zeros(S * M, dtype=torch.bool, device=self.device)
-        while not bool(finished.all()):
-            t = obs.t
-            ts = t.view(S, M)
-            raw, _ = self.stack.heads(
-                enc_all[seed_ix, ts], market.regime_ids[ts], obs.position_state.view(S, M, -1)
-            )
-            mask = env.action_mask().view(S, M, -1)
-            logp = torch.log_softmax(masked_logits(raw, mask), -1)
-            action = logp.argmax(-1)
-            tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
-            for s in range(S):
-                action[s, -1] = torch.multinomial(tempered[s], 1, generator=gens[s])[-1, 0]
-            obs, _, done, info = env.step(action.reshape(-1))
-            alive.append(~finished)
-            rec["t"].append(t)
-            rec["action"].append(action.reshape(-1))
-            rec["position"].append(info["position"])
-            rec["net_return"].append((info["pnl"] - info["cost"]).double())
-            rec["entropy"].append(-(logp.exp() * logp).sum(-1).reshape(-1))
-            finished = finished | done.bool()
-        keep = torch.stack(alive, dim=1)
-        stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (S * M, bars)
-        bpy = cfg.bars_per_year or self.env_cfg.bars_per_year
-        return [
-            eval_result(
-                modes,
-                {k: v[s * M : (s + 1) * M] for k, v in stacked.items()},
-                keep[s * M : (s + 1) * M],
-                market,
-                bpy,
-            )
-            for s in range(S)
-        ]
+        return evaluate_stack(self.stack, market, self.env_cfg, self.cfg, self.seeds)
 
     def evaluate_and_checkpoint(self) -> list:
         """Validate every seed; per seed update best / patience / collapse, log, save a checkpoint."""

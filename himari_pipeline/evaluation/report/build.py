@@ -170,6 +170,7 @@ def build_validation_report(
     split_version: str | None = None,
     weights: WeightsCatalog | None = None,
     strategy: StrategySubject | None = None,
+    n_trials: int | None = None,
 ) -> ValidationReport:
     """Judge the run's best-by-validation checkpoint on ``splits`` (see the package doc).
 
@@ -179,7 +180,8 @@ def build_validation_report(
     is checked against it first (a changed or unregistered one raises ``CheckpointIntegrityError``).
     ``strategy``: judge these positions instead of a checkpoint (``run_dir_or_checkpoints`` is then
     ignored): the same sections, with the model-only ones (3, 4a) marked not applicable. The leak bar
-    is ``gates.max_leak_abs_corr``.
+    is ``gates.max_leak_abs_corr``. ``n_trials``: count at least this many trials in the Deflated
+    Sharpe (a seed population counts every checkpoint of every seed).
     """
     cfg = _Settings(
         gates or Gates(), bars_per_year, n_perm, perm_block, shuffle_block, pbo_blocks, ablation_batch, seed
@@ -199,6 +201,8 @@ def build_validation_report(
         judged = _checkpoint(
             run_dir_or_checkpoints, splits, experiment, costs, split_version, weights, cfg, n_shuffles
         )
+        if n_trials is not None:  # e.g. every checkpoint of every seed of a population
+            judged.n_trials = max(judged.n_trials, int(n_trials))
     findings = _probe(judged, splits, cfg, truncation_results)
     evidence = collect_evidence(findings, judged.n_trials, judged.step)
     verdict = judge(evidence, cfg.gates)
