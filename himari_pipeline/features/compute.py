@@ -6,17 +6,11 @@ shifts forward) and anything with ``fillna=True`` (``bfill``). Stochastic %K and
 ta's expressions over window minima/maxima, bit-identical to ``ta`` (tested) without its pandas
 overhead, which matters because the truncation check recomputes every row from its own prefix.
 
-Everything is computed here so that a row can be continued from a stored tail bit-for-bit
-(:mod:`himari_pipeline.incremental`), with one implementation behind both entry points:
-
-* rolling sums, means, variances, correlations and mean absolute deviations are summed afresh for
-  every window by a numba kernel (:func:`rolling_sum`, :func:`rolling_var`, ...), so a value depends
-  on the window's values only, not on the rounding accumulated since the start of the series as in
-  pandas' online rolling algorithms (which differ by ~1e-16 relative);
-* exponential moving averages (EMA, MACD, RSI, TSI, Wilder's ATR/ADX) run through
-  :class:`EWMRunner`, a numba copy of pandas' ``ewm(adjust=False).mean()`` recursion (bit-identical
-  to pandas, NaN handling and ``min_periods`` included) whose state can be stored and resumed;
-* rolling min/max and argmax are selections, exact by construction.
+Every feature is built from the blocks of :mod:`himari_pipeline.features.kernels` (window-only
+rolling statistics, resumable EWMs for EMA, MACD, RSI, TSI and Wilder's ATR/ADX, exact min/max and
+argmax selections), so a row can be continued from a stored tail bit for bit
+(:mod:`himari_pipeline.features.append`), and the same code runs on a stack of bar windows, one per
+row, for the every-row causality check (:mod:`himari_pipeline.every_row`).
 
 Every window is trailing and every recursion runs forward, so a row depends on its prefix only
 (tested by truncation invariance). Degenerate windows (e.g. a flat 14-bar range) give NaN, never a
@@ -27,12 +21,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numba
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from himari_pipeline.features.catalog import FEATURE_NAMES
+from himari_pipeline.features.kernels import (  # re-exported: the building blocks of the features
+    EWMRunner,
+    as_f64,
+    ewm_alpha,
+    lagged,
+    pad_front,
+    rolling_corr,
+    rolling_mad,
+    rolling_max,
+    rolling_mean,
+    rolling_min,
+    rolling_std,
+    rolling_sum,
+    rolling_var,
+)
 from himari_pipeline.market.bars import BAR_COLUMNS
 
 #: Leading rows that can hold NaN because a window is not yet full (the longest lookback is 288
@@ -44,268 +52,6 @@ WARMUP_BARS: int = 288
 FEATURE_LOOKBACK: int = WARMUP_BARS + 1
 
 _LN2 = float(np.log(2.0))
-
-
-# --------------------------------------------------------------------------------------------------
-# Window-only rolling statistics (a fresh sum per window: the value depends on the window alone)
-# --------------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True)
-def _roll_sum_kernel(x, n, out):  # pragma: no cover - numba
-    for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
-            s = 0.0
-            for j in range(t - n + 1, t + 1):
-                s += x[r, j]
-            out[r, t] = s
-
-
-@numba.njit(cache=True)
-def _roll_var_kernel(x, n, ddof, out):  # pragma: no cover - numba
-    for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
-            s = 0.0
-            lo = hi = x[r, t - n + 1]
-            for j in range(t - n + 1, t + 1):
-                s += x[r, j]
-                lo = min(lo, x[r, j])
-                hi = max(hi, x[r, j])
-            if np.isnan(s) or np.isinf(s):
-                continue
-            if lo == hi:  # a constant window has no variance (not the rounding residue of its mean)
-                out[r, t] = 0.0
-                continue
-            m = s / n
-            ss = 0.0
-            for j in range(t - n + 1, t + 1):
-                d = x[r, j] - m
-                ss += d * d
-            out[r, t] = ss / (n - ddof)
-
-
-@numba.njit(cache=True)
-def _roll_corr_kernel(x, y, n, out):  # pragma: no cover - numba
-    for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
-            sx = 0.0
-            sy = 0.0
-            const_x = True
-            const_y = True
-            for j in range(t - n + 1, t + 1):
-                sx += x[r, j]
-                sy += y[r, j]
-                const_x = const_x and x[r, j] == x[r, t]
-                const_y = const_y and y[r, j] == y[r, t]
-            if np.isnan(sx) or np.isnan(sy) or np.isinf(sx) or np.isinf(sy) or const_x or const_y:
-                continue  # NaN, or a constant side (no correlation, not the rounding residue of its mean)
-            mx = sx / n
-            my = sy / n
-            sxx = 0.0
-            syy = 0.0
-            sxy = 0.0
-            for j in range(t - n + 1, t + 1):
-                dx = x[r, j] - mx
-                dy = y[r, j] - my
-                sxx += dx * dx
-                syy += dy * dy
-                sxy += dx * dy
-            if sxx > 0.0 and syy > 0.0:
-                out[r, t] = sxy / np.sqrt(sxx * syy)
-
-
-@numba.njit(cache=True)
-def _roll_mad_kernel(x, n, out):  # pragma: no cover - numba
-    for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
-            s = 0.0
-            for j in range(t - n + 1, t + 1):
-                s += x[r, j]
-            m = s / n
-            a = 0.0
-            for j in range(t - n + 1, t + 1):
-                a += abs(x[r, j] - m)
-            out[r, t] = a / n
-
-
-def _f64(x: np.ndarray | pd.Series) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
-
-
-def _rows(x: np.ndarray) -> np.ndarray:
-    """``x`` as a 2-D contiguous float64 array of rows (the kernels run along the last axis)."""
-    x = _f64(x)
-    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-
-
-def _run(kernel, x: np.ndarray, *args) -> np.ndarray:
-    """``kernel(rows of x, *args, out)`` with a NaN-filled ``out`` of ``x``'s shape."""
-    x = _f64(x)
-    out = np.full(x.shape, np.nan)
-    if x.size:
-        kernel(_rows(x), *args, out.reshape(_rows(x).shape))
-    return out
-
-
-def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar sum along the last axis, NaN until ``n`` values (or when one of them is NaN)."""
-    return _run(_roll_sum_kernel, x, int(n))
-
-
-def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar mean (``rolling_sum / n``)."""
-    return rolling_sum(x, n) / n
-
-
-def rolling_var(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
-    """Trailing ``n``-bar variance, two-pass per window; exactly 0 on a constant window."""
-    return _run(_roll_var_kernel, x, int(n), int(ddof))
-
-
-def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
-    """Square root of :func:`rolling_var`."""
-    return np.sqrt(rolling_var(x, n, ddof))
-
-
-def rolling_corr(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar Pearson correlation, two-pass per window; NaN if either side is constant."""
-    x = _f64(x)
-    out = np.full(x.shape, np.nan)
-    if x.size:
-        _roll_corr_kernel(_rows(x), _rows(y), int(n), out.reshape(_rows(x).shape))
-    return out
-
-
-def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar mean absolute deviation from the window mean."""
-    return _run(_roll_mad_kernel, x, int(n))
-
-
-def _rolling_min(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar minimum; NaN until ``n`` bars or when the window holds a NaN (as pandas')."""
-    x = _f64(x)
-    if x.shape[-1] < n:
-        return np.full(x.shape, np.nan)
-    return _pad_front(sliding_window_view(x, n, axis=-1).min(axis=-1), x.shape[-1])
-
-
-def _rolling_max(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar maximum (see :func:`_rolling_min`)."""
-    x = _f64(x)
-    if x.shape[-1] < n:
-        return np.full(x.shape, np.nan)
-    return _pad_front(sliding_window_view(x, n, axis=-1).max(axis=-1), x.shape[-1])
-
-
-# --------------------------------------------------------------------------------------------------
-# Resumable exponential moving averages (pandas' ewm(adjust=False).mean(), bit for bit)
-# --------------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True)
-def _ewm_kernel(x, alpha, minp, state, out, trajectory):  # pragma: no cover - numba
-    # One row of `state` = [weighted (NaN before the first observation), old_wt, nobs] per row of
-    # `x`; updated in place. `trajectory[r, i]` (when it has columns) gets the state before x[r, i].
-    fac = 1.0 - alpha
-    record = trajectory.shape[1] > 0
-    for r in range(x.shape[0]):
-        w = state[r, 0]
-        old_wt = state[r, 1]
-        nobs = state[r, 2]
-        for i in range(x.shape[1]):
-            if record:
-                trajectory[r, i, 0] = w
-                trajectory[r, i, 1] = old_wt
-                trajectory[r, i, 2] = nobs
-            cur = x[r, i]
-            obs = not np.isnan(cur)
-            if obs:
-                nobs += 1.0
-            if not np.isnan(w):
-                old_wt *= fac
-                if obs:
-                    if w != cur:
-                        w = old_wt * w + alpha * cur
-                        w /= old_wt + alpha
-                    old_wt = 1.0
-            elif obs:
-                w = cur
-            out[r, i] = w if nobs >= minp else np.nan
-        state[r, 0] = w
-        state[r, 1] = old_wt
-        state[r, 2] = nobs
-
-
-def ewm_alpha(span: float | None = None, alpha: float | None = None) -> float:
-    """The smoothing factor exactly as pandas derives it (through the centre of mass)."""
-    if span is not None:
-        com = (span - 1) / 2.0
-    elif alpha is not None:
-        com = (1 - alpha) / alpha
-    else:
-        raise ValueError("ewm_alpha: give span or alpha")
-    return 1.0 / (1.0 + com)
-
-
-def _fresh_ewm_state() -> list[float]:
-    return [float("nan"), 1.0, 0.0]
-
-
-class EWMRunner:
-    """Runs the named EWMs of one computation and can resume them from stored states.
-
-    Each EWM runs along the last axis over positions ``[start, n)`` (earlier ones are NaN), beginning
-    from ``states[key]`` (a fresh state when ``states`` is None): one state ``[weighted, old_wt,
-    nobs]`` (JSON-ready floats; ``weighted`` is NaN before the first observation) for every row, or
-    an ``(rows, 3)`` array of one state per row of a 2-D input. The state reached just before
-    position ``snapshot`` is recorded in :attr:`recorded` (after the last one when ``snapshot`` is
-    None); with ``trajectory=True`` the state before every position of a 1-D input is kept in
-    :attr:`trajectory` (``(n, 3)`` per key). With the defaults the runner is a plain,
-    full-sample-free ``ewm(...).mean()``.
-    """
-
-    def __init__(
-        self,
-        states: Mapping[str, list[float] | np.ndarray] | None = None,
-        start: int = 0,
-        snapshot: int | None = None,
-        trajectory: bool = False,
-    ) -> None:
-        if snapshot is not None and snapshot < start:
-            raise ValueError(f"EWMRunner: snapshot {snapshot} precedes start {start}")
-        self.states = None if states is None else dict(states)
-        self.start = int(start)
-        self.snapshot = snapshot
-        self.recorded: dict[str, list] = {}
-        self.keep_trajectory = trajectory
-        self.trajectory: dict[str, np.ndarray] = {}
-
-    def mean(self, key: str, x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:
-        """``pd.Series(x).ewm(alpha=alpha, adjust=False, min_periods=min_periods).mean()``, resumable."""
-        if key in self.recorded:
-            raise ValueError(f"EWMRunner: key {key!r} used twice")
-        x = _f64(x)
-        rows = _rows(x) if x.size else np.zeros((1, 0))
-        if self.states is None:
-            st = np.array([_fresh_ewm_state()] * rows.shape[0])
-        elif key in self.states:
-            st = np.array(np.broadcast_to(np.asarray(self.states[key], dtype=np.float64), (rows.shape[0], 3)))
-        else:
-            raise KeyError(f"EWMRunner: no stored state for {key!r}; stored: {sorted(self.states)}")
-        n = rows.shape[1]
-        out = np.full(rows.shape, np.nan)
-        snap = n if self.snapshot is None else min(self.snapshot, n)
-        minp = float(max(int(min_periods), 1))
-        traj = np.full((rows.shape[0], n if self.keep_trajectory else 0, 3), np.nan)
-        if self.start < snap:
-            run = slice(self.start, snap)
-            _ewm_kernel(rows[:, run], float(alpha), minp, st, out[:, run], traj[:, run])
-        self.recorded[key] = [float(v) for v in st[0]] if st.shape[0] == 1 else st.copy()
-        if snap < n:
-            _ewm_kernel(rows[:, snap:], float(alpha), minp, st, out[:, snap:], traj[:, snap:])
-        if self.keep_trajectory:
-            self.trajectory[key] = traj[0]
-        return out.reshape(x.shape)
 
 
 def _wilder(x: np.ndarray, n: int, ewm: EWMRunner, key: str) -> np.ndarray:
@@ -321,19 +67,6 @@ def _ema(x: np.ndarray, n: int, ewm: EWMRunner, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Indicators
 # --------------------------------------------------------------------------------------------------
-
-
-def lagged(x: np.ndarray, k: int) -> np.ndarray:
-    """``x`` lagged by ``k >= 1`` positions along the last axis (NaN in front)."""
-    out = np.full_like(x, np.nan)
-    out[..., k:] = x[..., :-k]
-    return out
-
-
-def _pad_front(values: np.ndarray, n_total: int) -> np.ndarray:
-    out = np.full((*values.shape[:-1], n_total), np.nan)
-    out[..., n_total - values.shape[-1] :] = values
-    return out
 
 
 def _true_range(h: np.ndarray, low: np.ndarray, c_prev: np.ndarray) -> np.ndarray:
@@ -375,7 +108,7 @@ def _aroon(x: np.ndarray, n: int, up: bool) -> np.ndarray:
     """ta's Aroon: ``argmax`` (first occurrence) over the last ``n + 1`` bars / n x 100."""
     view = sliding_window_view(x, n + 1, axis=-1)
     idx = view.argmax(axis=-1) if up else view.argmin(axis=-1)
-    return _pad_front(idx.astype(np.float64) / n * 100, x.shape[-1])
+    return pad_front(idx.astype(np.float64) / n * 100, x.shape[-1])
 
 
 def _cci(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 20, constant: float = 0.015) -> np.ndarray:
@@ -481,7 +214,7 @@ def feature_arrays(cols: Mapping[str, np.ndarray], ewm: EWMRunner) -> dict[str, 
     A 1-D input is one series of bars; a 2-D input is a stack of series (one window of bars per row,
     each computed on its own, as the every-row causality check does). Infinities are kept here.
     """
-    o, h, low, c, v = (_f64(cols[k]) for k in ("open", "high", "low", "close", "volume"))
+    o, h, low, c, v = (as_f64(cols[k]) for k in ("open", "high", "low", "close", "volume"))
     n = c.shape[-1]
     f: dict[str, np.ndarray] = {}
     if n == 0:
@@ -508,9 +241,9 @@ def feature_arrays(cols: Mapping[str, np.ndarray], ewm: EWMRunner) -> dict[str, 
         # momentum
         rsi = _rsi(c, c_prev, 14, ewm)
         f["rsi_14"] = rsi
-        rsi_lo, rsi_hi = _rolling_min(rsi, 14), _rolling_max(rsi, 14)
+        rsi_lo, rsi_hi = rolling_min(rsi, 14), rolling_max(rsi, 14)
         f["stoch_rsi_14"] = (rsi - rsi_lo) / (rsi_hi - rsi_lo)
-        hh14, ll14 = _rolling_max(h, 14), _rolling_min(low, 14)
+        hh14, ll14 = rolling_max(h, 14), rolling_min(low, 14)
         stoch_k = 100 * (c - ll14) / (hh14 - ll14)  # ta's StochasticOscillator.stoch()
         f["stoch_k_14"] = stoch_k
         f["stoch_d_14"] = rolling_mean(stoch_k, 3)
@@ -567,3 +300,24 @@ def _assemble(bars: pd.DataFrame, f: dict[str, np.ndarray], row_offset: int = 0)
         cols[name] = x
     cols["warmup"] = row_offset + np.arange(n) < WARMUP_BARS
     return pd.DataFrame(cols)
+
+
+__all__ = [
+    "FEATURE_LOOKBACK",
+    "WARMUP_BARS",
+    "EWMRunner",
+    "bar_arrays",
+    "compute_features",
+    "compute_features_resumable",
+    "ewm_alpha",
+    "feature_arrays",
+    "feature_arrays_resumable",
+    "lagged",
+    "rolling_corr",
+    "rolling_mad",
+    "rolling_mean",
+    "rolling_std",
+    "rolling_sum",
+    "rolling_var",
+    "wilder_adx",
+]
