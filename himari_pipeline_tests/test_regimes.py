@@ -17,6 +17,7 @@ from himari_pipeline.regimes import (
     regime_warmup,
     switches_per_1000,
 )
+from himari_pipeline.regimes.windows import rolling_pct_rank, rolling_peak
 from himari_pipeline.vocabulary import REGIMES
 
 
@@ -209,3 +210,25 @@ def test_params_json_round_trip_and_validation():
         RegimeParams.from_dict({"nope": 1})
     with pytest.raises(ValueError, match="crisis_drawdown"):
         RegimeParams(crisis_drawdown=0.2)
+
+
+@pytest.mark.parametrize("n, minp", [(50, 10), (7, 1), (300, 300)])
+def test_rank_and_peak_are_pandas_rolling_by_either_algorithm(n, minp):
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=1500).round(1)  # many ties
+    x[[0, 3, 400, 401, 402, 1200]] = np.nan
+    s = pd.Series(x)
+    rank = s.rolling(n, min_periods=minp).rank(pct=True).to_numpy()
+    peak = s.rolling(n, min_periods=minp).max().to_numpy()
+    swept = (rolling_pct_rank(x, n, minp), rolling_peak(x, n, minp))  # one sweep over a long series
+    counted = (rolling_pct_rank(x[None, :], n, minp)[0], rolling_peak(x[None, :], n, minp)[0])
+    for got in (swept, counted):
+        np.testing.assert_array_equal(got[0], rank)
+        np.testing.assert_array_equal(got[1], peak)
+    late = rolling_pct_rank(x, n, minp, first=1400)  # only the positions asked for
+    assert np.isnan(late[:1400]).all()
+    np.testing.assert_array_equal(late[1400:], rank[1400:])
+    wrong = rank.copy()
+    i = int(np.flatnonzero(np.isfinite(rank))[-1])
+    wrong[i] = np.nextafter(wrong[i], 2.0)
+    assert not np.array_equal(wrong, swept[0], equal_nan=True)  # the comparison sees one ulp

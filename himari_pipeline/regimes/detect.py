@@ -7,8 +7,8 @@ Every input is trailing: at bar ``t`` we use bars ``<= t`` only.
   summed afresh per window (:func:`~himari_pipeline.features.compute.rolling_std`) so that it
   depends on the window's values only and can be continued exactly from a stored tail.
 * ``vol_pct``: percentile rank of ``vol[t]`` among the last ``pct_window_days`` of ``vol`` values
-  (pandas' ``rolling(w).rank(pct=True)``, ties averaged, computed by a numba kernel that counts the
-  window afresh at each bar), valid once ``pct_min_days`` of values exist. No threshold is fitted
+  (pandas' ``rolling(w).rank(pct=True)``, ties averaged, exact integer counts:
+  :mod:`himari_pipeline.regimes.windows`), valid once ``pct_min_days`` of values exist. No threshold is fitted
   on the full sample.
 * ``adx``: ADX from the ``ta`` library (``fillna=False``; its zero-filled warm-up is masked to NaN).
 * ``drawdown``: ``close / max(close over the last dd_window_days) - 1`` (<= 0).
@@ -38,12 +38,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-import numba
 import numpy as np
 import pandas as pd
 
 from himari_pipeline.features.compute import EWMRunner, lagged, rolling_std, wilder_adx
 from himari_pipeline.market.bars import bars_per_year, timeframe_delta
+from himari_pipeline.regimes.windows import rolling_pct_rank, rolling_peak
 from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, LOW_VOL, REGIMES, TRENDING, WARMUP_ID
 
 REGIME_COLUMNS: tuple[str, ...] = (
@@ -132,57 +132,6 @@ class RegimeParams:
         }
 
 
-@numba.njit(cache=True)
-def _roll_pct_rank_kernel(x, n, minp, first, out):  # pragma: no cover - numba
-    # pandas' rolling(n, min_periods=minp).rank(pct=True): average rank of x[t] among the window's
-    # non-NaN values over their count; NaN where x[t] is NaN.
-    for r in range(x.shape[0]):
-        for t in range(first, x.shape[1]):
-            v = x[r, t]
-            if np.isnan(v):
-                continue
-            nobs = 0
-            less = 0
-            less_equal = 0
-            for j in range(max(0, t - n + 1), t + 1):
-                y = x[r, j]
-                if not np.isnan(y):
-                    nobs += 1
-                    if y < v:
-                        less += 1
-                    if y <= v:
-                        less_equal += 1
-            if nobs >= minp:
-                out[r, t] = ((less + 1) + less_equal) * 0.5 / nobs
-
-
-@numba.njit(cache=True)
-def _roll_max_kernel(x, n, minp, first, out):  # pragma: no cover - numba
-    # pandas' rolling(n, min_periods=minp).max(): NaN values skipped.
-    for r in range(x.shape[0]):
-        for t in range(first, x.shape[1]):
-            m = -np.inf
-            nobs = 0
-            for j in range(max(0, t - n + 1), t + 1):
-                y = x[r, j]
-                if not np.isnan(y):
-                    nobs += 1
-                    if y > m:
-                        m = y
-            if nobs >= minp:
-                out[r, t] = m
-
-
-def _windowed(kernel, x: np.ndarray, n: int, minp: int, first: int) -> np.ndarray:
-    """``kernel`` along the last axis of ``x`` at positions ``>= first`` (earlier ones NaN)."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    out = np.full(x.shape, np.nan)
-    if x.size:
-        rows = x.reshape(-1, x.shape[-1])
-        kernel(rows, int(n), int(minp), int(first), out.reshape(rows.shape))
-    return out
-
-
 def indicator_arrays(
     close: np.ndarray,
     high: np.ndarray,
@@ -202,8 +151,8 @@ def indicator_arrays(
     log_close = np.log(close)
     logret = log_close - lagged(log_close, 1)
     vol = rolling_std(logret, w["vol"]) * np.sqrt(bars_per_year(timeframe))
-    vol_pct = _windowed(_roll_pct_rank_kernel, vol, w["pct"], w["pct_min"], first)
-    drawdown = close / _windowed(_roll_max_kernel, close, w["dd"], 1, first) - 1.0
+    vol_pct = rolling_pct_rank(vol, w["pct"], w["pct_min"], first)
+    drawdown = close / rolling_peak(close, w["dd"], 1, first) - 1.0
     adx = wilder_adx(
         np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64), close, w["adx"], ewm
     )[0]
