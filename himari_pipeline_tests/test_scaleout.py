@@ -1,5 +1,7 @@
 """Scale-out is configuration: a PostgreSQL catalog shared by concurrent writers, a cluster executor.
 
+Kept whole (over 400 lines): its tests share one PostgreSQL server (a module fixture) and its helpers.
+
 A real PostgreSQL 15 server is started in a temporary directory (loopback and a unix socket only)
 and always stopped; the DuckLake catalog and, where dagster-postgres is installed, the Dagster
 instance storage live in it. The dagster.yaml used is the one printed in ``docs/operations.md``.
