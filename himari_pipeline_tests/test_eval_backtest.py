@@ -175,3 +175,6 @@ def test_ruin_fraction_treats_dust_as_zero() -> None:
     res = backtest(pos, ret, c, 8760, ruin_fraction=0.01)
     assert res.ruined and res.ruin_bar == 7  # 0.5**7 = 0.0078 <= 0.01
     assert res.equity[6] == pytest.approx(0.5**6) and (res.equity[7:] == 0).all()
+    own = TradingRules(transaction_cost=0.0, ruin_equity=0.01)  # the rules' own ruin level, as in the env
+    assert backtest(pos, ret, own, 8760).ruin_bar == 7
+    assert not backtest(pos, ret, own, 8760, ruin_fraction=0.0).ruined  # the argument overrides it
