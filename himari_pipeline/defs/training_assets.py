@@ -15,7 +15,8 @@ import pandas as pd
 from himari_pipeline import sources
 from himari_pipeline.config import raw_dir
 from himari_pipeline.datasets.arrays import load_npz
-from himari_pipeline.defs.data_assets import SPLITS
+from himari_pipeline.datasets.mirror import mirrored_splits
+from himari_pipeline.defs.data_assets import RAW, SPLITS
 from himari_pipeline.defs.metadata import png, result
 from himari_pipeline.defs.partitions import (
     SPLITS_OF_DATASET,
@@ -27,8 +28,10 @@ from himari_pipeline.defs.partitions import (
     experiments_partitions as experiments_partitions,  # re-exported for older imports
 )
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
+from himari_pipeline.market.bars import parse_dataset_key
 from himari_pipeline.rl import experiments as exp_mod
 from himari_pipeline.rl import ppo as ppo_mod
+from himari_pipeline.rl import stacked_ppo as stacked_mod
 from himari_pipeline.rl import training as training_mod
 from himari_pipeline.rl.checkpoints import WeightsCatalog
 from himari_pipeline.rl.experiments import Experiment, load_experiment
@@ -37,7 +40,7 @@ from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, top_action
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
-TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod)
+TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod, stacked_mod)
 
 
 def experiment_on_dataset(partition_key: str, raw_root: str | Path | None = None) -> Experiment:
@@ -81,6 +84,11 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         registered = store.read_table(CHECKPOINTS, part, prev.version)
         WeightsCatalog.from_table(store.root, registered).verify_all(under=out)
 
+    mirror = None
+    if exp.ppo.get("mirror"):  # the mirror image's splits, recomputed from the bars the splits used
+        bars = store.read_table(RAW, exp.dataset, split_v.inputs.get(RAW))
+        mirror = mirrored_splits(bars, parse_dataset_key(exp.dataset)[1], splits)
+        context.log.info(f"{exp.name}: half the training envs play the mirror image of {exp.dataset}")
     history: list[dict] = []
     last_line = [time.time()]
     tensorboard = ppo_mod.TensorBoardLogger(out / "tensorboard")
@@ -95,7 +103,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
 
     try:
         summary = training_mod.train_experiment(  # one log line per evaluation instead of a progress bar
-            exp, splits, out, log_fn=log_fn, split_version=split_v.version, progress=False
+            exp, splits, out, log_fn=log_fn, split_version=split_v.version, progress=False, mirror=mirror
         )
     finally:
         tensorboard.close()
@@ -140,7 +148,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         best_val_sharpe=dg.MetadataValue.float(
             float(best["val_greedy_sharpe"].iloc[0]) if len(best) else np.nan
         ),
-        collapsed=dg.MetadataValue.bool(bool(summary.collapsed)),
+        collapsed=dg.MetadataValue.bool(bool(table["collapsed"].any())),
         steps_per_second=dg.MetadataValue.float(float(summary.steps_per_s)),
         wall_time_s=dg.MetadataValue.float(float(summary.wall_time_s)),
         run_dir=dg.MetadataValue.path(str(out)),
@@ -214,15 +222,17 @@ def collapse_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     best = table.loc[table["is_best"]]
     if best.empty:
         return dg.AssetCheckResult(passed=False, description="no best checkpoint")
-    row = best.iloc[0]
-    shares = {a: float(row[f"val_share_{a}"]) for a in ACTIONS}
-    top, top_share = top_action(shares)
-    collapsed = bool(row["collapsed"]) or top_share > COLLAPSE_MAX_SHARE
-    desc = f"best step {int(row['step'])}: {top} {shares[top]:.1%} of validation decisions"
+    lines, any_collapsed = [], False  # a seed population has one best checkpoint per seed
+    for _, row in best.iterrows():
+        shares = {a: float(row[f"val_share_{a}"]) for a in ACTIONS}
+        top, top_share = top_action(shares)
+        any_collapsed |= bool(row["collapsed"]) or top_share > COLLAPSE_MAX_SHARE
+        seed = f"seed {int(row['seed'])} " if "seed" in row else ""
+        lines.append(f"{seed}best step {int(row['step'])}: {top} {top_share:.1%} of validation decisions")
     return dg.AssetCheckResult(
-        passed=not collapsed,
+        passed=not any_collapsed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=desc,
+        description="; ".join(lines),
         metadata={k: float(v) for k, v in shares.items()},
     )
 

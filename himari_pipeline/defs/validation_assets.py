@@ -24,6 +24,7 @@ from himari_pipeline.defs.partitions import (
 )
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import CHECKPOINTS, experiment_on_dataset, run_dir
+from himari_pipeline.evaluation import population as population_mod
 from himari_pipeline.evaluation import report as report_mod
 from himari_pipeline.rl.checkpoints import WeightsCatalog, verified_checkpoint
 from himari_pipeline.storage.hashing import code_version
@@ -102,7 +103,7 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
     split_v = store.get_version(SPLITS, exp.dataset, ck.inputs[SPLITS])
     splits = load_npz(store.root / split_v.path)
     truncation = truncation_results(store, exp.dataset, split_v.inputs)
-    report = report_mod.build_validation_report(
+    report, population = population_mod.build_run_report(  # a seed population is judged as a whole
         run_dir(store.root, exp.name, exp.config_hash(), split_v.version),
         splits,
         exp,
@@ -144,6 +145,7 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
         html_report=dg.MetadataValue.path(str(html_path)),
         html_report_url=dg.MetadataValue.url(html_path.as_uri()),
         truncation_invariance=dg.MetadataValue.json(truncation),
+        **({} if population is None else {"population_seeds": md_table(population.table())}),
         **plots,
     )
     yield result(stored.tables[METRICS], asset_key=METRICS)

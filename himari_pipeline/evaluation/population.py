@@ -36,6 +36,7 @@ __all__ = [
     "SeedResult",
     "SharpeDistribution",
     "build_population_report",
+    "build_run_report",
     "interquartile_mean",
     "judge_population",
     "population_trials",
@@ -375,3 +376,18 @@ def build_population_report(
         equity_png=png,
         drift_neutral=meta.get("drift_neutral", {}),
     )
+
+
+def build_run_report(run_dir: str | Path, splits, experiment, *, bars_per_year: float, **report_kwargs):
+    """The report of a training run: a population's (:meth:`PopulationReport.as_validation_report`)
+    when ``run_dir`` holds seed folders, else the single run's. Returns ``(report, population or None)``."""
+    from himari_pipeline.evaluation.report import build_validation_report
+
+    if seed_run_dirs(run_dir):
+        population = build_population_report(
+            run_dir, splits, experiment, bars_per_year=bars_per_year, **report_kwargs
+        )
+        return population.as_validation_report(), population
+    return build_validation_report(
+        run_dir, splits, experiment, bars_per_year=bars_per_year, **report_kwargs
+    ), None

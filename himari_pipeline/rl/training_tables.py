@@ -42,7 +42,17 @@ def weights_sha(path: Path) -> str:
 
 
 def checkpoints_table(summary, lake_root: str | Path, dataset: str) -> pd.DataFrame:
-    """One row per evaluated checkpoint of ``summary.out_dir`` (the lake's ``checkpoints`` contract)."""
+    """One row per evaluated checkpoint of ``summary.out_dir`` (the lake's ``checkpoints`` contract).
+
+    A seed population's summary gives the rows of every seed, with a ``seed`` column and each seed's
+    own ``is_best``.
+    """
+    if hasattr(summary, "runs"):  # a PopulationSummary
+        parts = [
+            checkpoints_table(run, lake_root, dataset).assign(seed=seed)
+            for seed, run in zip(summary.seeds, summary.runs, strict=True)
+        ]
+        return pd.concat(parts, ignore_index=True).astype({"seed": "int64"})
     run = Path(summary.out_dir)
     root = Path(lake_root).resolve()
     best = best_checkpoint(run)
