@@ -3,7 +3,8 @@
 Run: ``PYTHONPATH=. python benchmarks/bench_env.py [--num-envs 4096] [--steps 300] [--threads 1]``.
 Prints the median steps/s of ``--repeats`` runs, with actions drawn inside the timed loop and with a
 pre-drawn action pool, each as a ratio to the 1,000,000 env-steps/s target, for the plain env, with
-min-hold/cooldown masks, with the stateful ``sortino`` reward and with ``adaptive_regime``. The
+min-hold/cooldown masks, with the stateful ``sortino`` reward, with ``adaptive_regime`` and with
+carry and borrow charged across missing bars (1 % of bars follow a gap). The
 machine is shared: run it a few times and with ``--threads 1`` (thread handoffs dominate under load).
 """
 
@@ -20,14 +21,17 @@ from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 TARGET = 1_000_000
 
 
-def synthetic_market(n_bars: int, n_features: int, device: str, seed: int = 0) -> MarketArrays:
+def synthetic_market(
+    n_bars: int, n_features: int, device: str, seed: int = 0, gap_share: float = 0.0
+) -> MarketArrays:
     rng = np.random.default_rng(seed)
     ret = rng.standard_t(4, n_bars) * 0.005
     ret[0] = np.nan
     prices = 100.0 * np.cumprod(1.0 + np.nan_to_num(ret))
     feats = rng.standard_normal((n_bars, n_features)).astype(np.float32)
     regimes = rng.integers(0, 4, n_bars).astype(np.int8)
-    return MarketArrays.from_numpy(feats, regimes, ret, prices, device=device)
+    gaps = np.where(rng.random(n_bars) < gap_share, 3, 0) if gap_share else None
+    return MarketArrays.from_numpy(feats, regimes, ret, prices, device=device, gap_before=gaps)
 
 
 def bench(env: VecTradingEnv, steps: int, pooled: bool) -> float:
@@ -80,9 +84,15 @@ def main() -> None:
             ),
         ),
         ("adaptive_regime", EnvConfig(context=100, episode_length=1024, reward="adaptive_regime")),
+        (
+            "carry+borrow, 1 % after gaps",
+            EnvConfig(context=100, episode_length=1024, carry_cost=5e-5, borrow_rate_annual=0.0675),
+        ),
     ]
+    gapped = synthetic_market(args.bars, 44, args.device, gap_share=0.01)
     for name, cfg in cases:
-        env = VecTradingEnv(market, cfg, args.num_envs, device=args.device, seed=0)
+        m = gapped if "gaps" in name else market
+        env = VecTradingEnv(m, cfg, args.num_envs, device=args.device, seed=0)
         for pooled in (False, True):
             sps = float(np.median([bench(env, args.steps, pooled) for _ in range(args.repeats)]))
             how = "pre-drawn actions" if pooled else "randint per step"
