@@ -1,7 +1,7 @@
 """Builders shared by the tests: bars, bar files, a data run's resources, a `himari` subprocess's environment.
 
-Dagster and the pipeline's definitions are imported only by the builders that need them, so a test of
-plain domain code that uses the bar builders does not pay for them.
+Dagster, the definitions and the synthetic market are imported only by the builders that need them, so
+a test of plain domain code that uses the random-walk builder does not pay for them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.market.bars import timeframe_delta
-from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
 
 
 def walk_bars(ts: pd.DatetimeIndex, seed: int = 0, spread: float = 0.002) -> pd.DataFrame:
@@ -35,6 +34,8 @@ def walk_bars(ts: pd.DatetimeIndex, seed: int = 0, spread: float = 0.002) -> pd.
 
 def synthetic_bars(start: str, end: str, seed: int = 3, timeframe: str = "1h") -> pd.DataFrame:
     """The planted synthetic market's bars from ``start`` to ``end`` (dates, inclusive)."""
+    from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
+
     return generate_synthetic_bars(SyntheticConfig(seed=seed, start=start, end=end, timeframe=timeframe))
 
 
