@@ -41,9 +41,11 @@ CHUNK: int = 512
 
 
 def _feature_rows(cols: dict[str, np.ndarray], states: dict | None, start: int) -> dict[str, np.ndarray]:
-    """Feature values at the last position of each window (``cols`` 1-D: one window, 2-D: a stack)."""
+    """Feature values at the last position of each window (``cols`` 1-D: one window, 2-D: a stack);
+    window statistics are computed only where the last position reads them."""
     ewm = features_compute.EWMRunner(states, start)
-    f = features_compute.feature_arrays(cols, ewm)
+    last = cols["close"].shape[-1] - 1
+    f = features_compute.feature_arrays(cols, ewm, first=max(last - features_compute.WINDOW_CHAIN, 0))
     return {name: np.asarray(f[name], dtype=np.float64)[..., -1] for name in FEATURE_NAMES}
 
 

@@ -35,8 +35,8 @@ def plant_feature_leak(monkeypatch, when: pd.Timestamp, column: str = "rsi_14") 
     """The shared feature code, with the row closing at ``when`` reading the next bar's close."""
     real = features_compute.feature_arrays
 
-    def leaky(cols, ewm):
-        f = real(cols, ewm)
+    def leaky(cols, ewm, first=0):
+        f = real(cols, ewm, first)
         rows, pos = np.nonzero(np.atleast_2d(cols["ns"])[:, :-1] == when.value)  # has a next bar
         if len(pos):
             c = np.atleast_2d(cols["close"])

@@ -133,8 +133,8 @@ def test_planted_leak_is_caught_and_blocks_downstream(tmp_path, monkeypatch):
 
     real = features_compute.feature_arrays
 
-    def leaky(cols, ewm):  # a centred window: every row averages in the next bar's value
-        f = real(cols, ewm)
+    def leaky(cols, ewm, first=0):  # a centred window: every row averages in the next bar's value
+        f = real(cols, ewm, first)
         x = np.asarray(f[FEATURE_NAMES[0]], dtype=float)
         ahead = np.concatenate([x[..., 1:], x[..., -1:]], axis=-1)
         f[FEATURE_NAMES[0]] = 0.5 * (x + ahead)

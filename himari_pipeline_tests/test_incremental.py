@@ -208,3 +208,22 @@ def test_regime_rank_and_peak_kernels_are_pandas_rolling_rank_and_max() -> None:
     late = indicator_arrays(close, close * 1.001, close * 0.999, "1h", params, EWMRunner(), first=2900)
     np.testing.assert_array_equal(late["vol_pct"][2900:], ind["vol_pct"][2900:])
     assert np.isnan(late["vol_pct"][:2900]).all()
+
+
+def test_features_computed_from_a_position_on_equal_the_full_computation_there(walk) -> None:
+    from himari_pipeline.features.compute import WINDOW_CHAIN, bar_arrays, feature_arrays
+
+    cols = bar_arrays(walk.iloc[:1200])
+    full = feature_arrays(cols, EWMRunner())
+    k = 900
+    part = feature_arrays(cols, EWMRunner(), first=k)
+    for name, x in full.items():
+        np.testing.assert_array_equal(part[name][k + WINDOW_CHAIN :], x[k + WINDOW_CHAIN :], err_msg=name)
+    assert np.isnan(part["rv_288"][:k]).all() and np.isfinite(full["rv_288"][k - 10 : k]).all()
+    # one window per row (2-D) gives each row's own values, as the 1-D computation of that window
+    stack = {key: np.stack([a[100:400], a[500:800]]) for key, a in cols.items()}
+    two = feature_arrays(stack, EWMRunner(), first=290)
+    for r, lo in enumerate((100, 500)):
+        one = feature_arrays({key: a[lo : lo + 300] for key, a in cols.items()}, EWMRunner())
+        for name in ("rsi_14", "cci_20", "volume_ret_corr_48", "aroon_up_25", "stoch_d_14"):
+            np.testing.assert_array_equal(two[name][r, -1], one[name][-1], err_msg=name)

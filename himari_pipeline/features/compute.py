@@ -23,7 +23,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.features.kernels import (  # re-exported: the building blocks of the features
@@ -40,12 +39,17 @@ from himari_pipeline.features.kernels import (  # re-exported: the building bloc
     rolling_std,
     rolling_sum,
     rolling_var,
+    sliding,
 )
 from himari_pipeline.market.bars import BAR_COLUMNS
 
 #: Leading rows that can hold NaN because a window is not yet full (the longest lookback is 288
 #: bars: ``logret_288`` and ``rv_288``). Rows ``>= WARMUP_BARS`` are complete on clean bars.
 WARMUP_BARS: int = 288
+
+#: A feature at position ``t`` reads window statistics at positions ``t - WINDOW_CHAIN .. t``
+#: (``stoch_d_14`` averages three ``stoch_k_14`` values).
+WINDOW_CHAIN: int = 2
 
 #: Bars a feature row at ``t`` may reach back (``t - FEATURE_LOOKBACK`` .. ``t``) when EWM states are
 #: carried: the 288-bar windows plus the one-bar differences inside them.
@@ -104,20 +108,20 @@ def wilder_adx(
     return adx, di_pos, di_neg
 
 
-def _aroon(x: np.ndarray, n: int, up: bool) -> np.ndarray:
+def _aroon(x: np.ndarray, n: int, up: bool, first: int = 0) -> np.ndarray:
     """ta's Aroon: ``argmax`` (first occurrence) over the last ``n + 1`` bars / n x 100."""
-    view = sliding_window_view(x, n + 1, axis=-1)
+    view = sliding(x, n + 1, first)
     idx = view.argmax(axis=-1) if up else view.argmin(axis=-1)
     return pad_front(idx.astype(np.float64) / n * 100, x.shape[-1])
 
 
-def _cci(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int = 20, constant: float = 0.015) -> np.ndarray:
+def _cci(h, low, c, n: int = 20, constant: float = 0.015, first: int = 0) -> np.ndarray:
     """ta's CCI formula: (typical price - its SMA) / (constant x mean absolute deviation)."""
     tp = (h + low + c) / 3.0
-    return (tp - rolling_mean(tp, n)) / (constant * rolling_mad(tp, n))
+    return (tp - rolling_mean(tp, n, first)) / (constant * rolling_mad(tp, n, first))
 
 
-def _mfi(h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, n: int = 14) -> np.ndarray:
+def _mfi(h, low, c, v, n: int = 14, first: int = 0) -> np.ndarray:
     """ta's MFI formula with rolling sums (the first bar has no direction: NaN)."""
     tp = (h + low + c) / 3.0
     tp_prev = lagged(tp, 1)
@@ -127,7 +131,7 @@ def _mfi(h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, n: int = 
     pos = np.where(mfr >= 0, mfr, 0.0)
     neg = np.where(mfr < 0, -mfr, 0.0)
     pos[np.isnan(mfr)] = neg[np.isnan(mfr)] = np.nan  # np.where turned NaN into 0
-    return 100.0 - 100.0 / (1.0 + rolling_sum(pos, n) / rolling_sum(neg, n))
+    return 100.0 - 100.0 / (1.0 + rolling_sum(pos, n, first) / rolling_sum(neg, n, first))
 
 
 def _rsi(c: np.ndarray, c_prev: np.ndarray, n: int, ewm: EWMRunner) -> np.ndarray:
@@ -148,11 +152,11 @@ def _tsi(c: np.ndarray, c_prev: np.ndarray, slow: int, fast: int, ewm: EWMRunner
     return smoothed / smoothed_abs * 100.0
 
 
-def _ultimate(h: np.ndarray, low: np.ndarray, c: np.ndarray, c_prev: np.ndarray) -> np.ndarray:
+def _ultimate(h, low, c, c_prev, first: int = 0) -> np.ndarray:
     """ta's Ultimate Oscillator (7, 14, 28; weights 4, 2, 1)."""
     tr = np.fmax(h - low, np.fmax(np.abs(h - c_prev), np.abs(low - c_prev)))  # pandas max skips NaN
     bp = c - np.minimum(low, c_prev)  # NaN on the first bar
-    avg = [rolling_sum(bp, w) / rolling_sum(tr, w) for w in (7, 14, 28)]
+    avg = [rolling_sum(bp, w, first) / rolling_sum(tr, w, first) for w in (7, 14, 28)]
     return 100.0 * (4.0 * avg[0] + 2.0 * avg[1] + 1.0 * avg[2]) / 7.0
 
 
@@ -208,11 +212,14 @@ def bar_arrays(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     return cols
 
 
-def feature_arrays(cols: Mapping[str, np.ndarray], ewm: EWMRunner) -> dict[str, np.ndarray]:
+def feature_arrays(cols: Mapping[str, np.ndarray], ewm: EWMRunner, first: int = 0) -> dict[str, np.ndarray]:
     """Every feature along the last axis of the bar arrays ``cols`` (see :func:`bar_arrays`).
 
     A 1-D input is one series of bars; a 2-D input is a stack of series (one window of bars per row,
     each computed on its own, as the every-row causality check does). Infinities are kept here.
+    ``first``: window statistics are computed at positions ``>= first`` only, which makes every
+    feature exact at positions ``>= first + WINDOW_CHAIN`` (and saves work when only the last
+    positions are wanted); 0 computes everything.
     """
     o, h, low, c, v = (as_f64(cols[k]) for k in ("open", "high", "low", "close", "volume"))
     n = c.shape[-1]
@@ -228,57 +235,59 @@ def feature_arrays(cols: Mapping[str, np.ndarray], ewm: EWMRunner) -> dict[str, 
         f["logret_oc"] = np.log(c / o)
 
         # trend
-        f["close_sma_10"] = c / rolling_mean(c, 10) - 1.0
-        f["close_sma_50"] = c / rolling_mean(c, 50) - 1.0
+        f["close_sma_10"] = c / rolling_mean(c, 10, first=first) - 1.0
+        f["close_sma_50"] = c / rolling_mean(c, 50, first=first) - 1.0
         f["close_ema_100"] = c / _ema(c, 100, ewm, "ema_100") - 1.0
         macd = _ema(c, 12, ewm, "macd_fast") - _ema(c, 26, ewm, "macd_slow")
         f["macd_norm"] = macd / c
         f["macd_hist_norm"] = (macd - _ema(macd, 9, ewm, "macd_signal")) / c
         f["adx_14"], f["di_pos_14"], f["di_neg_14"] = wilder_adx(h, low, c, 14, ewm, "adx")
-        f["aroon_up_25"] = _aroon(h, 25, up=True) if n > 25 else np.full(c.shape, np.nan)
-        f["aroon_down_25"] = _aroon(low, 25, up=False) if n > 25 else np.full(c.shape, np.nan)
+        f["aroon_up_25"] = _aroon(h, 25, True, first) if n > 25 else np.full(c.shape, np.nan)
+        f["aroon_down_25"] = _aroon(low, 25, False, first) if n > 25 else np.full(c.shape, np.nan)
 
         # momentum
         rsi = _rsi(c, c_prev, 14, ewm)
         f["rsi_14"] = rsi
-        rsi_lo, rsi_hi = rolling_min(rsi, 14), rolling_max(rsi, 14)
+        rsi_lo, rsi_hi = rolling_min(rsi, 14, first=first), rolling_max(rsi, 14, first=first)
         f["stoch_rsi_14"] = (rsi - rsi_lo) / (rsi_hi - rsi_lo)
-        hh14, ll14 = rolling_max(h, 14), rolling_min(low, 14)
+        hh14, ll14 = rolling_max(h, 14, first=first), rolling_min(low, 14, first=first)
         stoch_k = 100 * (c - ll14) / (hh14 - ll14)  # ta's StochasticOscillator.stoch()
         f["stoch_k_14"] = stoch_k
-        f["stoch_d_14"] = rolling_mean(stoch_k, 3)
+        f["stoch_d_14"] = rolling_mean(stoch_k, 3, first=first)
         f["williams_r_14"] = -100 * (hh14 - c) / (hh14 - ll14)  # ta's WilliamsRIndicator.williams_r()
-        f["cci_20"] = _cci(h, low, c, 20)
+        f["cci_20"] = _cci(h, low, c, 20, first=first)
         f["tsi_25_13"] = _tsi(c, c_prev, 25, 13, ewm)
-        f["ultimate_osc"] = _ultimate(h, low, c, c_prev)
+        f["ultimate_osc"] = _ultimate(h, low, c, c_prev, first)
 
         # volatility
         f["atr_14_ratio"] = _wilder(_true_range(h, low, c_prev), 14, ewm, "atr") / c
-        mavg, mstd = rolling_mean(c, 20), rolling_std(c, 20, ddof=0)
+        mavg, mstd = rolling_mean(c, 20, first=first), rolling_std(c, 20, ddof=0, first=first)
         hband, lband = mavg + 2.0 * mstd, mavg - 2.0 * mstd
         f["bb_pctb_20"] = (c - lband) / np.where(hband != lband, hband - lband, np.nan)
         f["bb_width_20"] = (hband - lband) / mavg * 100.0 / 100.0
         r1 = f["logret_1"]
         for k in (12, 48, 288):
-            f[f"rv_{k}"] = rolling_std(r1, k)
+            f[f"rv_{k}"] = rolling_std(r1, k, first=first)
         hl = np.log(h / low)
-        f["parkinson_24"] = np.sqrt(rolling_mean(hl * hl, 24) / (4 * _LN2))
+        f["parkinson_24"] = np.sqrt(rolling_mean(hl * hl, 24, first=first) / (4 * _LN2))
         co = np.log(c / o)
-        gk = rolling_mean(0.5 * hl * hl - (2 * _LN2 - 1.0) * co * co, 24)
+        gk = rolling_mean(0.5 * hl * hl - (2 * _LN2 - 1.0) * co * co, 24, first=first)
         f["garman_klass_24"] = np.sqrt(np.maximum(gk, 0.0))
         f["hl_range"] = hl
 
         # volume
-        f["volume_z_48"] = (v - rolling_mean(v, 48)) / rolling_std(v, 48)
-        f["volume_ratio_288"] = v / rolling_mean(v, 288)
+        f["volume_z_48"] = (v - rolling_mean(v, 48, first=first)) / rolling_std(v, 48, first=first)
+        f["volume_ratio_288"] = v / rolling_mean(v, 288, first=first)
         signed_v = np.where(c < c_prev, -v, v)  # ta's OBV increment
         signed_v[..., 0] = np.nan
-        f["obv_change_24"] = np.clip(rolling_sum(signed_v, 24) / rolling_sum(v, 24), -1.0, 1.0)
-        f["mfi_14"] = _mfi(h, low, c, v, 14)
+        f["obv_change_24"] = np.clip(
+            rolling_sum(signed_v, 24, first=first) / rolling_sum(v, 24, first=first), -1.0, 1.0
+        )
+        f["mfi_14"] = _mfi(h, low, c, v, 14, first=first)
         mfv = ((c - low) - (h - c)) / (h - low)
         mfv = np.where(np.isnan(mfv), 0.0, mfv) * v  # ta: fillna(0) for a flat bar
-        f["cmf_20"] = rolling_sum(mfv, 20) / rolling_sum(v, 20)
-        f["volume_ret_corr_48"] = rolling_corr(np.abs(r1), v, 48)
+        f["cmf_20"] = rolling_sum(mfv, 20, first=first) / rolling_sum(v, 20, first=first)
+        f["volume_ret_corr_48"] = rolling_corr(np.abs(r1), v, 48, first=first)
 
         # calendar (the bar's close time, UTC), from integer nanoseconds (1970-01-01 was a Thursday)
         seconds = np.asarray(cols["ns"], dtype=np.int64) // 1_000_000_000

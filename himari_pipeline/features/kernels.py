@@ -28,9 +28,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 
 @numba.njit(cache=True)
-def _roll_sum_kernel(x, n, out):  # pragma: no cover - numba
+def _roll_sum_kernel(x, n, first, out):  # pragma: no cover - numba
     for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
+        for t in range(max(n - 1, first), x.shape[1]):
             s = 0.0
             for j in range(t - n + 1, t + 1):
                 s += x[r, j]
@@ -38,9 +38,9 @@ def _roll_sum_kernel(x, n, out):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def _roll_var_kernel(x, n, ddof, out):  # pragma: no cover - numba
+def _roll_var_kernel(x, n, ddof, first, out):  # pragma: no cover - numba
     for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
+        for t in range(max(n - 1, first), x.shape[1]):
             s = 0.0
             lo = hi = x[r, t - n + 1]
             for j in range(t - n + 1, t + 1):
@@ -61,9 +61,9 @@ def _roll_var_kernel(x, n, ddof, out):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def _roll_corr_kernel(x, y, n, out):  # pragma: no cover - numba
+def _roll_corr_kernel(x, y, n, first, out):  # pragma: no cover - numba
     for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
+        for t in range(max(n - 1, first), x.shape[1]):
             sx = 0.0
             sy = 0.0
             const_x = True
@@ -91,9 +91,9 @@ def _roll_corr_kernel(x, y, n, out):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def _roll_mad_kernel(x, n, out):  # pragma: no cover - numba
+def _roll_mad_kernel(x, n, first, out):  # pragma: no cover - numba
     for r in range(x.shape[0]):
-        for t in range(n - 1, x.shape[1]):
+        for t in range(max(n - 1, first), x.shape[1]):
             s = 0.0
             for j in range(t - n + 1, t + 1):
                 s += x[r, j]
@@ -123,54 +123,63 @@ def _run(kernel, x: np.ndarray, *args) -> np.ndarray:
     return out
 
 
-def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing ``n``-bar sum along the last axis, NaN until ``n`` values (or when one of them is NaN)."""
-    return _run(_roll_sum_kernel, x, int(n))
+def rolling_sum(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
+    """Trailing ``n``-bar sum along the last axis, NaN until ``n`` values (or when one of them is NaN).
+
+    Every rolling statistic here computes positions ``>= first`` only (NaN before): a window's value
+    does not depend on which other positions are computed.
+    """
+    return _run(_roll_sum_kernel, x, int(n), int(first))
 
 
-def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
+def rolling_mean(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
     """Trailing ``n``-bar mean (``rolling_sum / n``)."""
-    return rolling_sum(x, n) / n
+    return rolling_sum(x, n, first) / n
 
 
-def rolling_var(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
+def rolling_var(x: np.ndarray, n: int, ddof: int = 1, first: int = 0) -> np.ndarray:
     """Trailing ``n``-bar variance, two-pass per window; exactly 0 on a constant window."""
-    return _run(_roll_var_kernel, x, int(n), int(ddof))
+    return _run(_roll_var_kernel, x, int(n), int(ddof), int(first))
 
 
-def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
+def rolling_std(x: np.ndarray, n: int, ddof: int = 1, first: int = 0) -> np.ndarray:
     """Square root of :func:`rolling_var`."""
-    return np.sqrt(rolling_var(x, n, ddof))
+    return np.sqrt(rolling_var(x, n, ddof, first))
 
 
-def rolling_corr(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+def rolling_corr(x: np.ndarray, y: np.ndarray, n: int, first: int = 0) -> np.ndarray:
     """Trailing ``n``-bar Pearson correlation, two-pass per window; NaN if either side is constant."""
     x = as_f64(x)
     out = np.full(x.shape, np.nan)
     if x.size:
-        _roll_corr_kernel(_rows(x), _rows(y), int(n), out.reshape(_rows(x).shape))
+        _roll_corr_kernel(_rows(x), _rows(y), int(n), int(first), out.reshape(_rows(x).shape))
     return out
 
 
-def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
+def rolling_mad(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
     """Trailing ``n``-bar mean absolute deviation from the window mean."""
-    return _run(_roll_mad_kernel, x, int(n))
+    return _run(_roll_mad_kernel, x, int(n), int(first))
 
 
-def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
+def sliding(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
+    """The trailing ``n``-value windows ending at positions ``>= max(first, n - 1)`` along the last
+    axis (a view; shape ``(..., positions, n)``); empty when ``x`` is shorter than ``n``."""
+    x = as_f64(x)
+    size = x.shape[-1]
+    if size < n:
+        return np.empty((*x.shape[:-1], 0, n))
+    lo = max(min(first, size - 1) - n + 1, 0)
+    return sliding_window_view(x[..., lo:], n, axis=-1)
+
+
+def rolling_min(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
     """Trailing ``n``-bar minimum; NaN until ``n`` bars or when the window holds a NaN (as pandas')."""
-    x = as_f64(x)
-    if x.shape[-1] < n:
-        return np.full(x.shape, np.nan)
-    return pad_front(sliding_window_view(x, n, axis=-1).min(axis=-1), x.shape[-1])
+    return pad_front(sliding(x, n, first).min(axis=-1), np.shape(x)[-1])
 
 
-def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
+def rolling_max(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
     """Trailing ``n``-bar maximum (see :func:`rolling_min`)."""
-    x = as_f64(x)
-    if x.shape[-1] < n:
-        return np.full(x.shape, np.nan)
-    return pad_front(sliding_window_view(x, n, axis=-1).max(axis=-1), x.shape[-1])
+    return pad_front(sliding(x, n, first).max(axis=-1), np.shape(x)[-1])
 
 
 # --------------------------------------------------------------------------------------------------
