@@ -5,8 +5,8 @@ same timestamps. Two checks, both bit-exact:
 
 * :func:`check_truncation_invariance` recomputes whole prefixes ``bars[:k]`` for a few ``k``: it
   catches what changes many rows (a centred window, a backfill, a full-sample statistic);
-* :func:`check_every_row` compares every row ``t`` with the row the append path gives when bar
-  ``t`` is appended alone (:mod:`himari_pipeline.incremental`), i.e. computed from ``bars[:t+1]``:
+* :func:`check_every_row` compares every row ``t`` with the row computed from ``bars[:t+1]`` alone
+  (its trailing window and the recursion states before it, :mod:`himari_pipeline.every_row`):
   every cut point is tested, so a look-ahead confined to one row is caught and named.
 """
 
