@@ -55,6 +55,15 @@ def tail_from_dict(d: dict[str, str]) -> pd.DataFrame:
     )
 
 
+def tail_of(bars: pd.DataFrame | None, n_bars: int, length: int, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The last ``length`` of the first ``n_bars`` bars (``columns``, UTC, float64): the tail a state
+    stored without one was computed with."""
+    if bars is None or len(bars) < n_bars:
+        raise ValueError(f"a state stored without its tail needs the {n_bars} bars it was computed from")
+    tail = check_new_bars(None, bars.iloc[max(n_bars - length, 0) : n_bars])
+    return tail[list(columns)]
+
+
 def nan_to_none(states: dict[str, list[float]] | None) -> dict | None:
     """EWM states as strict JSON (NaN as null)."""
     if states is None:

@@ -4,11 +4,12 @@ One function per table (:func:`update_features`, :func:`update_denoised`, :func:
 takes the new input (bars, or the feature table) and what the lake holds for *that* table
 (:class:`Stored`: row count, the content hash of the input it was computed from, its code version
 and its append state) and returns an :class:`Update`: the whole new table, the state to store with
-it, and how it was made. When the new input *extends* the stored one (its first rows are exactly the
-stored input, by content hash) and the code and parameters are unchanged, only the new rows are
-computed (:mod:`himari_pipeline.features.append`, :mod:`himari_pipeline.regimes.append`, the EKF's
-:class:`~himari_pipeline.ekf.vectorized.EKFState`), bit-identical to a full recompute. Anything else
-recomputes in full through the same append path from an empty state, so nothing is computed twice.
+it (without the bars' tail, which the stored input holds: a few hundred bytes), and how it was
+made. When the new input *extends* the stored one (its first rows are exactly the stored input, by
+content hash) and the code and parameters are unchanged, only the new rows are computed
+(:mod:`himari_pipeline.features.append`, :mod:`himari_pipeline.regimes.append`, the EKF's
+:class:`~himari_pipeline.ekf.vectorized.EKFState`), bit-identical to a full recompute. Anything
+else recomputes in full through the same append path from an empty state, so nothing is computed twice.
 """
 
 from __future__ import annotations
@@ -83,23 +84,29 @@ def _load_state(stored: Stored, parse: Callable[[dict], object], n_rows: Callabl
     return state if n_rows(state) == stored.n_rows else None
 
 
+def _compact(state) -> dict:
+    """The state to store: without the bars' tail, which the stored input holds (a few hundred bytes)."""
+    return state.to_dict(with_tail=False) if hasattr(state, "tail") else state.to_dict()
+
+
 def _update(stored, reason, state, step, empty, inputs: pd.DataFrame) -> Update:
     t0 = time.perf_counter()
     if state is None:
         table, new_state = step(empty, inputs)
-        return Update(table, new_state.to_dict(), "full", 0, time.perf_counter() - t0, reason)
+        return Update(table, _compact(new_state), "full", 0, time.perf_counter() - t0, reason)
     new = inputs.iloc[stored.n_rows :]
     table = stored.load()
     if len(new):
         rows, state = step(state, new)
         table = pd.concat([table, rows], ignore_index=True)
-    return Update(table, state.to_dict(), "incremental", len(new), time.perf_counter() - t0)
+    return Update(table, _compact(state), "incremental", len(new), time.perf_counter() - t0)
 
 
 def update_features(bars: pd.DataFrame, stored: Stored | None, code: str) -> Update:
     """The feature table of ``bars``: continued from ``stored`` when possible, else in full."""
     reason = _why_full(stored, code, bars, "bars")
-    state = None if reason else _load_state(stored, FeatureState.from_dict, lambda s: s.n_bars)
+    parse = lambda d: FeatureState.from_dict(d, bars)  # noqa: E731 - the tail from the stored bars
+    state = None if reason else _load_state(stored, parse, lambda s: s.n_bars)
     if not reason and state is None:
         reason = "the append state does not match the stored version"
     return _update(stored, reason, state, append_features, FeatureState(), bars)
@@ -110,7 +117,8 @@ def update_regimes(
 ) -> Update:
     """The regime table of ``bars``: continued from ``stored`` when possible, else in full."""
     reason = _why_full(stored, code, bars, "bars")
-    state = None if reason else _load_state(stored, RegimeState.from_dict, lambda s: s.n_bars)
+    parse = lambda d: RegimeState.from_dict(d, bars)  # noqa: E731
+    state = None if reason else _load_state(stored, parse, lambda s: s.n_bars)
     if state is not None and (state.timeframe != timeframe or state.params != params):
         state = None
     if not reason and state is None:

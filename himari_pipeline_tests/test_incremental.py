@@ -174,6 +174,14 @@ def test_state_json_round_trip_is_exact_and_strict(walk) -> None:
         assert_same(a, b)
         with pytest.raises(ValueError, match="version"):
             type(state).from_dict({**state.to_dict(), "version": 99})
+        # stored without its tail, the state takes it from the bars it was computed from
+        compact = state.to_dict(with_tail=False)
+        assert "tail" not in compact and len(json.dumps(compact)) < len(text) / 10
+        again = type(state).from_dict(compact, walk)
+        assert_same(again.tail, state.tail)
+        assert_same(step(again, walk.iloc[2500:2524])[0], a)
+        with pytest.raises(ValueError, match="needs the 2500 bars"):
+            type(state).from_dict(compact, walk.iloc[:100])
 
 
 def test_append_rejects_bad_input(walk) -> None:

@@ -21,9 +21,11 @@ from himari_pipeline.bar_tail import (
     none_to_nan,
     resume_window,
     tail_from_dict,
+    tail_of,
     tail_to_dict,
 )
 from himari_pipeline.features.compute import FEATURE_LOOKBACK, compute_features_resumable
+from himari_pipeline.market.bars import BAR_COLUMNS
 
 STATE_VERSION: int = 2
 #: Bars kept in the tail: the longest feature lookback plus the EWM margin.
@@ -44,23 +46,26 @@ class FeatureState:
     def last_timestamp(self) -> pd.Timestamp | None:
         return None if self.tail.empty else pd.Timestamp(self.tail["timestamp"].iloc[-1])
 
-    def to_dict(self) -> dict:
-        """JSON-ready and exact (bars as base64 bytes, EWM states as full-precision floats)."""
-        return {
-            "version": STATE_VERSION,
-            "n_bars": self.n_bars,
-            "tail": tail_to_dict(self.tail),
-            "ewm_start": self.ewm_start,
-            "ewm": nan_to_none(self.ewm),
-        }
+    def to_dict(self, with_tail: bool = True) -> dict:
+        """JSON-ready and exact (bars as base64 bytes, EWM states as full-precision floats). Without
+        the tail it is a few hundred bytes: the tail is then the stored bars' last rows (see
+        :meth:`from_dict`)."""
+        out = {"version": STATE_VERSION, "n_bars": self.n_bars}
+        if with_tail:
+            out["tail"] = tail_to_dict(self.tail)
+        return {**out, "ewm_start": self.ewm_start, "ewm": nan_to_none(self.ewm)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> FeatureState:
+    def from_dict(cls, d: dict, bars: pd.DataFrame | None = None) -> FeatureState:
+        """The state of :meth:`to_dict`; a state stored without its tail takes it from ``bars``, the
+        bars it was computed from (the last ``TAIL_LENGTH`` of its ``n_bars``)."""
         if d.get("version") != STATE_VERSION:
             raise ValueError(
                 f"FeatureState: unsupported version {d.get('version')!r}; expected {STATE_VERSION}"
             )
-        return cls(int(d["n_bars"]), tail_from_dict(d["tail"]), int(d["ewm_start"]), none_to_nan(d["ewm"]))
+        n = int(d["n_bars"])
+        tail = tail_from_dict(d["tail"]) if "tail" in d else tail_of(bars, n, TAIL_LENGTH, BAR_COLUMNS)
+        return cls(n, tail, int(d["ewm_start"]), none_to_nan(d["ewm"]))
 
 
 def append_features(state: FeatureState, new_bars: pd.DataFrame) -> tuple[pd.DataFrame, FeatureState]:

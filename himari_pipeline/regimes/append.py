@@ -21,6 +21,7 @@ from himari_pipeline.bar_tail import (
     none_to_nan,
     resume_window,
     tail_from_dict,
+    tail_of,
     tail_to_dict,
 )
 from himari_pipeline.market.bars import timeframe_delta
@@ -63,13 +64,14 @@ class RegimeState:
     def last_timestamp(self) -> pd.Timestamp | None:
         return None if self.tail.empty else pd.Timestamp(self.tail["timestamp"].iloc[-1])
 
-    def to_dict(self) -> dict:
+    def to_dict(self, with_tail: bool = True) -> dict:
+        """JSON-ready and exact; without the tail (see ``FeatureState.to_dict``) a few hundred bytes."""
         return {
             "version": STATE_VERSION,
             "timeframe": self.timeframe,
             "params": self.params.to_dict(),
             "n_bars": self.n_bars,
-            "tail": tail_to_dict(self.tail),
+            **({"tail": tail_to_dict(self.tail)} if with_tail else {}),
             "ewm_start": self.ewm_start,
             "ewm": nan_to_none(self.ewm),
             "label": self.label,
@@ -77,16 +79,22 @@ class RegimeState:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> RegimeState:
+    def from_dict(cls, d: dict, bars: pd.DataFrame | None = None) -> RegimeState:
+        """The state of :meth:`to_dict`; one stored without its tail takes it from ``bars``."""
         if d.get("version") != STATE_VERSION:
             raise ValueError(
                 f"RegimeState: unsupported version {d.get('version')!r}; expected {STATE_VERSION}"
             )
+        timeframe, params, n = d["timeframe"], RegimeParams.from_dict(d["params"]), int(d["n_bars"])
+        if "tail" in d:
+            tail = tail_from_dict(d["tail"])
+        else:
+            tail = tail_of(bars, n, regime_lookback(timeframe, params) + EWM_MARGIN, TAIL_COLUMNS)
         return cls(
-            timeframe=d["timeframe"],
-            params=RegimeParams.from_dict(d["params"]),
-            n_bars=int(d["n_bars"]),
-            tail=tail_from_dict(d["tail"]),
+            timeframe=timeframe,
+            params=params,
+            n_bars=n,
+            tail=tail,
             ewm_start=int(d["ewm_start"]),
             ewm=none_to_nan(d["ewm"]),
             label=int(d["label"]),
