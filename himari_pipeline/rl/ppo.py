@@ -8,10 +8,11 @@ Market observations do not depend on actions, so the encoder output at bar ``t``
 (:meth:`RegimeConditionedPolicy.encode_indices`), and the update minibatches *environments*
 (as CleanRL's recurrent PPO does), re-encoding each env's rollout stretch in one pass with gradients.
 
-The environment follows ``himari_pipeline.rl.env.VecTradingEnv``: ``reset(start=None) -> obs``,
-``step(actions) -> (obs, reward, done, info)`` with auto-reset, ``action_mask() -> (N, 3) bool``;
-``obs`` has ``t`` and ``position_state``; ``info`` has ``pnl``, ``cost``, ``position`` and, when
-present, ``truncated``/``final_obs`` (time-limit bootstrapping) and ``episode_return``.
+Training steps a :class:`~himari_pipeline.rl.env.VecTradingEnv` (auto-reset; ``info`` gives
+``truncated``/``final_obs`` for time-limit bootstrapping and ``episode_return``), or, for several
+train segments such as a market and its mirror image, a :class:`~himari_pipeline.rl.segments.SegmentedEnv`
+that keeps each episode inside its segment (:func:`make_train_env`). A population of seeds trains
+batched in :mod:`himari_pipeline.rl.stacked_ppo`.
 """
 
 from __future__ import annotations
