@@ -56,6 +56,8 @@ def test_population_trains_one_row_per_checkpoint_of_each_seed(pipeline) -> None
     assert sorted(table["seed"].unique()) == [3, 4]
     assert table.groupby("seed")["is_best"].sum().tolist() == [1, 1]  # each seed selects its own
     assert all(p.split("/")[-2] in ("seed_3", "seed_4") for p in table["checkpoint_path"])
+    meta = [e.materialization.metadata for e in trained.get_asset_materialization_events()][-1]
+    assert meta["drift_neutral"].value == {"mirror": False, "demeaned_reward": False, "drift_per_bar": None}
     checks = {e.check_name: e.passed for e in trained.get_asset_check_evaluations()}
     assert "no_action_collapse" in checks and "reward_scale" in checks
 

@@ -149,6 +149,9 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
             float(best["val_greedy_sharpe"].iloc[0]) if len(best) else np.nan
         ),
         collapsed=dg.MetadataValue.bool(bool(table["collapsed"].any())),
+        drift_neutral=dg.MetadataValue.json(
+            training_mod.drift_neutral_options(exp, training_mod.training_env_config(exp, splits["train"]))
+        ),
         steps_per_second=dg.MetadataValue.float(float(summary.steps_per_s)),
         wall_time_s=dg.MetadataValue.float(float(summary.wall_time_s)),
         run_dir=dg.MetadataValue.path(str(out)),
