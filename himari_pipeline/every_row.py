@@ -86,34 +86,50 @@ def regimes_every_row(
 ) -> pd.DataFrame:
     """Regime rows ``start..n-1``, row ``t`` from ``bars[: t + 1]`` only (see the module doc).
 
-    Indicators at ``t`` come from the last ``regime_lookback + EWM_MARGIN`` bars (ADX's EWMs resumed
-    ``EWM_MARGIN`` bars before ``t``); the label and confidence from the state machine's
+    Indicators at ``t`` come from the last bars their windows need (vol, peak; ADX's EWMs resumed
+    ``EWM_MARGIN`` bars before ``t``), ``vol_pct`` ranks ``vol[t]`` among the ``vol`` of the bars
+    before (each checked at its own row); the label and confidence from the state machine's
     ``(label, held)`` before ``t`` and those indicators, one row at a time.
     """
     params = params or RegimeParams()
     c, h, low = (bars[k].to_numpy(dtype=np.float64) for k in ("close", "high", "low"))
     n = len(bars)
-    width = regimes_detect.regime_lookback(timeframe, params) + EWM_MARGIN
-    ind = {k: np.full(max(n - start, 0), np.nan) for k in ("vol", "vol_pct", "adx", "drawdown")}
-    for t in range(start, min(width - 1, n)):  # whole prefixes
-        bars_t = (c[: t + 1], h[: t + 1], low[: t + 1])
-        row = regimes_detect.indicator_arrays(*bars_t, timeframe, params, EWMRunner(), first=t)
-        for k in ind:
-            ind[k][t - start] = row[k][-1]
-    first = max(start, width - 1)
-    ewm = EWMRunner(trajectory=True)  # one pass: the states before every bar
+    w = params.window_bars(timeframe)
+    width = max(w["vol"] + 1, w["dd"], EWM_MARGIN + 1)
+    ewm = EWMRunner(trajectory=True)  # one pass: the states before every bar, and every bar's vol
     full = regimes_detect.indicator_arrays(c, h, low, timeframe, params, ewm)
     before = np.zeros((n, 2), dtype=np.int64)
     regimes_detect._label_resumable(full["vol_pct"], full["adx"], full["drawdown"], params, before=before)
+    history = np.concatenate(
+        [np.full(w["pct"] - 1, np.nan), full["vol"]]
+    )  # vol_before of row t: [t, t + pct - 1)
+    vol_windows = sliding_window_view(history, w["pct"] - 1)
+    ind = {k: np.full(max(n - start, 0), np.nan) for k in ("vol", "vol_pct", "adx", "drawdown")}
+    for t in range(start, min(width - 1, n)):  # whole prefixes
+        bars_t = (c[: t + 1], h[: t + 1], low[: t + 1])
+        row = regimes_detect.indicator_arrays(
+            *bars_t, timeframe, params, EWMRunner(), first=t, vol_before=vol_windows[t]
+        )
+        for k in ind:
+            ind[k][t - start] = row[k][-1]
+    first = max(start, width - 1)
     windows = [sliding_window_view(a, width) if n >= width else None for a in (c, h, low)]
-    step = max(CHUNK // 8, 1)  # regime windows are ~7x longer than feature windows
+    step = max(CHUNK * 300 // (width + w["pct"]), 1)  # ~ the feature chunks' memory
     for lo in range(first, n, step):
         cuts = np.arange(lo, min(lo + step, n))
         w0 = cuts - (width - 1)
-        wc, wh, wl = (np.ascontiguousarray(w[w0]) for w in windows)
+        wc, wh, wl = (np.ascontiguousarray(x[w0]) for x in windows)
         states = {key: traj[w0 + width - EWM_MARGIN] for key, traj in ewm.trajectory.items()}
-        ewm_w = EWMRunner(states, width - EWM_MARGIN)
-        rows = regimes_detect.indicator_arrays(wc, wh, wl, timeframe, params, ewm_w, first=width - 1)
+        rows = regimes_detect.indicator_arrays(
+            wc,
+            wh,
+            wl,
+            timeframe,
+            params,
+            EWMRunner(states, width - EWM_MARGIN),
+            first=width - 1,
+            vol_before=np.ascontiguousarray(vol_windows[cuts]),
+        )
         for k in ind:
             ind[k][cuts - start] = rows[k][:, -1]
     ids = np.full(max(n - start, 0), WARMUP_ID, dtype=np.int8)

@@ -140,18 +140,30 @@ def indicator_arrays(
     params: RegimeParams,
     ewm: EWMRunner,
     first: int = 0,
+    vol_before: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``vol``, ``vol_pct``, ``adx``, ``drawdown`` along the last axis of the bar arrays.
 
     A 2-D input is a stack of bar windows, each computed on its own. ``vol_pct`` and ``drawdown``
-    are only computed at positions ``>= first`` (NaN before; 0 computes all).
+    are only computed at positions ``>= first`` (NaN before; 0 computes all), ``vol`` where they
+    read it.
+    ``vol_before`` (``(..., pct - 1)``), when given, are the ``vol`` values of the bars before the
+    last position, as computed for those bars' own rows: ``vol_pct`` at the last position then
+    ranks among them, and the window needs only the bars of the shorter windows (the every-row
+    check passes them; each of those values is checked at its own row).
     """
     w = params.window_bars(timeframe)
     close = np.asarray(close, dtype=np.float64)
     log_close = np.log(close)
     logret = log_close - lagged(log_close, 1)
-    vol = rolling_std(logret, w["vol"]) * np.sqrt(bars_per_year(timeframe))
-    vol_pct = rolling_pct_rank(vol, w["pct"], w["pct_min"], first)
+    vol_from = first if vol_before is not None else max(first - w["pct"] + 1, 0)  # what the ranks read
+    vol = rolling_std(logret, w["vol"], first=vol_from) * np.sqrt(bars_per_year(timeframe))
+    if vol_before is None:
+        vol_pct = rolling_pct_rank(vol, w["pct"], w["pct_min"], first)
+    else:
+        joined = np.concatenate([vol_before, vol[..., -1:]], axis=-1)
+        vol_pct = np.full(vol.shape, np.nan)
+        vol_pct[..., -1] = rolling_pct_rank(joined, w["pct"], w["pct_min"], joined.shape[-1] - 1)[..., -1]
     drawdown = close / rolling_peak(close, w["dd"], 1, first) - 1.0
     adx = wilder_adx(
         np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64), close, w["adx"], ewm
