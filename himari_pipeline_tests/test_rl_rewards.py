@@ -51,7 +51,15 @@ def close(a: torch.Tensor, b) -> None:
 
 
 def test_registry_names_and_unknown():
-    assert set(REWARDS) == {"pnl", "sortino", "carry", "anti_overtrading", "balance", "adaptive_regime"}
+    assert set(REWARDS) == {
+        "pnl",
+        "demeaned_pnl",
+        "sortino",
+        "carry",
+        "anti_overtrading",
+        "balance",
+        "adaptive_regime",
+    }
     for cls in REWARDS.values():
         assert cls.__doc__ and "reward" in cls.__doc__.lower()
     with pytest.raises(KeyError, match="unknown reward"):
