@@ -105,7 +105,7 @@ def regimes_every_row(
     ewm = EWMRunner(trajectory=True)  # one pass: the states before every bar, and every bar's vol
     full = regimes_detect.indicator_arrays(c, h, low, timeframe, params, ewm)
     before = np.zeros((n, 2), dtype=np.int64)
-    regimes_detect._label_resumable(full["vol_pct"], full["adx"], full["drawdown"], params, before=before)
+    regimes_detect.label_resumable(full["vol_pct"], full["adx"], full["drawdown"], params, before=before)
     history = np.concatenate(
         [np.full(w["pct"] - 1, np.nan), full["vol"]]
     )  # vol_before of row t: [t, t + pct - 1)
@@ -141,10 +141,10 @@ def regimes_every_row(
     ids = np.full(max(n - start, 0), WARMUP_ID, dtype=np.int8)
     for i, t in enumerate(range(start, n)):  # the state machine, one row at a time
         vp, ax, dd = (ind[k][i : i + 1] for k in ("vol_pct", "adx", "drawdown"))
-        ids[i] = regimes_detect._label_resumable(vp, ax, dd, params, *(int(x) for x in before[t]))[0][0]
+        ids[i] = regimes_detect.label_resumable(vp, ax, dd, params, *(int(x) for x in before[t]))[0][0]
     # the confidence is elementwise; one cut per row, so no cut sees another's values
     cols = [ids[:, None]] + [ind[k][:, None] for k in ("vol_pct", "adx", "drawdown")]
-    conf = np.where(ids >= 0, regimes_detect._confidence(*cols, params)[:, 0], np.nan)
+    conf = np.where(ids >= 0, regimes_detect.regime_confidence(*cols, params)[:, 0], np.nan)
     table = pd.DataFrame({"confidence": conf, **ind})
     table.insert(0, "regime_id", ids)
     table.insert(0, "timestamp", bars["timestamp"].iloc[start:].reset_index(drop=True))

@@ -210,10 +210,10 @@ def regime_lookback(timeframe: str, params: RegimeParams = RegimeParams()) -> in
 
 def _label(vol_pct: np.ndarray, adx: np.ndarray, dd: np.ndarray, p: RegimeParams) -> np.ndarray:
     """Forward state machine with hysteresis; -1 where an input is NaN (warm-up)."""
-    return _label_resumable(vol_pct, adx, dd, p)[0]
+    return label_resumable(vol_pct, adx, dd, p)[0]
 
 
-def _label_resumable(
+def label_resumable(
     vol_pct: np.ndarray,
     adx: np.ndarray,
     dd: np.ndarray,
@@ -258,7 +258,7 @@ def _label_resumable(
     return out, state, held
 
 
-def _confidence(ids: np.ndarray, vol_pct: np.ndarray, adx: np.ndarray, dd: np.ndarray, p: RegimeParams):
+def regime_confidence(ids: np.ndarray, vol_pct: np.ndarray, adx: np.ndarray, dd: np.ndarray, p: RegimeParams):
     """Logistic of the binding signed distance to the entry thresholds of the held regime."""
     d_vol = (vol_pct - p.high_vol_pct) / p.conf_scale_vol_pct  # > 0: high vol
     d_adx = (adx - p.adx_trend) / p.conf_scale_adx  # > 0: trending
@@ -294,8 +294,8 @@ def label_regimes(
     table and the pair after the last row.
     """
     vp, ax, dd = (ind[c].to_numpy(dtype=float) for c in ("vol_pct", "adx", "drawdown"))
-    ids, state, held = _label_resumable(vp, ax, dd, params, state, held)
-    conf = np.where(ids >= 0, _confidence(ids, vp, ax, dd, params), np.nan)
+    ids, state, held = label_resumable(vp, ax, dd, params, state, held)
+    conf = np.where(ids >= 0, regime_confidence(ids, vp, ax, dd, params), np.nan)
     names = np.array(("WARMUP",) + REGIMES, dtype=object)[ids.astype(int) + 1]
     table = pd.DataFrame(
         {
