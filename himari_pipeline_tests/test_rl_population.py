@@ -154,3 +154,19 @@ def test_population_seed_matches_its_single_seed_start(splits) -> None:
     weights = single.state_dict()
     assert all(torch.equal(trainer.stack.params[k][1], v) for k, v in weights.items())
     assert not all(torch.equal(trainer.stack.params[k][0], v) for k, v in weights.items())
+
+
+def test_a_stopped_seed_keeps_its_weights_while_the_others_train(splits) -> None:
+    from himari_pipeline.rl.env import MarketArrays
+    from himari_pipeline.rl.stacked_ppo import StackedPPOTrainer
+
+    exp = _population([5, 6])
+    market = MarketArrays.from_split(splits["train"])
+    trainer = StackedPPOTrainer(
+        market, exp.env_config(), exp.ppo_config(), exp.policy_config(n_features=market.num_features)
+    )
+    before = {k: v.detach().clone() for k, v in trainer.stack.params.items()}
+    trainer.stop_reason[0] = "no improvement"  # as patience would set it
+    trainer.train(max_iterations=1)
+    assert all(torch.equal(trainer.stack.params[k][0], v[0]) for k, v in before.items())
+    assert not all(torch.equal(trainer.stack.params[k][1], v[1]) for k, v in before.items())

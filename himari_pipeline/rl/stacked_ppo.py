@@ -581,13 +581,16 @@ class StackedPPOTrainer:
         return loss, stats
 
     def update(self, r: _StackedRollout, ent_coef: float, lr: float) -> list[dict[str, float]]:
-        """``update_epochs`` passes per seed; a seed stops early when its approx KL > ``target_kl``."""
+        """``update_epochs`` passes per seed; a seed stops early when its approx KL > ``target_kl``.
+
+        A seed whose run has stopped (patience, collapse) keeps its weights while the others train on.
+        """
         cfg, S, dev = self.cfg, self.n, self.device
         self.stack.train(True)
         per_mb = cfg.num_envs // cfg.num_minibatches
         params = list(self.stack.params.values())
         names = list(self.stack.params)
-        active = torch.ones(S, dtype=torch.bool, device=dev)
+        active = torch.tensor([r is None for r in self.stop_reason], dtype=torch.bool, device=dev)
         history: list[dict[str, Tensor]] = []
         epochs = torch.zeros(S, device=dev)
         last = [None] * S
@@ -604,7 +607,7 @@ class StackedPPOTrainer:
                 self.optimizer.step(scaled, lr, active)
                 stats["grad_norm"] = norms
                 for s in range(S):
-                    if bool(active[s]):
+                    if bool(active[s]) or last[s] is None:
                         last[s] = {k: v[s] for k, v in stats.items()}
                 history.append({**stats, "active": active.clone()})
             epochs += active.float()
@@ -615,7 +618,7 @@ class StackedPPOTrainer:
         self.stack.train(False)
         out = []
         for s in range(S):
-            rows = [h for h in history if bool(h["active"][s])]
+            rows = [h for h in history if bool(h["active"][s])] or history
             d = {
                 k: float(last[s][k])
                 for k in ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl")
