@@ -113,8 +113,10 @@ def regimes_every_row(
     ind = {k: np.full(max(n - start, 0), np.nan) for k in ("vol", "vol_pct", "adx", "drawdown")}
     for t in range(start, min(width - 1, n)):  # whole prefixes
         bars_t = (c[: t + 1], h[: t + 1], low[: t + 1])
+        g = max(t + 1 - EWM_MARGIN, 0)  # ADX's EWMs resumed before row g (fresh at 0)
+        ewm_t = EWMRunner({key: traj[g] for key, traj in ewm.trajectory.items()}, g)
         row = regimes_detect.indicator_arrays(
-            *bars_t, timeframe, params, EWMRunner(), first=t, vol_before=vol_windows[t]
+            *bars_t, timeframe, params, ewm_t, first=t, vol_before=vol_windows[t]
         )
         for k in ind:
             ind[k][t - start] = row[k][-1]

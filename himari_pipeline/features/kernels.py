@@ -265,6 +265,17 @@ class EWMRunner:
         self.keep_trajectory = trajectory
         self.trajectory: dict[str, np.ndarray] = {}
 
+    def shifted(self, k: int) -> EWMRunner:
+        """The same runner for inputs that start ``k <= start`` positions later (a suffix of the
+        series that still holds every position the EWMs run over); records into this runner."""
+        if k == 0:
+            return self
+        if not 0 < k <= self.start or self.keep_trajectory:
+            raise ValueError(f"EWMRunner: cannot shift by {k} (start {self.start})")
+        out = EWMRunner(self.states, self.start - k, None if self.snapshot is None else self.snapshot - k)
+        out.recorded = self.recorded
+        return out
+
     def mean(self, key: str, x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:
         """``pd.Series(x).ewm(alpha=alpha, adjust=False, min_periods=min_periods).mean()``, resumable."""
         if key in self.recorded:

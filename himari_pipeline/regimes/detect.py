@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.features.compute import EWMRunner, lagged, rolling_std, wilder_adx
+from himari_pipeline.features.compute import EWMRunner, lagged, pad_front, rolling_std, wilder_adx
 from himari_pipeline.market.bars import bars_per_year, timeframe_delta
 from himari_pipeline.regimes.windows import rolling_pct_rank, rolling_peak
 from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, LOW_VOL, REGIMES, TRENDING, WARMUP_ID
@@ -154,10 +154,11 @@ def indicator_arrays(
     """
     w = params.window_bars(timeframe)
     close = np.asarray(close, dtype=np.float64)
-    log_close = np.log(close)
-    logret = log_close - lagged(log_close, 1)
     vol_from = first if vol_before is not None else max(first - w["pct"] + 1, 0)  # what the ranks read
-    vol = rolling_std(logret, w["vol"], first=vol_from) * np.sqrt(bars_per_year(timeframe))
+    lo = max(vol_from - w["vol"], 0)  # the bars those vol values read (a suffix: less work per window)
+    log_close = np.log(close[..., lo:])
+    part = rolling_std(log_close - lagged(log_close, 1), w["vol"], first=vol_from - lo)
+    vol = pad_front(part * np.sqrt(bars_per_year(timeframe)), close.shape[-1])
     if vol_before is None:
         vol_pct = rolling_pct_rank(vol, w["pct"], w["pct_min"], first)
     else:
@@ -165,9 +166,9 @@ def indicator_arrays(
         vol_pct = np.full(vol.shape, np.nan)
         vol_pct[..., -1] = rolling_pct_rank(joined, w["pct"], w["pct_min"], joined.shape[-1] - 1)[..., -1]
     drawdown = close / rolling_peak(close, w["dd"], 1, first) - 1.0
-    adx = wilder_adx(
-        np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64), close, w["adx"], ewm
-    )[0]
+    s = max(ewm.start - 1, 0)  # ADX's EWMs run from `start`; their inputs read one bar before
+    h, lw = (np.asarray(x, dtype=np.float64)[..., s:] for x in (high, low))
+    adx = pad_front(wilder_adx(h, lw, close[..., s:], w["adx"], ewm.shifted(s))[0], close.shape[-1])
     return {"vol": vol, "vol_pct": vol_pct, "adx": adx, "drawdown": drawdown}
 
 
