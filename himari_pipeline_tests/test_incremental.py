@@ -235,3 +235,19 @@ def test_features_computed_from_a_position_on_equal_the_full_computation_there(w
         one = feature_arrays({key: a[lo : lo + 300] for key, a in cols.items()}, EWMRunner())
         for name in ("rsi_14", "cci_20", "volume_ret_corr_48", "aroon_up_25", "stoch_d_14"):
             np.testing.assert_array_equal(two[name][r, -1], one[name][-1], err_msg=name)
+
+
+def test_a_shifted_ewm_runner_gives_the_same_values_on_a_suffix() -> None:
+    x = np.random.default_rng(7).normal(size=200)
+    state = {"k": [0.3, 1.0, 40.0]}
+    whole = EWMRunner(state, start=50, snapshot=120)
+    ref = whole.mean("k", x, 0.1, 5)
+    runner = EWMRunner(state, start=50, snapshot=120)
+    part = runner.shifted(49).mean("k", x[49:], 0.1, 5)
+    np.testing.assert_array_equal(part, ref[49:])
+    assert runner.recorded == whole.recorded  # the snapshot lands in the original runner
+    assert runner.shifted(0) is runner
+    with pytest.raises(ValueError, match="cannot shift"):
+        runner.shifted(51)  # past the start: a position the EWMs run over would be lost
+    with pytest.raises(ValueError, match="cannot shift"):
+        EWMRunner(trajectory=True, start=3).shifted(2)
