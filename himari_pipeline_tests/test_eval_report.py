@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from himari_pipeline.datasets.splits import DatasetSplits
-from himari_pipeline.evaluation.html import render_html, text_to_html, write_text_atomic
+from himari_pipeline.evaluation.html import render_html, text_to_html
 from himari_pipeline.evaluation.report import (
     METRICS_COLUMNS,
     SUMMARY_COLUMNS,
@@ -29,6 +29,7 @@ from himari_pipeline.evaluation.report.segments import run_segment
 from himari_pipeline.evaluation.significance import probabilistic_sharpe_ratio
 from himari_pipeline.rl.experiments import load_experiment
 from himari_pipeline.rl.training import build_synthetic_splits, evaluate_checkpoint, train_experiment
+from himari_pipeline.storage.atomic import atomic_write_text
 from himari_pipeline.storage.lake import Lake
 from himari_pipeline.trading.rules import TradingRules
 
@@ -175,7 +176,7 @@ def test_html_helpers(tmp_path):
     sec = Section("S", ["text", pd.DataFrame({"x": [1.5]}), Plot("cap", b"\x89PNG")])
     page = render_html("T", True, [], ["careful"], [sec])
     assert 'class="verdict pass"' in page and "data:image/png;base64,iVBORw==" in page and "careful" in page
-    p = write_text_atomic(tmp_path / "x.html", page)
+    p = atomic_write_text(tmp_path / "x.html", page)
     assert p.read_text() == page and len(list(tmp_path.iterdir())) == 1
 
 

@@ -11,15 +11,11 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from himari_pipeline.storage.atomic import atomic_open
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;
@@ -119,10 +115,3 @@ def render_html(
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`himari_pipeline.storage.atomic.atomic_open`)."""
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path

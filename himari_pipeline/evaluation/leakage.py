@@ -14,6 +14,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from himari_pipeline.vocabulary import COLLAPSE_MAX_SHARE
+
 
 def next_returns(returns: np.ndarray) -> np.ndarray:
     """``out[t] = returns[t+1]`` (NaN at the last bar): the target a decision at ``t`` earns."""
@@ -104,7 +106,7 @@ def input_ablation(
 
 
 def ablation_is_constant(
-    ablation: pd.DataFrame, max_share: float = 0.95, min_long_variation: float = 0.02
+    ablation: pd.DataFrame, max_share: float = COLLAPSE_MAX_SHARE, min_long_variation: float = 0.02
 ) -> bool:
     """Whether an :func:`input_ablation` table shows one action whatever the input (a constant bias).
 

@@ -10,6 +10,7 @@ import pandas as pd
 from himari_pipeline.evaluation import html as html_mod
 from himari_pipeline.evaluation.report.evidence import Evidence
 from himari_pipeline.evaluation.verdict import Verdict
+from himari_pipeline.storage.atomic import atomic_write_text
 
 __all__ = ["METRICS_COLUMNS", "SUMMARY_COLUMNS", "Plot", "Section", "ValidationReport"]
 
@@ -175,6 +176,6 @@ class ValidationReport:
         return html_mod.render_html(self.title, v.passed, v.reasons, v.warnings, self.sections, meta)
 
     def write_html(self, path: str | Path) -> Path:
-        out = html_mod.write_text_atomic(path, self.to_html())
+        out = atomic_write_text(path, self.to_html())
         self.report_path = str(path)
         return out

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from himari_pipeline.evaluation.html import write_text_atomic
 from himari_pipeline.evaluation.report.document import ValidationReport
+from himari_pipeline.storage.atomic import atomic_write_text
 from himari_pipeline.storage.lake import Lake, Version
 
 __all__ = ["StoredReport", "store_report"]
@@ -61,7 +61,7 @@ def store_report(
         )
         if markdown:
             md = Path(tmp) / f"{asset}.md"
-            write_text_atomic(md, report.to_markdown())
+            atomic_write_text(md, report.to_markdown())
             md_v = store.write_file(
                 f"{asset}_markdown", partition, md, inputs={asset: v.version}, run_id=run_id
             )
