@@ -77,3 +77,16 @@ def test_population_report_carries_the_seed_rows_and_the_population_verdict(pipe
     summary = lake.read_table(SUMMARY, lake_partition(EXPERIMENT, DATASET)).iloc[-1]
     assert summary["verdict"] in ("PASS", "FAIL")
     assert summary["n_checkpoints"] == 4  # the DSR counts both validations of both seeds
+
+
+def test_summary_names_the_reported_seeds_checkpoint(pipeline) -> None:
+    """Every seed has a checkpoint at each step: the summary names the reported one by its path, and it
+    is that seed's own selection (what promotion archives and the leaderboard joins on)."""
+    lake, _, _ = pipeline
+    part = lake_partition(EXPERIMENT, DATASET)
+    summary = lake.read_table(SUMMARY, part).iloc[-1]
+    table = lake.read_table(CHECKPOINTS, part)
+    same_step = table.loc[table["step"] == int(summary["checkpoint_step"])]
+    assert len(same_step) == 2  # a step alone cannot tell the seeds apart
+    row = table.loc[table["checkpoint_path"] == summary["checkpoint_path"]]
+    assert len(row) == 1 and bool(row["is_best"].iloc[0])

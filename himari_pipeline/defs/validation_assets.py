@@ -36,7 +36,7 @@ REPORT_HTML, METRICS, SUMMARY, PROMOTED = (
     "validation_summary",
     "promoted",
 )
-REPORT_CODE = code_version(*report_mod.CODE_MODULES)
+REPORT_CODE = code_version(*report_mod.CODE_MODULES, population_mod)
 TRUNCATION_CHECKS = {a: f"{a}_truncation_invariance" for a in (FEATURES_T, DENOISED, REGIMES)}
 
 
@@ -113,6 +113,9 @@ def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, s
         weights=WeightsCatalog.from_table(store.root, store.read_table(CHECKPOINTS, part, ck.version)),
     )
     collapse_first(report.verdict.reasons)
+    report.checkpoint_path = lake_relative(
+        store.root, report.checkpoint_path
+    )  # as the checkpoints table has it
     stored = report_mod.store_report(
         store,
         report,
@@ -219,7 +222,12 @@ def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
         )
         return
     table = store.read_table(CHECKPOINTS, exp)
-    best = table.loc[table["step"] == int(summary["checkpoint_step"])].iloc[0]
+    # the report's own checkpoint: in a seed population every seed has a checkpoint at each step
+    path = summary.get("checkpoint_path")
+    if isinstance(path, str) and path:
+        best = table.loc[table["checkpoint_path"] == path].iloc[0]
+    else:  # summaries written before the column existed: single-seed runs
+        best = table.loc[table["step"] == int(summary["checkpoint_step"])].iloc[0]
     src = verified_checkpoint(store.root, best["checkpoint_path"], best["weights_sha256"])
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
         archive = shutil.make_archive(str(Path(tmp) / f"{exp}-step{int(best['step'])}"), "tar", src)
@@ -238,6 +246,12 @@ def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
         step=dg.MetadataValue.int(int(best["step"])),
         dsr=dg.MetadataValue.float(float(summary["dsr"])),
     )
+
+
+def lake_relative(root: str | Path, path: str | Path) -> str:
+    """``path`` relative to the lake root when it lies inside it (the checkpoints table's form)."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return str(p.relative_to(r)) if p.is_relative_to(r) else str(path)
 
 
 VALIDATION_ASSETS = [validate_experiment, promoted_policy]

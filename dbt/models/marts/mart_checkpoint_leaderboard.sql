@@ -54,7 +54,10 @@ joined as (
         s.bars_per_year
     from summary as s
     left join {{ ref('stg_checkpoints') }} as c
-        on s.experiment = c.experiment and s.dataset = c.dataset and s.checkpoint_step = c.step
+        on s.experiment = c.experiment and s.dataset = c.dataset
+        -- the selected checkpoint by its path (a seed population has a checkpoint per seed at each
+        -- step); summaries written before the path was recorded match by step
+        and (s.checkpoint_path = c.checkpoint_path or (s.checkpoint_path is null and s.checkpoint_step = c.step))
     left join checkpoint_stats as cs on s.experiment = cs.experiment and s.dataset = cs.dataset
 )
 

@@ -22,5 +22,6 @@ select
     leak_flags,
     report_path,
     {% set cols = adapter.get_columns_in_relation(source('lake', 'validation_summary')) | map(attribute='name') | list -%}
-    {% if 'bars_per_year' in cols %}bars_per_year{% else %}cast(null as double) as bars_per_year{% endif %}
+    {% if 'bars_per_year' in cols %}bars_per_year{% else %}cast(null as double) as bars_per_year{% endif %},
+    {% if 'checkpoint_path' in cols %}checkpoint_path{% else %}cast(null as varchar) as checkpoint_path{% endif %}
 from {{ source('lake', 'validation_summary') }}

@@ -45,6 +45,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "leak_flags",
     "report_path",
     "bars_per_year",
+    "checkpoint_path",
 )
 
 
@@ -147,6 +148,7 @@ class ValidationReport:
             "leak_flags": ev.leak_flags,
             "report_path": report_path if report_path is not None else self.report_path,
             "bars_per_year": float(self.bars_per_year),
+            "checkpoint_path": str(self.checkpoint_path),
         }
         vs = pd.DataFrame([row], columns=list(SUMMARY_COLUMNS)).astype(
             {"checkpoint_step": "int64", "n_checkpoints": "int64", "leak_flags": "int64"}
