@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -36,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from himari_pipeline.storage.atomic import atomic_directory, atomic_write_text
 from himari_pipeline.storage.hashing import file_sha256
 from himari_pipeline.vocabulary import COLLAPSE_MAX_SHARE
 
@@ -149,19 +149,13 @@ def save_checkpoint(
     optimizer: dict[str, Tensor] | None = None,
     state: dict[str, Tensor] | None = None,
 ) -> Path:
-    """Write one checkpoint directory atomically (temporary name, then rename)."""
+    """Write one checkpoint directory atomically (filled under a temporary name, then renamed)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file(_tensors_for_file(model), str(tmp / MODEL_FILE))
-    save_file(_tensors_for_file(optimizer or {}), str(tmp / OPTIMIZER_FILE))
-    save_file(_tensors_for_file(state or {}), str(tmp / STATE_FILE))
-    (tmp / META_FILE).write_text(json.dumps(to_jsonable(meta), indent=2, allow_nan=False))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with atomic_directory(path) as tmp:
+        save_file(_tensors_for_file(model), str(tmp / MODEL_FILE))
+        save_file(_tensors_for_file(optimizer or {}), str(tmp / OPTIMIZER_FILE))
+        save_file(_tensors_for_file(state or {}), str(tmp / STATE_FILE))
+        (tmp / META_FILE).write_text(json.dumps(to_jsonable(meta), indent=2, allow_nan=False))
     return path
 
 
@@ -266,11 +260,9 @@ class BestTracker:
 
 
 def write_best_pointer(run_dir: str | Path, checkpoint: Path, step: int, metric: str, value: float) -> None:
-    run_dir = Path(run_dir)
-    tmp = run_dir / f".{BEST_FILE}.tmp"
+    """Point ``run_dir/best.json`` at ``checkpoint`` (written atomically)."""
     payload = {"checkpoint": checkpoint.name, "step": step, "metric": metric, "value": value}
-    tmp.write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
-    os.replace(tmp, run_dir / BEST_FILE)
+    atomic_write_text(Path(run_dir) / BEST_FILE, json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
 
 
 def best_checkpoint(run_dir: str | Path) -> Path | None:

@@ -42,9 +42,17 @@ from himari_pipeline.rl.checkpoints import (
 )
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
+from himari_pipeline.rl.ppo_math import (
+    action_shares,
+    clipped_losses,
+    ent_coef_at,
+    explained_variance,
+    gae,
+    iteration_log,
+    lr_at,
+)
 from himari_pipeline.rl.segments import SegmentedEnv, concat_markets
-from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, N_REGIMES, NUM_ACTIONS
-from himari_pipeline.vocabulary import action_shares as _shares
+from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, NUM_ACTIONS
 
 LogFn = Callable[[int, dict[str, float]], None]
 
@@ -194,24 +202,6 @@ def make_train_env(
     return joined, SegmentedEnv(market, cfg, num_envs, device, seed)
 
 
-def explained_variance(y_pred: Tensor, y_true: Tensor) -> float:
-    var_y = torch.var(y_true)
-    return float("nan") if var_y == 0 else float(1 - torch.var(y_true - y_pred) / var_y)
-
-
-def action_shares(actions: Tensor, regimes: Tensor | None = None) -> dict[str, float]:
-    """Share of each action overall and (if ``regimes`` given) per regime (NaN for an absent regime)."""
-    a = actions.reshape(-1).cpu().numpy()
-    out = {f"share_{name}": v for name, v in _shares(a).items()}
-    if regimes is not None:
-        r = regimes.reshape(-1).cpu().numpy()
-        for reg in range(N_REGIMES):
-            sel = a[r == reg]
-            shares = _shares(sel) if sel.size else dict.fromkeys(ACTIONS, float("nan"))
-            out.update({f"regime{reg}_share_{name}": v for name, v in shares.items()})
-    return out
-
-
 def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]:
     """Mean, std, per-bar and annualised Sharpe, compounded total return of per-bar net returns."""
     net = net.double()
@@ -300,14 +290,10 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ schedules
     def lr_at(self, iteration: int) -> float:
-        if not self.cfg.anneal_lr:
-            return self.cfg.learning_rate
-        return (1.0 - (iteration - 1.0) / self.cfg.num_iterations) * self.cfg.learning_rate
+        return lr_at(self.cfg, iteration)
 
     def ent_coef_at(self, iteration: int) -> float:
-        n = self.cfg.num_iterations
-        frac = 0.0 if n <= 1 else (iteration - 1) / (n - 1)
-        return self.cfg.ent_coef_start + frac * (self.cfg.ent_coef_end - self.cfg.ent_coef_start)
+        return ent_coef_at(self.cfg, iteration)
 
     # ------------------------------------------------------------------ the loop
     def train(self, max_iterations: int | None = None) -> dict:
@@ -332,21 +318,15 @@ class PPOTrainer:
             stats = self.update(rollout, ent_coef)
 
             sps = (self.global_step - start_step) / max(time.time() - start_time, 1e-9)
-            y_pred, y_true = rollout.values.reshape(-1), rollout.returns.reshape(-1)
             log = {
                 "charts/learning_rate": lr,
                 "charts/ent_coef": ent_coef,
                 "charts/SPS": sps,
-                "charts/episodic_return": float(np.mean(rollout.episode_returns))
-                if rollout.episode_returns
-                else float("nan"),
-                "charts/episodes": float(len(rollout.episode_returns)),
-                "rollout/reward_mean": float(rollout.rewards.mean()),
-                "rollout/reward_std": float(rollout.rewards.std()),
-                "losses/explained_variance": explained_variance(y_pred, y_true),
-                **{f"losses/{k}": v for k, v in stats.items()},
-                **{f"actions/{k}": v for k, v in action_shares(rollout.actions, rollout.regimes).items()},
-            }
+                **iteration_log(
+                    rollout.values, rollout.returns, rollout.rewards, rollout.episode_returns, stats,
+                    rollout.actions, rollout.regimes,
+                ),
+            }  # fmt: skip
             self.last_train_stats = log
             if self.log_fn is not None:
                 self.log_fn(self.global_step, log)
@@ -429,17 +409,9 @@ class PPOTrainer:
 
     def compute_gae(self, r: Rollout) -> None:
         """Generalised advantage estimation (CleanRL's recursion); fills ``advantages`` and ``returns``."""
-        cfg = self.cfg
-        adv = torch.zeros_like(r.rewards)
-        lastgaelam = torch.zeros_like(r.next_value)
-        for k in reversed(range(cfg.num_steps)):
-            if k == cfg.num_steps - 1:
-                nextnonterminal, nextvalues = 1.0 - r.next_done.float(), r.next_value
-            else:
-                nextnonterminal, nextvalues = 1.0 - r.dones[k + 1].float(), r.values[k + 1]
-            delta = r.rewards[k] + cfg.gamma * nextvalues * nextnonterminal - r.values[k]
-            adv[k] = lastgaelam = delta + cfg.gamma * cfg.gae_lambda * nextnonterminal * lastgaelam
-        r.advantages, r.returns = adv, adv + r.values
+        r.advantages, r.returns = gae(
+            r.rewards, r.values, r.dones, r.next_value, r.next_done, self.cfg.gamma, self.cfg.gae_lambda
+        )
 
     # ------------------------------------------------------------------ update
     def minibatch_loss(
@@ -457,41 +429,15 @@ class PPOTrainer:
         logp_all = torch.log_softmax(logits, -1)
         newlogprob = logp_all.gather(-1, r.actions[sel].reshape(-1, 1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        logratio = newlogprob - r.logprobs[sel].reshape(-1)
-        ratio = logratio.exp()
-        with torch.no_grad():
-            old_approx_kl = (-logratio).mean()
-            approx_kl = ((ratio - 1) - logratio).mean()
-            clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
-
-        mb_adv = r.advantages[sel].reshape(-1)
-        if cfg.norm_adv and mb_adv.numel() > 1:
-            mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-        pg_loss = torch.max(
-            -mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
-        ).mean()
-
-        mb_ret, mb_val = r.returns[sel].reshape(-1), r.values[sel].reshape(-1)
-        if cfg.clip_vloss:
-            v_clipped = mb_val + (newvalue - mb_val).clamp(-cfg.clip_coef, cfg.clip_coef)
-            v_loss = 0.5 * torch.max((newvalue - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean()
-        else:
-            v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean()
-        entropy_loss = entropy.mean()
-        loss = pg_loss - ent_coef * entropy_loss + cfg.vf_coef * v_loss
+        loss, stats = clipped_losses(
+            cfg, newlogprob, r.logprobs[sel].reshape(-1), r.advantages[sel].reshape(-1), newvalue,
+            r.values[sel].reshape(-1), r.returns[sel].reshape(-1), entropy, ent_coef,
+        )  # fmt: skip
         # reported entropy: over decisions with a choice (min-hold/cooldown masks force the rest, whose
         # entropy is 0 by construction and would read as a collapse); NaN when every decision was forced
         free = r.masks[sel].reshape(-1, NUM_ACTIONS).sum(-1) > 1
         free_entropy = entropy[free].mean() if bool(free.any()) else entropy.new_tensor(float("nan"))
-        stats = {
-            "policy_loss": pg_loss.detach(),
-            "value_loss": v_loss.detach(),
-            "entropy": free_entropy.detach(),
-            "old_approx_kl": old_approx_kl,
-            "approx_kl": approx_kl,
-            "clipfrac": clipfrac,
-            "loss": loss.detach(),
-        }
+        stats["entropy"] = free_entropy.detach()
         return loss, stats
 
     @torch.no_grad()

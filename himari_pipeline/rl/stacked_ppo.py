@@ -39,16 +39,8 @@ from himari_pipeline.rl.checkpoints import (
 )
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
-from himari_pipeline.rl.ppo import (
-    EvalResult,
-    LogFn,
-    PPOConfig,
-    action_shares,
-    eval_result,
-    explained_variance,
-    make_train_env,
-    seed_everything,
-)
+from himari_pipeline.rl.ppo import EvalResult, LogFn, PPOConfig, eval_result, make_train_env, seed_everything
+from himari_pipeline.rl.ppo_math import clipped_losses, ent_coef_at, gae, iteration_log, lr_at
 from himari_pipeline.vocabulary import ACTIONS, NUM_ACTIONS
 
 __all__ = ["StackedAdam", "StackedPPOTrainer", "StackedPolicies", "evaluate_stack", "seed_run_dir"]
@@ -358,17 +350,6 @@ class StackedPPOTrainer:
         """Seed ``s``'s run as a single-seed config (what its checkpoints record)."""
         return dataclasses.replace(self.cfg, seed=self.seeds[s], seeds=None)
 
-    # ------------------------------------------------------------------ schedules (as PPOTrainer)
-    def lr_at(self, iteration: int) -> float:
-        if not self.cfg.anneal_lr:
-            return self.cfg.learning_rate
-        return (1.0 - (iteration - 1.0) / self.cfg.num_iterations) * self.cfg.learning_rate
-
-    def ent_coef_at(self, iteration: int) -> float:
-        n = self.cfg.num_iterations
-        frac = 0.0 if n <= 1 else (iteration - 1) / (n - 1)
-        return self.cfg.ent_coef_start + frac * (self.cfg.ent_coef_end - self.cfg.ent_coef_start)
-
     # ------------------------------------------------------------------ the loop
     def _reset(self) -> None:
         obs = [env.reset() for env in self.envs]
@@ -387,7 +368,7 @@ class StackedPPOTrainer:
                 break
             self.iteration += 1
             done_here += 1
-            lr, ent_coef = self.lr_at(self.iteration), self.ent_coef_at(self.iteration)
+            lr, ent_coef = lr_at(cfg, self.iteration), ent_coef_at(cfg, self.iteration)
             rollout = self.collect_rollout()
             self.compute_gae(rollout)
             stats = self.update(rollout, ent_coef, lr)
@@ -404,16 +385,10 @@ class StackedPPOTrainer:
     ) -> None:
         per_seed = []
         for s in range(self.n):
-            y_pred, y_true = r.values[:, s].reshape(-1), r.returns[:, s].reshape(-1)
-            rets = r.episode_returns[s]
-            log = {
-                "charts/episodic_return": float(np.mean(rets)) if rets else float("nan"),
-                "rollout/reward_mean": float(r.rewards[:, s].mean()),
-                "rollout/reward_std": float(r.rewards[:, s].std()),
-                "losses/explained_variance": explained_variance(y_pred, y_true),
-                **{f"losses/{k}": v for k, v in stats[s].items()},
-                **{f"actions/{k}": v for k, v in action_shares(r.actions[:, s]).items()},
-            }
+            log = iteration_log(
+                r.values[:, s], r.returns[:, s], r.rewards[:, s], r.episode_returns[s], stats[s],
+                r.actions[:, s],
+            )  # fmt: skip
             self.last_entropy[s] = stats[s]["entropy"]
             per_seed.append(log)
         if self.log_fn is None:
@@ -523,17 +498,9 @@ class StackedPPOTrainer:
         )
 
     def compute_gae(self, r: _StackedRollout) -> None:
-        cfg = self.cfg
-        adv = torch.zeros_like(r.rewards)
-        lastgaelam = torch.zeros_like(r.next_value)
-        for k in reversed(range(cfg.num_steps)):
-            if k == cfg.num_steps - 1:
-                nextnonterminal, nextvalues = 1.0 - r.next_done.float(), r.next_value
-            else:
-                nextnonterminal, nextvalues = 1.0 - r.dones[k + 1].float(), r.values[k + 1]
-            delta = r.rewards[k] + cfg.gamma * nextvalues * nextnonterminal - r.values[k]
-            adv[k] = lastgaelam = delta + cfg.gamma * cfg.gae_lambda * nextnonterminal * lastgaelam
-        r.advantages, r.returns = adv, adv + r.values
+        r.advantages, r.returns = gae(
+            r.rewards, r.values, r.dones, r.next_value, r.next_done, self.cfg.gamma, self.cfg.gae_lambda
+        )
 
     # ------------------------------------------------------------------ update
     def minibatch_loss(
@@ -549,35 +516,12 @@ class StackedPPOTrainer:
         logp_all = torch.log_softmax(logits, -1)
         newlogprob = logp_all.gather(-1, _take(r.actions, env_idx)[..., None]).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        logratio = newlogprob - _take(r.logprobs, env_idx)
-        ratio = logratio.exp()
-        with torch.no_grad():
-            old_approx_kl = (-logratio).mean(1)
-            approx_kl = ((ratio - 1) - logratio).mean(1)
-            clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean(1)
-        mb_adv = _take(r.advantages, env_idx)
-        if cfg.norm_adv and mb_adv.shape[1] > 1:
-            mb_adv = (mb_adv - mb_adv.mean(1, keepdim=True)) / (mb_adv.std(1, keepdim=True) + 1e-8)
-        pg_loss = torch.max(
-            -mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
-        ).mean(1)
-        mb_ret, mb_val = _take(r.returns, env_idx), _take(r.values, env_idx)
-        if cfg.clip_vloss:
-            v_clipped = mb_val + (newvalue - mb_val).clamp(-cfg.clip_coef, cfg.clip_coef)
-            v_loss = 0.5 * torch.max((newvalue - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean(1)
-        else:
-            v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean(1)
-        loss = pg_loss - ent_coef * entropy.mean(1) + cfg.vf_coef * v_loss
+        loss, stats = clipped_losses(
+            cfg, newlogprob, _take(r.logprobs, env_idx), _take(r.advantages, env_idx), newvalue,
+            _take(r.values, env_idx), _take(r.returns, env_idx), entropy, ent_coef, dim=1,
+        )  # fmt: skip
         free = (mask.sum(-1) > 1).float()
-        free_entropy = (entropy * free).sum(1) / free.sum(1)  # NaN where every decision was forced
-        stats = {
-            "policy_loss": pg_loss.detach(),
-            "value_loss": v_loss.detach(),
-            "entropy": free_entropy.detach(),
-            "old_approx_kl": old_approx_kl,
-            "approx_kl": approx_kl,
-            "clipfrac": clipfrac,
-        }
+        stats["entropy"] = ((entropy * free).sum(1) / free.sum(1)).detach()  # NaN: every decision forced
         return loss, stats
 
     def update(self, r: _StackedRollout, ent_coef: float, lr: float) -> list[dict[str, float]]:
