@@ -1,4 +1,4 @@
-"""Drift-neutral training: mirror image of the bars, segmented envs, the demeaned-return reward."""
+"""Drift-neutral training: mirror image of the bars as a second segment, the demeaned-return reward."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 
 from himari_pipeline.datasets.mirror import mirror_bars, mirrored_splits
 from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint
-from himari_pipeline.rl.env import EnvConfig, MarketArrays
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.experiments import Experiment, load_experiment
+from himari_pipeline.rl.ppo import make_train_env
 from himari_pipeline.rl.rewards import StepContext, make_reward
-from himari_pipeline.rl.segments import SegmentedEnv, concat_markets
 from himari_pipeline.rl.training import build_synthetic_splits, synthetic_bars, train_experiment
 
 SPAN = {"variant": "planted", "seed": 3, "start": "2024-01-01", "end": "2025-12-31"}
@@ -81,36 +81,54 @@ def test_mirrored_splits_recompute_features_on_the_same_rows(data) -> None:
 
 
 # --------------------------------------------------------------------------- segments
-def test_segmented_env_keeps_every_episode_inside_its_segment(data) -> None:
+def test_market_and_mirror_train_as_two_segments_of_one_env(data) -> None:
+    """Every episode starts, runs and ends inside the market or inside its mirror; both are played."""
     _, splits, mirror = data
     a, b = MarketArrays.from_split(splits["train"]), MarketArrays.from_split(mirror["train"])
-    joined, offsets = concat_markets([a, b])
     cfg = EnvConfig(episode_length=40, context=8)
-    env = SegmentedEnv([a, b], cfg, 6, seed=1)
+    joined, env = make_train_env([a, b], cfg, 6, torch.device("cpu"), seed=1)
+    assert isinstance(env, VecTradingEnv) and joined.segments == [
+        (0, a.num_bars),
+        (a.num_bars, 2 * a.num_bars),
+    ]
+    torch.testing.assert_close(joined.returns[a.num_bars + 1 :], b.returns[1:])
     obs = env.reset()
     gen = torch.Generator().manual_seed(0)
-    seen = torch.zeros(6, 2, dtype=torch.long)
-    for _ in range(300):
-        seg = (obs.t >= offsets[1]).long()
-        assert torch.equal(seg, torch.tensor([0, 0, 0, 1, 1, 1]))  # envs 0-2 on the market, 3-5 on the mirror
-        local = obs.t - torch.tensor(offsets)[seg]
+    episodes = torch.zeros(2, dtype=torch.long)  # finished episodes on the market, on the mirror
+    for _ in range(400):
+        seg = (obs.t >= a.num_bars).long()
+        local = obs.t - a.num_bars * seg
         assert bool((local >= cfg.context - 1).all()) and bool((local <= a.num_bars - 2).all())
         obs, _, done, info = env.step(torch.randint(0, 3, (6,), generator=gen))
-        assert torch.equal(info["final_obs"].t >= offsets[1], seg.bool())  # an episode ends where it ran
-        seen[torch.arange(6), seg] += done.long()
-    assert int(seen.sum()) > 6 and joined.num_bars == a.num_bars + b.num_bars
+        final_seg = (info["final_obs"].t >= a.num_bars).long()
+        assert torch.equal(final_seg[done], seg[done])  # an episode ends where it ran
+        episodes += torch.bincount(seg[done], minlength=2)
+    assert bool((episodes > 10).all())  # starts are drawn across both segments
     state = env.state_dict()
-    other = SegmentedEnv([a, b], cfg, 6, seed=99)
+    _, other = make_train_env([a, b], cfg, 6, torch.device("cpu"), seed=99)
     other.load_state_dict(state)
     act = torch.randint(0, 3, (6,), generator=gen)
     assert torch.equal(env.step(act)[1], other.step(act)[1])
 
 
-def test_segmented_env_needs_an_env_per_segment(data) -> None:
+def test_concatenated_markets_keep_gaps_and_refuse_mismatches(data) -> None:
     _, splits, _ = data
     a = MarketArrays.from_split(splits["train"])
-    with pytest.raises(ValueError, match="cannot cover"):
-        SegmentedEnv([a, a, a], EnvConfig(context=8), 2)
+    assert MarketArrays.concat([a]) is a
+    gaps = torch.zeros(a.num_bars, dtype=torch.long)
+    gaps[50] = 3
+    gapped = MarketArrays(a.features, a.regime_ids, a.returns, a.prices, gaps, (0, 100))
+    joined = MarketArrays.concat([a, gapped])
+    assert joined.segment_starts == (0, a.num_bars, a.num_bars + 100)  # a market's own segments stay
+    assert int(joined.gap_before[a.num_bars + 50]) == 3 and int(joined.gap_before.sum()) == 3
+    plain = MarketArrays(a.features, a.regime_ids, a.returns, a.prices)  # no gap record
+    assert MarketArrays.concat([plain, plain]).gap_before is None
+    assert int(MarketArrays.concat([plain, gapped]).gap_before.sum()) == 3
+    with pytest.raises(ValueError, match="at least one"):
+        MarketArrays.concat([])
+    narrow = MarketArrays(a.features[:, :2], a.regime_ids, a.returns, a.prices)
+    with pytest.raises(ValueError, match="number of features"):
+        MarketArrays.concat([a, narrow])
 
 
 # --------------------------------------------------------------------------- demeaned reward

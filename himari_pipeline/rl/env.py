@@ -159,6 +159,42 @@ class MarketArrays:
             gap_before=gaps,
         )
 
+    @classmethod
+    def concat(cls, markets: Sequence[MarketArrays]) -> MarketArrays:
+        """Markets stacked row-wise as independent segments (e.g. a market and its mirror image).
+
+        Each market's own segments and ``gap_before`` are kept (zeros for one without gaps); one
+        market is returned as it is. Tensors go to the first market's device.
+        """
+        if not markets:
+            raise ValueError("need at least one market")
+        if len(markets) == 1:
+            return markets[0]
+        if len({m.num_features for m in markets}) != 1:
+            raise ValueError("segments must have the same number of features")
+        dev, starts, row = markets[0].device, [], 0
+        for m in markets:
+            starts += [row + lo for lo, _ in m.segments]
+            row += m.num_bars
+        gaps = None
+        if any(m.gap_before is not None for m in markets):
+            gaps = torch.cat(
+                [
+                    torch.zeros(m.num_bars, dtype=torch.long, device=dev)
+                    if m.gap_before is None
+                    else m.gap_before.to(dev)
+                    for m in markets
+                ]
+            )
+        return cls(
+            torch.cat([m.features.to(dev) for m in markets]),
+            torch.cat([m.regime_ids.to(dev) for m in markets]),
+            torch.cat([m.returns.to(dev) for m in markets]),
+            torch.cat([m.prices.to(dev) for m in markets]),
+            gaps,
+            tuple(starts),
+        )
+
     def to(self, device: torch.device | str) -> MarketArrays:
         dev = torch.device(device)
         return MarketArrays(

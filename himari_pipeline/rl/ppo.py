@@ -9,10 +9,10 @@ Market observations do not depend on actions, so the encoder output at bar ``t``
 (as CleanRL's recurrent PPO does), re-encoding each env's rollout stretch in one pass with gradients.
 
 Training steps a :class:`~himari_pipeline.rl.env.VecTradingEnv` (auto-reset; ``info`` gives
-``truncated``/``final_obs`` for time-limit bootstrapping and ``episode_return``), or, for several
-train segments such as a market and its mirror image, a :class:`~himari_pipeline.rl.segments.SegmentedEnv`
-that keeps each episode inside its segment (:func:`make_train_env`). A population of seeds trains
-batched in :mod:`himari_pipeline.rl.stacked_ppo`.
+``truncated``/``final_obs`` for time-limit bootstrapping and ``episode_return``). Several train
+markets (a market and its mirror image) are stacked as independent segments of one market
+(:func:`make_train_env`). The formulas live in :mod:`himari_pipeline.rl.ppo_math`; a population of
+seeds trains batched in :mod:`himari_pipeline.rl.stacked_ppo`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from himari_pipeline.rl.ppo_math import (
     iteration_log,
     lr_at,
 )
-from himari_pipeline.rl.segments import SegmentedEnv, concat_markets
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, NUM_ACTIONS
 
 LogFn = Callable[[int, dict[str, float]], None]
@@ -87,7 +86,7 @@ class PPOConfig:
     bootstrap_truncated: bool = True  # add gamma * V(final obs) to the reward of time-limit ends
     # a seed population, trained batched in one process (``seed`` is then unused); None: one seed
     seeds: tuple[int, ...] | None = None
-    mirror: bool = False  # half the training envs play the mirror image of the training market
+    mirror: bool = False  # train on the market and its mirror image, one segment each (make_train_env)
     # evaluation, selection, collapse
     eval_every: int = 20_000  # environment steps between validations
     eval_temperature: float = 0.5
@@ -191,15 +190,16 @@ def make_train_env(
     num_envs: int,
     device: torch.device,
     seed: int,
-) -> tuple[MarketArrays, VecTradingEnv | SegmentedEnv]:
-    """The market the policy encodes and the env that steps it: one market, or several segments
-    (e.g. a market and its mirror image, :mod:`himari_pipeline.rl.segments`) stacked row-wise."""
-    if isinstance(market, MarketArrays):
-        return market, VecTradingEnv(market, cfg, num_envs, device, seed)
-    if len(market) == 1:
-        return market[0], VecTradingEnv(market[0], cfg, num_envs, device, seed)
-    joined, _ = concat_markets(market)
-    return joined, SegmentedEnv(market, cfg, num_envs, device, seed)
+) -> tuple[MarketArrays, VecTradingEnv]:
+    """The market the policy encodes and the env that steps it.
+
+    Several markets (e.g. a market and its mirror image) become independent segments of one market
+    (:meth:`MarketArrays.concat`): every episode starts at a decision row drawn uniformly from all
+    segments' start rows and ends inside its segment, so with a mirror of equal length each episode
+    plays the market or its mirror image with probability 1/2.
+    """
+    joined = market if isinstance(market, MarketArrays) else MarketArrays.concat(market)
+    return joined, VecTradingEnv(joined, cfg, num_envs, device, seed)
 
 
 def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]:
