@@ -11,7 +11,8 @@ from himari_pipeline.rl.checkpoints import BEST_FILE, META_FILE, best_checkpoint
 from himari_pipeline.rl.experiments import Experiment, load_experiment
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
 from himari_pipeline.rl.ppo import PPOConfig
-from himari_pipeline.rl.stacked_ppo import StackedAdam, StackedPolicies, seed_run_dir
+from himari_pipeline.rl.stacked_policies import StackedAdam, StackedPolicies
+from himari_pipeline.rl.stacked_ppo import seed_run_dir
 from himari_pipeline.rl.training import (
     PopulationSummary,
     build_synthetic_splits,

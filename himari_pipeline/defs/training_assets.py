@@ -31,16 +31,21 @@ from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.market.bars import parse_dataset_key
 from himari_pipeline.rl import experiments as exp_mod
 from himari_pipeline.rl import ppo as ppo_mod
+from himari_pipeline.rl import ppo_math as ppo_math_mod
+from himari_pipeline.rl import stacked_policies as stacked_policies_mod
 from himari_pipeline.rl import stacked_ppo as stacked_mod
 from himari_pipeline.rl import training as training_mod
 from himari_pipeline.rl.checkpoints import WeightsCatalog
 from himari_pipeline.rl.experiments import Experiment, load_experiment
+from himari_pipeline.rl.rewards import REWARD_MAX_ABS_MEAN, REWARD_MAX_STD
 from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
 from himari_pipeline.storage.hashing import code_version
-from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, top_action
+from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, REWARD_MAX_VALUE_LOSS, top_action
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
-TRAINING_CODE = code_version(exp_mod, ppo_mod, training_mod, stacked_mod)
+TRAINING_CODE = code_version(
+    exp_mod, ppo_mod, ppo_math_mod, training_mod, stacked_mod, stacked_policies_mod
+)
 
 
 def experiment_on_dataset(partition_key: str, raw_root: str | Path | None = None) -> Experiment:
@@ -199,14 +204,14 @@ def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResourc
     if "rollout/reward_mean" in log:
         worst_mean = float(np.nanmax(np.abs(log["rollout/reward_mean"])))
         worst_std = float(np.nanmax(log["rollout/reward_std"]))
-        if not worst_mean <= 10:
-            problems.append(f"|reward mean| reached {worst_mean:.3g} (> 10)")
-        if not worst_std <= 100:
-            problems.append(f"reward std reached {worst_std:.3g} (> 100)")
+        if not worst_mean <= REWARD_MAX_ABS_MEAN:
+            problems.append(f"|reward mean| reached {worst_mean:.3g} (> {REWARD_MAX_ABS_MEAN:g})")
+        if not worst_std <= REWARD_MAX_STD:
+            problems.append(f"reward std reached {worst_std:.3g} (> {REWARD_MAX_STD:g})")
     if "losses/value_loss" in log:
         worst_vl = float(np.nanmax(log["losses/value_loss"]))
-        if not worst_vl <= 1e6:
-            problems.append(f"value loss reached {worst_vl:.3g} (> 1e6)")
+        if not worst_vl <= REWARD_MAX_VALUE_LOSS:
+            problems.append(f"value loss reached {worst_vl:.3g} (> {REWARD_MAX_VALUE_LOSS:g})")
     return dg.AssetCheckResult(
         passed=not problems, description="; ".join(problems) or "sane", metadata={"iterations": len(log)}
     )

@@ -1,5 +1,8 @@
 """Vectorized long/flat/short trading environment in torch (no Python loop over envs).
 
+Kept whole: the market arrays, their segments and the step arithmetic are one causal contract (which
+rows a decision may see and which return it earns), read together.
+
 Causality: the agent stands at bar ``t``'s close (``Obs.t``) and may look at rows ``<= t`` only. The
 action chosen there sets the position held during bar ``t+1``; it earns ``position * returns[t+1]``
 with ``returns[i] = close[i]/close[i-1] - 1``. Costs, equity, ruin and the min-hold / cooldown masks

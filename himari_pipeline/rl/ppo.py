@@ -1,5 +1,8 @@
 """PPO for the regime-conditioned Transformer policy, in the style of CleanRL's ``ppo.py``.
 
+Kept whole: one readable loop, like CleanRL's ``ppo.py`` (its formulas live in
+:mod:`himari_pipeline.rl.ppo_math`).
+
 One readable loop (:meth:`PPOTrainer.train`): rollout -> GAE -> clipped-objective epochs -> logs ->
 periodic validation + checkpoint.  Every hyperparameter lives in :class:`PPOConfig` (CleanRL names).
 
@@ -49,6 +52,7 @@ from himari_pipeline.rl.ppo_math import (
     explained_variance,
     gae,
     iteration_log,
+    logprob_and_entropy,
     lr_at,
 )
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, NUM_ACTIONS
@@ -426,9 +430,7 @@ class PPOTrainer:
             enc, r.regimes[sel].reshape(-1), r.position_state[sel].reshape(enc.shape[0], -1).float()
         )
         logits = masked_logits(logits, r.masks[sel].reshape(-1, NUM_ACTIONS))
-        logp_all = torch.log_softmax(logits, -1)
-        newlogprob = logp_all.gather(-1, r.actions[sel].reshape(-1, 1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        newlogprob, entropy = logprob_and_entropy(logits, r.actions[sel].reshape(-1))
         loss, stats = clipped_losses(
             cfg, newlogprob, r.logprobs[sel].reshape(-1), r.advantages[sel].reshape(-1), newvalue,
             r.values[sel].reshape(-1), r.returns[sel].reshape(-1), entropy, ent_coef,

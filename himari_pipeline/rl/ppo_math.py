@@ -27,6 +27,7 @@ __all__ = [
     "explained_variance",
     "gae",
     "iteration_log",
+    "logprob_and_entropy",
     "lr_at",
 ]
 
@@ -70,6 +71,12 @@ def gae(
         delta = rewards[k] + gamma * nextvalues * nextnonterminal - values[k]
         adv[k] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
     return adv, adv + values
+
+
+def logprob_and_entropy(logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-probability of ``actions`` under ``logits`` (..., actions) and each distribution's entropy."""
+    logp_all = torch.log_softmax(logits, -1)
+    return logp_all.gather(-1, actions[..., None]).squeeze(-1), -(logp_all.exp() * logp_all).sum(-1)
 
 
 def _mean(x: Tensor, dim: int | None) -> Tensor:

@@ -1,5 +1,8 @@
 """Batched reward functions for :class:`~himari_pipeline.rl.env.VecTradingEnv`, selectable by name.
 
+Kept whole: one registry of small, independent reward classes on one :class:`StepContext`; each is
+read alone and the registry lists them all.
+
 Every reward sees one :class:`StepContext` per env step: tensors of shape ``(num_envs,)`` describing
 the decision taken at bar ``t``'s close and its outcome over bar ``t+1``. All money quantities are
 fractions of equity (``0.001`` = 0.1 %). Unless stated otherwise a reward is multiplied by
@@ -21,6 +24,8 @@ from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, REWARD_MAX_ABS, REWARD_
 
 __all__ = [
     "REWARDS",
+    "REWARD_MAX_ABS_MEAN",
+    "REWARD_MAX_STD",
     "AdaptiveRegimeReward",
     "AntiOvertradingReward",
     "BalanceReward",
@@ -393,6 +398,12 @@ def make_reward(name: str, num_envs: int, device: torch.device | str = "cpu", **
     return REWARDS[name](num_envs, device, **kwargs)
 
 
+REWARD_MAX_ABS_MEAN = 10.0
+"""Largest sane |mean| of per-step rewards (rewards are in percent of equity)."""
+REWARD_MAX_STD = 100.0
+"""Largest sane standard deviation of per-step rewards."""
+
+
 class RewardScaleError(ValueError):
     """Rewards (or the value loss they cause) are on an absurd scale (rewards of ~1e7 have been seen)."""
 
@@ -401,8 +412,8 @@ def reward_scale_diagnostic(
     rewards: Tensor | object,
     value_loss: float | None = None,
     *,
-    max_abs_mean: float = 10.0,
-    max_std: float = 100.0,
+    max_abs_mean: float = REWARD_MAX_ABS_MEAN,
+    max_std: float = REWARD_MAX_STD,
     max_abs: float = REWARD_MAX_ABS,
     max_value_loss: float = REWARD_MAX_VALUE_LOSS,
     min_std: float = 1e-6,
@@ -410,9 +421,10 @@ def reward_scale_diagnostic(
     """Mean/std/abs-max of a batch of rewards; raise :class:`RewardScaleError` when absurd.
 
     Raises when any reward is non-finite, ``|mean| > max_abs_mean`` (10), ``std > max_std`` (100),
-    ``max|r| > max_abs`` (1e4) or ``value_loss > max_value_loss`` (1e6). Log 003 had a mean episode
-    reward of -1.2e7 and a value loss of 1.9e13; sane per-step rewards are O(0.01-1). A std below
-    ``min_std`` does not raise (a flat policy earns exactly 0) but is flagged ``tiny=True``.
+    ``max|r| > max_abs`` (1e4) or ``value_loss > max_value_loss`` (1e6). A mis-scaled reward has
+    produced mean episode rewards of -1.2e7 and value losses of 1.9e13; sane per-step rewards are
+    O(0.01-1). A std below ``min_std`` does not raise (a flat policy earns exactly 0) but is flagged
+    ``tiny=True``.
     """
     r = torch.as_tensor(rewards).detach().double().flatten().cpu()
     if r.numel() == 0:

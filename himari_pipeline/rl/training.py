@@ -1,5 +1,8 @@
 """One training entry point: an :class:`Experiment` + dataset splits -> checkpoints and a summary.
 
+Kept whole: the run's lifecycle (build, resume, train, summarise, replay a checkpoint) for one seed
+and for a population, whose steps share helpers here.
+
 :func:`train_experiment` builds the train/val markets, the policy and the PPO trainer, trains with
 validation every ``eval_every`` env steps, writes safetensors checkpoints under ``out_dir`` whose
 ``checkpoint.json`` also records the experiment's config hash and the split version, and resumes from
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +39,9 @@ from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
 from himari_pipeline.rl.ppo import PPOTrainer, action_shares, return_metrics, seed_everything
 from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
+
+if TYPE_CHECKING:
+    from himari_pipeline.rl.stacked_ppo import StackedPPOTrainer
 
 __all__ = [
     "PopulationSummary",
@@ -245,6 +252,27 @@ def _progress_log(exp: Experiment, total: int, initial: int, progress: bool, use
     return _log, bar
 
 
+def _train_with_progress(
+    trainer: PPOTrainer | StackedPPOTrainer,
+    exp: Experiment,
+    progress: bool,
+    log_fn: LogFn | None,
+    max_iterations: int | None,
+) -> tuple[int, float]:
+    """Train (a single-seed or population trainer) with the progress bar; the start step and seconds."""
+    cfg = trainer.cfg
+    trainer.log_fn, bar = _progress_log(
+        exp, cfg.num_iterations * cfg.batch_size, trainer.global_step, progress, log_fn
+    )
+    start_step, t_train = trainer.global_step, time.time()
+    try:
+        trainer.train(max_iterations=max_iterations)
+    finally:
+        if bar is not None:
+            bar.close()
+    return start_step, time.time() - t_train
+
+
 def train_experiment(
     exp: Experiment,
     splits: DatasetSplits,
@@ -314,15 +342,7 @@ def train_experiment(
         trainer.load(last)
         resumed_from = trainer.global_step
 
-    total = ppo_cfg.num_iterations * ppo_cfg.batch_size
-    trainer.log_fn, bar = _progress_log(exp, total, trainer.global_step, progress, log_fn)
-    start_step, t_train = trainer.global_step, time.time()
-    try:
-        trainer.train(max_iterations=max_iterations)
-    finally:
-        if bar is not None:
-            bar.close()
-    train_time = time.time() - t_train
+    start_step, train_time = _train_with_progress(trainer, exp, progress, log_fn, max_iterations)
     end_ck = out / f"step_{trainer.global_step:09d}"
     if trainer.global_step > start_step and not end_ck.exists():
         trainer.save(end_ck, metrics={})
@@ -399,15 +419,7 @@ def _train_population(
         resumed_from = trainer.global_step
     elif any(p is not None for p in lasts):
         raise ValueError(f"{out}: checkpoints of some seeds only; use another out_dir or resume=False")
-    total = ppo_cfg.num_iterations * ppo_cfg.batch_size
-    trainer.log_fn, bar = _progress_log(exp, total, trainer.global_step, progress, log_fn)
-    start_step, t_train = trainer.global_step, time.time()
-    try:
-        trainer.train(max_iterations=max_iterations)
-    finally:
-        if bar is not None:
-            bar.close()
-    train_time = time.time() - t_train
+    start_step, train_time = _train_with_progress(trainer, exp, progress, log_fn, max_iterations)
     if trainer.global_step > start_step and not (runs[0] / f"step_{trainer.global_step:09d}").exists():
         trainer.save_all(out)
     sps = (trainer.global_step - start_step) / max(train_time, 1e-9)
