@@ -217,6 +217,39 @@ def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]
     return {"mean": mean, "std": std, "sharpe_per_bar": sharpe, "sharpe": ann, "total_return": total}
 
 
+class EvalRecorder:
+    """The per-bar series of a validation run over ``rows`` envs (modes, or seeds x modes).
+
+    A row's series ends at its first done (ruin may end one early): later bars are recorded but not
+    kept.
+    """
+
+    KEYS = ("t", "action", "position", "net_return", "entropy")
+
+    def __init__(self, rows: int, device: torch.device) -> None:
+        self.rec: dict[str, list[Tensor]] = {k: [] for k in self.KEYS}
+        self.alive: list[Tensor] = []
+        self.done = torch.zeros(rows, dtype=torch.bool, device=device)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.done.all())
+
+    def add(self, t: Tensor, action: Tensor, logp: Tensor, done: Tensor, info: dict) -> None:
+        """One step: decision rows ``t``, ``action`` and log-probabilities ``logp`` (rows first)."""
+        self.alive.append(~self.done)
+        self.rec["t"].append(t)
+        self.rec["action"].append(action.reshape(-1))
+        self.rec["position"].append(info["position"])
+        self.rec["net_return"].append((info["pnl"] - info["cost"]).double())
+        self.rec["entropy"].append(-(logp.exp() * logp).sum(-1).reshape(-1))
+        self.done = self.done | done.bool()
+
+    def series(self) -> tuple[dict[str, Tensor], Tensor]:
+        """``(rows, bars)`` tensors of every key, and the mask of each row's bars before its end."""
+        return {k: torch.stack(v, dim=1) for k, v in self.rec.items()}, torch.stack(self.alive, dim=1)
+
+
 def eval_result(
     modes: list[str], stacked: dict[str, Tensor], keep: Tensor, market: MarketArrays, bars_per_year: float
 ) -> EvalResult:
@@ -496,10 +529,8 @@ class PPOTrainer:
         obs = env.reset(start=self.env_cfg.context - 1)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(cfg.seed if cfg.eval_seed is None else cfg.eval_seed)
-        rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
-        alive: list[Tensor] = []  # a mode's series ends at its first done (ruin may end one early)
-        finished = torch.zeros(len(modes), dtype=torch.bool, device=self.device)
-        while not bool(finished.all()):
+        rec = EvalRecorder(len(modes), self.device)
+        while not rec.finished:
             t = obs.t
             raw, _ = self.policy.heads(enc_all[t], market.regime_ids[t], obs.position_state.float())
             mask = env.action_mask()
@@ -508,15 +539,8 @@ class PPOTrainer:
             tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
             action[-1] = torch.multinomial(tempered, 1, generator=gen)[-1, 0]
             obs, _, done, info = env.step(action)
-            alive.append(~finished)
-            rec["t"].append(t)
-            rec["action"].append(action)
-            rec["position"].append(info["position"])
-            rec["net_return"].append((info["pnl"] - info["cost"]).double())
-            rec["entropy"].append(-(logp.exp() * logp).sum(-1))
-            finished = finished | done.bool()
-        keep = torch.stack(alive, dim=1)
-        stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (modes, bars)
+            rec.add(t, action, logp, done, info)
+        stacked, keep = rec.series()
         return eval_result(modes, stacked, keep, market, cfg.bars_per_year or self.env_cfg.bars_per_year)
 
     def evaluate_and_checkpoint(self) -> EvalResult:
@@ -607,6 +631,7 @@ class PPOTrainer:
 
 
 __all__ = [
+    "EvalRecorder",
     "EvalResult",
     "PPOConfig",
     "PPOTrainer",

@@ -242,7 +242,7 @@ class AntiOvertradingReward(RewardFn):
     ``early_exit = position != 0 & new_position != position & bars_held < min_hold_bars``,
     ``persist = new_position == position & new_position != 0`` (only for holding an exposure: a
     guaranteed bonus for sitting flat collapses a policy to FLAT).
-    Defaults are exp 10's: 4 bars / 0.0002, 2 bars / 0.0001, 0.00005 per bar.
+    Defaults: 4 bars / 0.0002, 2 bars / 0.0001, 0.00005 per bar.
     """
 
     name = "anti_overtrading"
@@ -289,7 +289,7 @@ class BalanceReward(RewardFn):
     ``share_t`` = fraction of the last ``min(n, window)`` decisions of the episode (current one
     included) with ``new_position < 0``;
     ``reward = scale * (pnl - costs - balance_penalty * |share_t - target_short|)``.
-    Defaults are exp 10b's: target 0.20, penalty 0.0003, window 100.
+    Defaults: target 0.20, penalty 0.0003, window 100.
     """
 
     name = "balance"

@@ -42,7 +42,15 @@ from himari_pipeline.rl.checkpoints import (
 )
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
-from himari_pipeline.rl.ppo import EvalResult, LogFn, PPOConfig, eval_result, make_train_env, seed_everything
+from himari_pipeline.rl.ppo import (
+    EvalRecorder,
+    EvalResult,
+    LogFn,
+    PPOConfig,
+    eval_result,
+    make_train_env,
+    seed_everything,
+)
 from himari_pipeline.rl.ppo_math import (
     clipped_losses,
     ent_coef_at,
@@ -130,10 +138,8 @@ def evaluate_stack(
         for seed in seeds
     ]
     seed_ix = torch.arange(S, device=dev)[:, None]
-    rec: dict[str, list[Tensor]] = {k: [] for k in ("t", "action", "position", "net_return", "entropy")}
-    alive: list[Tensor] = []
-    finished = torch.zeros(S * M, dtype=torch.bool, device=dev)
-    while not bool(finished.all()):
+    rec = EvalRecorder(S * M, dev)
+    while not rec.finished:
         t = obs.t
         ts = t.view(S, M)
         raw, _ = stack.heads(enc_all[seed_ix, ts], market.regime_ids[ts], obs.position_state.view(S, M, -1))
@@ -144,15 +150,8 @@ def evaluate_stack(
         for s in range(S):
             action[s, -1] = torch.multinomial(tempered[s], 1, generator=gens[s])[-1, 0]
         obs, _, done, info = env.step(action.reshape(-1))
-        alive.append(~finished)
-        rec["t"].append(t)
-        rec["action"].append(action.reshape(-1))
-        rec["position"].append(info["position"])
-        rec["net_return"].append((info["pnl"] - info["cost"]).double())
-        rec["entropy"].append(-(logp.exp() * logp).sum(-1).reshape(-1))
-        finished = finished | done.bool()
-    keep = torch.stack(alive, dim=1)
-    stacked = {k: torch.stack(v, dim=1) for k, v in rec.items()}  # (S * M, bars)
+        rec.add(t, action, logp, done, info)
+    stacked, keep = rec.series()  # (S * M, bars)
     bpy = cfg.bars_per_year or env_cfg.bars_per_year
     rows = [slice(s * M, (s + 1) * M) for s in range(S)]
     return [eval_result(modes, {k: v[r] for k, v in stacked.items()}, keep[r], market, bpy) for r in rows]
