@@ -12,10 +12,13 @@ import torch
 from himari_pipeline.rl.checkpoints import (
     META_FILE,
     best_checkpoint,
+    env_state,
     load_checkpoint,
+    load_env_state,
     save_checkpoint,
     write_best_pointer,
 )
+from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.ppo import PPOConfig
 from himari_pipeline.rl.ppo_math import clipped_losses, ent_coef_at, gae, iteration_log, lr_at
 
@@ -128,3 +131,20 @@ def test_checkpoint_writes_replace_whole_or_not_at_all(tmp_path) -> None:
     assert best_checkpoint(tmp_path) == path
     assert json.loads((path / META_FILE).read_text()) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", path.name]
+
+
+def test_env_state_loads_only_into_an_env_of_its_layout() -> None:
+    g = torch.Generator().manual_seed(0)
+    rets = 0.01 * torch.randn(300, generator=g, dtype=torch.float64)
+    feats, regimes = torch.randn(300, 4, generator=g), torch.zeros(300, dtype=torch.long)
+    market = MarketArrays(feats, regimes, rets, 1 + rets)
+    env = VecTradingEnv(market, EnvConfig(episode_length=20, context=4), 3, seed=1)
+    env.reset()
+    env.step(torch.tensor([1, 2, 0]))
+    tensors, meta = env_state(env)
+    other = VecTradingEnv(market, EnvConfig(episode_length=20, context=4), 3, seed=2)
+    load_env_state(other, tensors, meta)
+    assert torch.equal(other.t, env.t) and torch.equal(other.equity, env.equity)
+    per_segment = {f"segment0.{k}": v for k, v in tensors.items()}  # a state saved by per-segment envs
+    with pytest.raises(ValueError, match="another layout"):
+        load_env_state(other, per_segment, meta)

@@ -121,8 +121,15 @@ def env_state(env: VecTradingEnv) -> tuple[dict[str, Tensor], dict]:
 
 
 def load_env_state(env: VecTradingEnv, tensors: dict[str, Tensor], meta: dict) -> None:
-    """Inverse of :func:`env_state`."""
-    env.load_state_dict({**tensors, **meta["scalars"]})
+    """Inverse of :func:`env_state`; refuses a state written by an env of another layout."""
+    state = {**tensors, **meta["scalars"]}
+    missing = sorted(set(env.state_dict()) - set(state))
+    if missing:
+        raise ValueError(
+            f"the checkpoint's env state lacks {missing[:4]}: it was written by an env of another "
+            "layout (e.g. per-segment envs); resume into a fresh run directory"
+        )
+    env.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- save / load
