@@ -1,4 +1,4 @@
-"""The PPO formulas shared by the single-seed and the population trainer; atomic checkpoint writes."""
+"""PPO formulas shared by the single-seed and population trainers; checkpoint writes, env-state loads."""
 
 from __future__ import annotations
 

@@ -43,9 +43,7 @@ from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, REWARD_MAX_VALUE_LOSS, top_action
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
-TRAINING_CODE = code_version(
-    exp_mod, ppo_mod, ppo_math_mod, training_mod, stacked_mod, stacked_policies_mod
-)
+TRAINING_CODE = code_version(exp_mod, ppo_mod, ppo_math_mod, training_mod, stacked_mod, stacked_policies_mod)
 
 
 def experiment_on_dataset(partition_key: str, raw_root: str | Path | None = None) -> Experiment:
