@@ -14,6 +14,7 @@ from himari_pipeline.rl.rewards import (
     StepContext,
     make_reward,
     reward_scale_diagnostic,
+    training_log_scale_problems,
 )
 
 
@@ -207,3 +208,23 @@ def test_windows_match_a_naive_reference_across_random_resets():
         balance.reset(torch.tensor(done))
         for i in np.flatnonzero(done):
             history[i] = []
+
+
+def test_training_log_scales_sane_and_absurd() -> None:
+    sane = {
+        "rollout/reward_mean": [0.1, -0.3],
+        "rollout/reward_std": [1.0, 2.0],
+        "losses/value_loss": [0.5, 3.0],
+    }
+    assert training_log_scale_problems(sane) == []
+    assert training_log_scale_problems({}) == []  # nothing logged, nothing to judge
+    absurd = {
+        "rollout/reward_mean": [0.1, -1.2e7],
+        "rollout/reward_std": [1.0, 2e7],
+        "losses/value_loss": [1.9e13],
+    }
+    problems = training_log_scale_problems(absurd)
+    assert len(problems) == 3 and "reward mean" in problems[0] and "value loss" in problems[2]
+    nan_only = {"losses/value_loss": [float("nan")]}
+    with pytest.warns(RuntimeWarning):  # numpy warns on an all-NaN column; the column is a problem
+        assert training_log_scale_problems(nan_only) == ["value loss reached nan (> 1e+06)"]

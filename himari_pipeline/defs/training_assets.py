@@ -37,10 +37,10 @@ from himari_pipeline.rl import stacked_ppo as stacked_mod
 from himari_pipeline.rl import training as training_mod
 from himari_pipeline.rl.checkpoints import WeightsCatalog
 from himari_pipeline.rl.experiments import Experiment, load_experiment
-from himari_pipeline.rl.rewards import REWARD_MAX_ABS_MEAN, REWARD_MAX_STD
+from himari_pipeline.rl.rewards import training_log_scale_problems
 from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
 from himari_pipeline.storage.hashing import code_version
-from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, REWARD_MAX_VALUE_LOSS, top_action
+from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, top_action
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
 TRAINING_CODE = code_version(exp_mod, ppo_mod, ppo_math_mod, training_mod, stacked_mod, stacked_policies_mod)
@@ -198,18 +198,7 @@ def _leaderboard_md(table: pd.DataFrame) -> str:
 )
 def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     log = lake.get().read_table(TRAINING_LOG, lake_partition(*split_training_key(context.partition_key)))
-    problems = []
-    if "rollout/reward_mean" in log:
-        worst_mean = float(np.nanmax(np.abs(log["rollout/reward_mean"])))
-        worst_std = float(np.nanmax(log["rollout/reward_std"]))
-        if not worst_mean <= REWARD_MAX_ABS_MEAN:
-            problems.append(f"|reward mean| reached {worst_mean:.3g} (> {REWARD_MAX_ABS_MEAN:g})")
-        if not worst_std <= REWARD_MAX_STD:
-            problems.append(f"reward std reached {worst_std:.3g} (> {REWARD_MAX_STD:g})")
-    if "losses/value_loss" in log:
-        worst_vl = float(np.nanmax(log["losses/value_loss"]))
-        if not worst_vl <= REWARD_MAX_VALUE_LOSS:
-            problems.append(f"value loss reached {worst_vl:.3g} (> {REWARD_MAX_VALUE_LOSS:g})")
+    problems = training_log_scale_problems(log)
     return dg.AssetCheckResult(
         passed=not problems, description="; ".join(problems) or "sane", metadata={"iterations": len(log)}
     )

@@ -15,8 +15,10 @@ each step so a finished episode's history never leaks into the next one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +40,7 @@ __all__ = [
     "StepContext",
     "make_reward",
     "reward_scale_diagnostic",
+    "training_log_scale_problems",
 ]
 
 
@@ -462,3 +465,25 @@ def reward_scale_diagnostic(
         )
     out["ok"] = True
     return out
+
+
+def training_log_scale_problems(log: Mapping[str, Sequence[float]]) -> list[str]:
+    """What is absurd in a training log's per-iteration scales (empty when sane).
+
+    Reads ``rollout/reward_mean``, ``rollout/reward_std`` and ``losses/value_loss`` when present and
+    compares their worst values with :data:`REWARD_MAX_ABS_MEAN`, :data:`REWARD_MAX_STD` and
+    ``REWARD_MAX_VALUE_LOSS``; a NaN-only column is a problem too (no comparison holds for NaN).
+    """
+    problems = []
+    if "rollout/reward_mean" in log:
+        worst_mean = float(np.nanmax(np.abs(np.asarray(log["rollout/reward_mean"], dtype=float))))
+        worst_std = float(np.nanmax(np.asarray(log["rollout/reward_std"], dtype=float)))
+        if not worst_mean <= REWARD_MAX_ABS_MEAN:
+            problems.append(f"|reward mean| reached {worst_mean:.3g} (> {REWARD_MAX_ABS_MEAN:g})")
+        if not worst_std <= REWARD_MAX_STD:
+            problems.append(f"reward std reached {worst_std:.3g} (> {REWARD_MAX_STD:g})")
+    if "losses/value_loss" in log:
+        worst_vl = float(np.nanmax(np.asarray(log["losses/value_loss"], dtype=float)))
+        if not worst_vl <= REWARD_MAX_VALUE_LOSS:
+            problems.append(f"value loss reached {worst_vl:.3g} (> {REWARD_MAX_VALUE_LOSS:g})")
+    return problems
