@@ -26,6 +26,7 @@ from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import CHECKPOINTS, experiment_on_dataset, run_dir
 from himari_pipeline.evaluation import population as population_mod
 from himari_pipeline.evaluation import report as report_mod
+from himari_pipeline.rl import stacked_policies, stacked_ppo
 from himari_pipeline.rl.checkpoints import WeightsCatalog, verified_checkpoint
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.storage.lake import Lake, LakeError
@@ -36,7 +37,7 @@ REPORT_HTML, METRICS, SUMMARY, PROMOTED = (
     "validation_summary",
     "promoted",
 )
-REPORT_CODE = code_version(*report_mod.CODE_MODULES, population_mod)
+REPORT_CODE = code_version(*report_mod.CODE_MODULES, population_mod, stacked_policies, stacked_ppo)
 TRUNCATION_CHECKS = {a: f"{a}_truncation_invariance" for a in (FEATURES_T, DENOISED, REGIMES)}
 
 

@@ -228,7 +228,8 @@ def seed_equity_curves(selected: dict[int, Path], splits, segments: Sequence[str
     from himari_pipeline.evaluation.report.checkpoints import load_policy_checkpoint
     from himari_pipeline.rl.env import MarketArrays
     from himari_pipeline.rl.ppo import PPOConfig
-    from himari_pipeline.rl.stacked_ppo import StackedPolicies, evaluate_stack
+    from himari_pipeline.rl.stacked_policies import StackedPolicies
+    from himari_pipeline.rl.stacked_ppo import evaluate_stack
 
     seeds = list(selected)
     loaded = [load_policy_checkpoint(selected[s]) for s in seeds]
