@@ -103,7 +103,10 @@ def test_user_errors_are_named_before_any_work(env, tmp_path):
     fresh = {**env, "DAGSTER_HOME": str(tmp_path / "home"), "HIMARI_LAKE_ROOT": str(tmp_path / "lake")}
     typo = himari(fresh, "run", "-e", "defualt")
     assert typo.returncode == 1 and "Traceback" not in typo.stderr
-    assert "unknown experiment 'defualt'; known experiments: default, default_null" in typo.stderr
+    assert (
+        "unknown experiment 'defualt'; known experiments: default, default_drift_neutral, default_null"
+        in (typo.stderr)
+    )
     bad_data = himari(fresh, "run", "-e", "smoke", "-d", "TYPO_1h")
     assert bad_data.returncode == 1 and "Traceback" not in bad_data.stderr
     assert "unknown dataset 'TYPO_1h': no files in" in bad_data.stderr and "himari ingest" in bad_data.stderr
