@@ -25,7 +25,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import statsmodels.api as sm
 
 __all__ = ["Attribution", "attribute_returns", "hac_lags"]
 
@@ -83,16 +82,17 @@ def attribute_returns(
     expo = n * em * rm
     timing = float((e - em) @ (r - rm))
     total = abs(expo) + abs(timing)
+    from statsmodels.regression.linear_model import OLS  # imported on use: statsmodels.api costs ~1 s
+    from statsmodels.tools.tools import add_constant
+
     lags = hac_lags(n)
     exposure_p = 1.0
     if em != 0.0:
-        drift = sm.OLS(r, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+        drift = OLS(r, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
         exposure_p = _one_sided_p(float(drift.tvalues[0]), positive=em > 0)
     timing_p, timing_t = 1.0, 0.0
     if float(e.std()) > 1e-12 * max(1.0, abs(em)):
-        fit = sm.OLS(r, sm.add_constant(e, has_constant="add")).fit(
-            cov_type="HAC", cov_kwds={"maxlags": lags}
-        )
+        fit = OLS(r, add_constant(e, has_constant="add")).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
         timing_t = float(fit.tvalues[1])
         timing_p = _one_sided_p(timing_t)
     return Attribution(

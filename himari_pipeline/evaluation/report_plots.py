@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.plots import _png, _thin, plt
+from himari_pipeline.plots import _png, _thin, pyplot
 from himari_pipeline.vocabulary import ACTIONS
 
 
@@ -17,6 +17,7 @@ def equity_plot(
     """Equity curves (one value per bar close) on one axis; a ruined curve is drawn down to its floor."""
     ts = pd.to_datetime(np.asarray(timestamps), utc=True)
     s = _thin(len(ts))
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.0))
     for name, eq in curves.items():
         e = np.asarray(eq, dtype=np.float64)
@@ -32,6 +33,7 @@ def equity_plot(
 
 def null_histogram(null: np.ndarray, observed: float, title: str, xlabel: str = "Sharpe") -> bytes:
     """Histogram of a null distribution with the observed statistic as a red line."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 2.6))
     ax.hist(np.asarray(null, dtype=np.float64), bins=40, color="#9ecae1")
     ax.axvline(observed, color="#de2d26", lw=2, label=f"observed {observed:.2f}")
@@ -46,6 +48,7 @@ def correlation_bars(
 ) -> bytes:
     """The ``top`` largest |correlations| as bars with the chance threshold and the leak bar."""
     c = corr.reindex(corr.abs().sort_values(ascending=False).index)[:top]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.22 * len(c) + 1.0))
     colors = ["#de2d26" if abs(v) > suspicious else "#fd8d3c" if abs(v) > threshold else "#9ecae1" for v in c]
     ax.barh(np.arange(len(c)), c.to_numpy(), color=colors)
@@ -61,6 +64,7 @@ def correlation_bars(
 
 def action_share_bars(shares: pd.DataFrame, title: str) -> bytes:
     """Stacked bars: one bar per row of ``shares`` (columns flat/long/short, summing to 1)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(shares) + 1.0))
     left = np.zeros(len(shares))
     colors = {"flat": "#bdbdbd", "long": "#74c476", "short": "#de2d26"}
