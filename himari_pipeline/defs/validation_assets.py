@@ -29,7 +29,7 @@ from himari_pipeline.evaluation import report as report_mod
 from himari_pipeline.rl import stacked_policies, stacked_ppo
 from himari_pipeline.rl.checkpoints import WeightsCatalog, verified_checkpoint
 from himari_pipeline.storage.hashing import code_version
-from himari_pipeline.storage.lake import Lake, LakeError
+from himari_pipeline.storage.lake import Lake, LakeError, lake_relative
 
 REPORT_HTML, METRICS, SUMMARY, PROMOTED = (
     "validation_report",
@@ -247,12 +247,6 @@ def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
         step=dg.MetadataValue.int(int(best["step"])),
         dsr=dg.MetadataValue.float(float(summary["dsr"])),
     )
-
-
-def lake_relative(root: str | Path, path: str | Path) -> str:
-    """``path`` relative to the lake root when it lies inside it (the checkpoints table's form)."""
-    p, r = Path(path).resolve(), Path(root).resolve()
-    return str(p.relative_to(r)) if p.is_relative_to(r) else str(path)
 
 
 VALIDATION_ASSETS = [validate_experiment, promoted_policy]

@@ -247,9 +247,9 @@ def seed_equity_curves(selected: dict[int, Path], splits, segments: Sequence[str
 
 def equity_curves_plot(curves: dict[str, dict[int, np.ndarray]], title: str) -> bytes:
     """One panel per segment, one compounded equity line per seed."""
-    import matplotlib.pyplot as plt
+    from himari_pipeline.plots import _png, pyplot
 
-    from himari_pipeline.plots import _png
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3), squeeze=False)
     for ax, (seg, by_seed) in zip(axes[0], curves.items(), strict=True):

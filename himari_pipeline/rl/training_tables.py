@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint, weights_fingerprint
+from himari_pipeline.storage.lake import lake_relative
 from himari_pipeline.vocabulary import ACTIONS
 
 CHECKPOINT_COLUMNS = (
@@ -70,7 +71,7 @@ def checkpoints_table(summary, lake_root: str | Path, dataset: str) -> pd.DataFr
                 "config_hash": summary.config_hash,
                 "split_version": summary.split_version,
                 "step": int(meta.get("global_step", meta.get("step", 0))),
-                "checkpoint_path": str(ck.resolve().relative_to(root)),
+                "checkpoint_path": lake_relative(root, ck),
                 "is_best": best_path is not None and ck.resolve() == best_path,
                 "collapsed": bool(_num(m, "collapsed") == 1.0),
                 "val_greedy_sharpe": _num(m, "greedy_sharpe"),
@@ -89,9 +90,9 @@ def checkpoints_table(summary, lake_root: str | Path, dataset: str) -> pd.DataFr
 
 def training_curves_plot(log: pd.DataFrame, table: pd.DataFrame, title: str) -> bytes:
     """Validation Sharpe per checkpoint, entropy and action shares over training steps."""
-    import matplotlib.pyplot as plt
+    from himari_pipeline.plots import _png, pyplot
 
-    from himari_pipeline.plots import _png
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
     if len(table):

@@ -131,6 +131,12 @@ def sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def lake_relative(root: str | Path, path: str | Path) -> str:
+    """``path`` relative to the lake ``root`` when inside it (as tables name files), else as given."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return str(p.relative_to(r)) if p.is_relative_to(r) else str(path)
+
+
 def _is_lock_error(exc: Exception) -> bool:
     """Another process holds the catalog file, or set up a fresh shared catalog at the same moment."""
     msg = str(exc).lower()
