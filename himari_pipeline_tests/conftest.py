@@ -21,3 +21,24 @@ def lake_env(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HIMARI_LAKE_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     return tmp_path
+
+
+# The longest modules first (measured with `--durations`, slowest first), so that `-n 2 --dist loadfile`
+# starts them while the many short modules fill the other worker, instead of one of them running alone
+# at the end. Other modules keep their collection order after these.
+LONGEST_FIRST = (
+    "test_e2e_controls.py",
+    "test_ingest_real_data.py",
+    "test_concurrency.py",
+    "test_strategy_evaluate.py",
+    "test_daemon.py",
+    "test_cli_run.py",
+    "test_scaleout.py",
+    "test_ui_browser.py",
+    "test_faults.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -55,6 +55,7 @@ from himari_pipeline.rl.ppo_math import (
     logprob_and_entropy,
     lr_at,
 )
+from himari_pipeline.rl.replay import Decisions, replay_policies
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, NUM_ACTIONS
 
 LogFn = Callable[[int, dict[str, float]], None]
@@ -217,51 +218,21 @@ def return_metrics(net: Tensor, bars_per_year: float | None) -> dict[str, float]
     return {"mean": mean, "std": std, "sharpe_per_bar": sharpe, "sharpe": ann, "total_return": total}
 
 
-class EvalRecorder:
-    """The per-bar series of a validation run over ``rows`` envs (modes, or seeds x modes).
-
-    A row's series ends at its first done (ruin may end one early): later bars are recorded but not
-    kept.
-    """
-
-    KEYS = ("t", "action", "position", "net_return", "entropy")
-
-    def __init__(self, rows: int, device: torch.device) -> None:
-        self.rec: dict[str, list[Tensor]] = {k: [] for k in self.KEYS}
-        self.alive: list[Tensor] = []
-        self.done = torch.zeros(rows, dtype=torch.bool, device=device)
-
-    @property
-    def finished(self) -> bool:
-        return bool(self.done.all())
-
-    def add(self, t: Tensor, action: Tensor, logp: Tensor, done: Tensor, info: dict) -> None:
-        """One step: decision rows ``t``, ``action`` and log-probabilities ``logp`` (rows first)."""
-        self.alive.append(~self.done)
-        self.rec["t"].append(t)
-        self.rec["action"].append(action.reshape(-1))
-        self.rec["position"].append(info["position"])
-        self.rec["net_return"].append((info["pnl"] - info["cost"]).double())
-        self.rec["entropy"].append(-(logp.exp() * logp).sum(-1).reshape(-1))
-        self.done = self.done | done.bool()
-
-    def series(self) -> tuple[dict[str, Tensor], Tensor]:
-        """``(rows, bars)`` tensors of every key, and the mask of each row's bars before its end."""
-        return {k: torch.stack(v, dim=1) for k, v in self.rec.items()}, torch.stack(self.alive, dim=1)
-
-
 def eval_result(
-    modes: list[str], stacked: dict[str, Tensor], keep: Tensor, market: MarketArrays, bars_per_year: float
+    modes: list[str], rows: list[Decisions], market: MarketArrays, bars_per_year: float
 ) -> EvalResult:
-    """Per-mode series and metrics of a validation run recorded as (modes, bars) tensors.
-
-    ``stacked`` holds ``t``, ``action``, ``position``, ``net_return`` and ``entropy``; ``keep`` marks
-    each mode's bars before its first done.
-    """
+    """Per-mode series (as tensors on the market's device) and metrics of one policy's replays."""
     metrics: dict[str, float] = {}
     series: dict[str, dict[str, Tensor]] = {}
-    for i, mode in enumerate(modes):
-        s = {k: v[i][keep[i]] for k, v in stacked.items()}
+    dev = market.device
+    for mode, d in zip(modes, rows, strict=True):
+        s = {
+            "t": torch.from_numpy(d.t).to(dev),
+            "action": torch.from_numpy(d.action).to(dev),
+            "position": torch.from_numpy(d.position).to(dev, torch.float32),
+            "net_return": torch.from_numpy(d.net_return).to(dev),
+            "entropy": torch.from_numpy(d.entropy).to(dev, torch.float32),
+        }
         s["regime"] = market.regime_ids[s["t"]]
         series[mode] = s
         stats = return_metrics(s["net_return"], bars_per_year)
@@ -271,6 +242,37 @@ def eval_result(
         stats["n_bars"] = float(s["t"].numel())
         metrics.update({f"{mode}_{k}": v for k, v in stats.items()})
     return EvalResult(metrics, series)
+
+
+def evaluate_policies(
+    policies: Sequence[RegimeConditionedPolicy],
+    market: MarketArrays,
+    env_cfg: EnvConfig,
+    cfg: PPOConfig,
+    seeds: Sequence[int],
+) -> list[EvalResult]:
+    """Validation of each policy over the whole ``market`` (first full window to the last bar with a
+    next return), one result per policy, all replayed together (:mod:`himari_pipeline.rl.replay`).
+
+    Modes: ``greedy`` (argmax, when ``cfg.eval_greedy``) and ``temp`` (sampling at
+    ``cfg.eval_temperature`` with uniforms seeded by the policy's seed, or ``cfg.eval_seed``: the same
+    noise at every evaluation). Net return per bar = pnl - costs.
+    """
+    if market.segment_starts is not None and len(market.segment_starts) > 1:
+        raise ValueError("validation runs over one segment; got a market of several")
+    modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
+    series = (market.features, market.regime_ids, market.returns, market.gap_before)
+    temps = [None if mode == "greedy" else cfg.eval_temperature for mode in modes]
+    pols, rows_t, rows_s = [], [], []
+    for pol, seed in zip(policies, seeds, strict=True):
+        pol.eval()
+        pols += [pol] * len(modes)
+        rows_t += temps
+        rows_s += [seed if cfg.eval_seed is None else cfg.eval_seed] * len(modes)
+    rows = replay_policies(pols, [series] * len(pols), env_cfg, rows_t, rows_s)
+    bpy = cfg.bars_per_year or env_cfg.bars_per_year
+    k = len(modes)
+    return [eval_result(modes, rows[i * k : (i + 1) * k], market, bpy) for i in range(len(policies))]
 
 
 class PPOTrainer:
@@ -511,37 +513,12 @@ class PPOTrainer:
         return out
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self, market: MarketArrays | None = None) -> EvalResult:
-        """Run the policy over the whole series (first full window to the last bar with a next return).
-
-        Modes run side by side as envs of one vector env: ``greedy`` (argmax) and ``temp``
-        (sampling at ``eval_temperature`` with a fixed seed). Net return per bar = pnl - costs.
-        """
-        cfg, market = self.cfg, market if market is not None else self.val_market
+        """Greedy and tempered replays of the policy over the whole series (:func:`evaluate_policies`)."""
+        market = market if market is not None else self.val_market
         if market is None:
             raise ValueError("no validation market")
-        modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
-        self.policy.eval()
-        enc_all = self.policy.encode_stretch(market.features, market.regime_ids)
-        eval_cfg = dataclasses.replace(self.env_cfg, episode_length=None)
-        env = VecTradingEnv(market, eval_cfg, len(modes), self.device, cfg.seed)
-        obs = env.reset(start=self.env_cfg.context - 1)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(cfg.seed if cfg.eval_seed is None else cfg.eval_seed)
-        rec = EvalRecorder(len(modes), self.device)
-        while not rec.finished:
-            t = obs.t
-            raw, _ = self.policy.heads(enc_all[t], market.regime_ids[t], obs.position_state.float())
-            mask = env.action_mask()
-            logp = torch.log_softmax(masked_logits(raw, mask), -1)
-            action = logp.argmax(-1)
-            tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
-            action[-1] = torch.multinomial(tempered, 1, generator=gen)[-1, 0]
-            obs, _, done, info = env.step(action)
-            rec.add(t, action, logp, done, info)
-        stacked, keep = rec.series()
-        return eval_result(modes, stacked, keep, market, cfg.bars_per_year or self.env_cfg.bars_per_year)
+        return evaluate_policies([self.policy], market, self.env_cfg, self.cfg, [self.cfg.seed])[0]
 
     def evaluate_and_checkpoint(self) -> EvalResult:
         """Validate, update best / patience / collapse flags, log, and save a checkpoint."""
@@ -631,13 +608,13 @@ class PPOTrainer:
 
 
 __all__ = [
-    "EvalRecorder",
     "EvalResult",
     "PPOConfig",
     "PPOTrainer",
     "Rollout",
     "TensorBoardLogger",
     "action_shares",
+    "evaluate_policies",
     "explained_variance",
     "return_metrics",
     "seed_everything",

@@ -105,8 +105,9 @@ class StackedPolicies:
                 v[s].copy_(state[k])
 
     def policy(self, s: int) -> RegimeConditionedPolicy:
-        """Seed ``s``'s policy as a plain module (a copy)."""
-        p = RegimeConditionedPolicy(self.cfg)
+        """Seed ``s``'s policy as a plain module (a copy); the global RNG is left as it was."""
+        with torch.random.fork_rng(devices=[]):
+            p = RegimeConditionedPolicy(self.cfg)
         p.load_state_dict(self.state_dict(s), strict=True)
         return p
 

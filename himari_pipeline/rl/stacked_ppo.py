@@ -40,14 +40,13 @@ from himari_pipeline.rl.checkpoints import (
     save_checkpoint,
     write_best_pointer,
 )
-from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
+from himari_pipeline.rl.env import EnvConfig, MarketArrays
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
 from himari_pipeline.rl.ppo import (
-    EvalRecorder,
     EvalResult,
     LogFn,
     PPOConfig,
-    eval_result,
+    evaluate_policies,
     make_train_env,
     seed_everything,
 )
@@ -119,42 +118,10 @@ def _ragged(items: list[Tensor]) -> tuple[Tensor, list[int]]:
 def evaluate_stack(
     stack: StackedPolicies, market: MarketArrays, env_cfg: EnvConfig, cfg: PPOConfig, seeds: Sequence[int]
 ) -> list[EvalResult]:
-    """Replay every stacked policy over the whole ``market`` in one batched pass, one result per seed.
-
-    As :meth:`PPOTrainer.evaluate <himari_pipeline.rl.ppo.PPOTrainer.evaluate>`: modes ``greedy`` and
-    ``temp`` (sampling at ``cfg.eval_temperature`` from a generator seeded by the seed, or
-    ``cfg.eval_seed``), decisions from the first full window to the last bar with a next return.
-    """
-    modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
-    M, S, dev = len(modes), stack.n, market.device
+    """Every stacked policy over the whole ``market``, one result per seed, replayed together exactly as
+    :meth:`PPOTrainer.evaluate <himari_pipeline.rl.ppo.PPOTrainer.evaluate>` replays one policy."""
     stack.train(False)
-    enc_all = stack.encode_shared(
-        market.features, market.regime_ids, torch.arange(market.num_bars, device=dev)
-    )
-    env = VecTradingEnv(market, dataclasses.replace(env_cfg, episode_length=None), S * M, dev, 0)
-    obs = env.reset(start=env_cfg.context - 1)
-    gens = [
-        torch.Generator(device=dev).manual_seed(seed if cfg.eval_seed is None else cfg.eval_seed)
-        for seed in seeds
-    ]
-    seed_ix = torch.arange(S, device=dev)[:, None]
-    rec = EvalRecorder(S * M, dev)
-    while not rec.finished:
-        t = obs.t
-        ts = t.view(S, M)
-        raw, _ = stack.heads(enc_all[seed_ix, ts], market.regime_ids[ts], obs.position_state.view(S, M, -1))
-        mask = env.action_mask().view(S, M, -1)
-        logp = torch.log_softmax(masked_logits(raw, mask), -1)
-        action = logp.argmax(-1)
-        tempered = torch.softmax(masked_logits(raw / cfg.eval_temperature, mask), -1)
-        for s in range(S):
-            action[s, -1] = torch.multinomial(tempered[s], 1, generator=gens[s])[-1, 0]
-        obs, _, done, info = env.step(action.reshape(-1))
-        rec.add(t, action, logp, done, info)
-    stacked, keep = rec.series()  # (S * M, bars)
-    bpy = cfg.bars_per_year or env_cfg.bars_per_year
-    rows = [slice(s * M, (s + 1) * M) for s in range(S)]
-    return [eval_result(modes, {k: v[r] for k, v in stacked.items()}, keep[r], market, bpy) for r in rows]
+    return evaluate_policies([stack.policy(s) for s in range(stack.n)], market, env_cfg, cfg, seeds)
 
 
 class StackedPPOTrainer:

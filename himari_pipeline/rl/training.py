@@ -500,17 +500,16 @@ def evaluate_checkpoint(
     policy = RegimeConditionedPolicy(pcfg)
     policy.load_state_dict(ck.model, strict=True)
     env_cfg = EnvConfig(**meta["env_config"])
-    from himari_pipeline.rl.ppo import PPOConfig
+    from himari_pipeline.rl.ppo import PPOConfig, evaluate_policies
 
-    ppo_cfg = PPOConfig.from_dict({**meta["ppo_config"], "device": device, "eval_temperature": temperature})
+    ppo_cfg = PPOConfig.from_dict(
+        {**meta["ppo_config"], "device": device, "eval_temperature": temperature, "eval_greedy": True}
+    )
     if seed is not None:
         ppo_cfg = dataclasses.replace(ppo_cfg, eval_seed=seed)
     key = features_key or meta.get("features_key", "features_denoised")
     market = _market(split, key, device)
-    trainer = PPOTrainer(
-        policy, market, env_cfg, dataclasses.replace(ppo_cfg, eval_greedy=True), val_market=market
-    )
-    result = trainer.evaluate(market)
+    result = evaluate_policies([policy], market, env_cfg, ppo_cfg, [ppo_cfg.seed])[0]
     out: dict = {"metrics": result.metrics, "checkpoint": str(checkpoint_dir), "step": int(meta["step"])}
     ts = np.asarray(split.timestamps)
     for mode, s in result.series.items():
