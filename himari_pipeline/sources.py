@@ -1,13 +1,15 @@
 """Where a dataset's bars come from: the built-in synthetic market or files under ``raw/``.
 
 A dataset is identified by its key ``SYMBOL_TIMEFRAME``. ``SYNTH-PLANTED_*`` and ``SYNTH-NULL_*``
-are the built-in synthetic market (planted-signal positive control and null negative control);
+are the built-in synthetic market (planted-signal positive control and null negative control), and
+``SYNTH-PLANTED-S<n>_*`` / ``SYNTH-NULL-S<n>_*`` the same markets drawn with market seed ``n``;
 every other key reads the files in ``<raw>/<SYMBOL>/<TIMEFRAME>/`` (Binance kline CSV/ZIP, generic
 CSV/Parquet), validated as a whole before anything is written.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from himari_pipeline.market.validation import BarValidationError, ValidationRepo
 from himari_pipeline.storage.hashing import file_sha256
 
 SYNTHETIC_VARIANTS = {"SYNTH-PLANTED": "planted", "SYNTH-NULL": "null"}
+#: ``SYNTH-PLANTED-S3``: the planted variant drawn with market seed 3 (no suffix: the settings' seed, 7)
+_SYNTHETIC_SYMBOL = re.compile(r"^(SYNTH-PLANTED|SYNTH-NULL)(?:-S(\d{1,9}))?$")
 SUPPORTED_SUFFIXES = (".csv", ".zip", ".parquet", ".pq")
 
 
@@ -41,8 +45,20 @@ class LoadedBars:
         return self.settings.bars_per_year(parse_dataset_key(self.key)[1])
 
 
+def synthetic_market(key: str) -> tuple[str, int | None] | None:
+    """``(variant, market seed or None)`` of a built-in synthetic dataset key, None for other keys.
+
+    ``SYNTH-PLANTED_1h`` is the planted variant at the default seed; ``SYNTH-NULL-S4_1h`` the null
+    variant drawn with seed 4 (each seed is its own market, so its own dataset in the lake).
+    """
+    m = _SYNTHETIC_SYMBOL.match(parse_dataset_key(key)[0])
+    if m is None:
+        return None
+    return SYNTHETIC_VARIANTS[m.group(1)], None if m.group(2) is None else int(m.group(2))
+
+
 def is_synthetic(key: str) -> bool:
-    return parse_dataset_key(key)[0] in SYNTHETIC_VARIANTS
+    return synthetic_market(key) is not None
 
 
 def dataset_folder(key: str, raw_root: Path) -> Path:
@@ -133,9 +149,12 @@ def load_dataset(key: str, raw_root: Path, seed: int = 7, span: tuple[str, str] 
     start/end dates)."""
     symbol, timeframe = parse_dataset_key(key)
     settings = dataset_settings(key, raw_root)
-    if symbol in SYNTHETIC_VARIANTS:
+    market = synthetic_market(key)
+    if market is not None:
+        variant, key_seed = market
+        seed = seed if key_seed is None else key_seed
         dates = {"start": span[0], "end": span[1]} if span else {}
-        cfg = SyntheticConfig(seed=seed, variant=SYNTHETIC_VARIANTS[symbol], timeframe=timeframe, **dates)
+        cfg = SyntheticConfig(seed=seed, variant=variant, timeframe=timeframe, symbol=symbol, **dates)
         bars = generate_synthetic_bars(cfg)
         bars = bars.assign(gap_before=np.zeros(len(bars), dtype=np.int64))
         prov = {

@@ -109,7 +109,8 @@ def _write(context, store: Lake, asset: str, up: incremental.Update, inputs: dic
     pool=POOL,
     code_version=code_version(sources),
     description="Validated OHLCV bars of one dataset: the built-in synthetic market (SYNTH-PLANTED_*, "
-    "SYNTH-NULL_*) or files in data_lake/raw/<SYMBOL>/<TIMEFRAME>/ (Binance klines, CSV, Parquet).",
+    "SYNTH-NULL_*, SYNTH-PLANTED-S<seed>_*, ...) or files in data_lake/raw/<SYMBOL>/<TIMEFRAME>/ (Binance "
+    "klines, CSV, Parquet).",
 )
 def raw_ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, settings: PipelineSettings):
     key = context.partition_key
