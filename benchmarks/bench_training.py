@@ -9,6 +9,9 @@ Run: ``python benchmarks/bench_training.py [--iterations 3] [--skip-5m]``.
 2. Generates the 5-minute synthetic market 2020-2025 (~631k bars), runs features -> EKF -> regimes
    -> splits and a couple of PPO iterations of ``log001_full`` through ``train_experiment``, and
    prints the process's peak resident memory (``resource.getrusage``) after each stage.
+3. One validation of the ``default`` policy over the 1h validation split, greedy and tempered: the
+   batched numpy replay the trainer uses (``rl/replay.py``) against its reference, the env stepped
+   bar by bar (``replay_in_env``), with the ratio.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch
 from himari_pipeline.rl.env import MarketArrays
 from himari_pipeline.rl.experiments import Experiment, load_experiment
 from himari_pipeline.rl.policy import RegimeConditionedPolicy, count_parameters
-from himari_pipeline.rl.ppo import PPOTrainer, seed_everything
+from himari_pipeline.rl.ppo import PPOTrainer, evaluate_policies, seed_everything
+from himari_pipeline.rl.replay import replay_in_env
 from himari_pipeline.rl.training import build_synthetic_splits, train_experiment
 
 
@@ -55,6 +59,22 @@ def ppo_steps_per_s(exp: Experiment, splits, iterations: int, threads: int) -> t
     return (trainer.global_step - start_step) / (time.perf_counter() - start), count_parameters(policy)
 
 
+def validation_seconds(exp: Experiment, splits) -> tuple[float, float]:
+    """Seconds of one validation (greedy + tempered) by the batched replay and by the env reference."""
+    torch.set_num_threads(1)
+    market = MarketArrays.from_split(splits["val"], features_key=exp.features_key)
+    seed_everything(1)
+    policy = RegimeConditionedPolicy(exp.policy_config(n_features=market.num_features))
+    env_cfg, ppo = exp.env_config(), exp.ppo_config()
+    t0 = time.perf_counter()
+    evaluate_policies([policy], market, env_cfg, ppo, [ppo.seed])
+    batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for temperature in (None, ppo.eval_temperature):
+        replay_in_env(policy, market, env_cfg, temperature, ppo.seed)
+    return batched, time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--iterations", type=int, default=3)
@@ -67,6 +87,9 @@ def main() -> None:
           f"{ {k: v.n_samples for k, v in splits.splits.items()} }")  # fmt: skip
 
     small = load_experiment("default")
+    batched, stepped = validation_seconds(small, splits)
+    print(f"validation of default over {splits['val'].n_samples:,} bars (greedy + tempered): batched replay "
+          f"{batched:.2f}s, env stepped bar by bar {stepped:.2f}s: {stepped / batched:.1f}x")  # fmt: skip
     for threads in (1, 2):
         sps, n_params = ppo_steps_per_s(small, splits, args.iterations, threads)
         print(f"small policy ({n_params:,} params), {small.ppo['num_envs']}x{small.ppo['num_steps']} "

@@ -10,7 +10,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from himari_pipeline.datasets.splits import DatasetSplits
 from himari_pipeline.evaluation.html import render_html, text_to_html
@@ -28,10 +27,9 @@ from himari_pipeline.evaluation.report import (
 )
 from himari_pipeline.evaluation.report.segments import run_segment
 from himari_pipeline.evaluation.significance import probabilistic_sharpe_ratio
-from himari_pipeline.rl.env import MarketArrays, VecTradingEnv
+from himari_pipeline.rl.env import MarketArrays
 from himari_pipeline.rl.experiments import load_experiment
-from himari_pipeline.rl.policy import masked_logits
-from himari_pipeline.rl.replay import replay_policies
+from himari_pipeline.rl.replay import replay_in_env, replay_policies
 from himari_pipeline.rl.training import build_synthetic_splits, evaluate_checkpoint, train_experiment
 from himari_pipeline.storage.atomic import atomic_write_text
 from himari_pipeline.storage.lake import Lake
@@ -58,33 +56,6 @@ def report(run):
     )
 
 
-def _env_decisions(policy, split, env_cfg, temperature=None, seed=0):
-    """Reference: the vector env stepped bar by bar with the policy's own heads (float32 torch), one
-    episode from the first full window; a temperature samples with the replay's uniforms."""
-    market = MarketArrays.from_split(split, features_key="features_denoised")
-    env = VecTradingEnv(market, dataclasses.replace(env_cfg, episode_length=None), 1, "cpu", 0)
-    obs = env.reset(start=env_cfg.context - 1)
-    enc = policy.encode_stretch(market.features, market.regime_ids)
-    uniforms = np.random.default_rng(seed).random(market.num_bars)
-    t_out, a_out, net_out = [], [], []
-    with torch.no_grad():
-        while True:
-            t = int(obs.t[0])
-            raw, _ = policy.heads(enc[obs.t], market.regime_ids[obs.t], obs.position_state)
-            logits = masked_logits(raw, env.action_mask())
-            if temperature is None:
-                action = logits.argmax(-1)
-            else:
-                cum = torch.softmax(logits / temperature, -1).double().cumsum(-1)[0]
-                action = (cum[:-1] <= float(uniforms[t]) * cum[-1]).sum().reshape(1)
-            obs, _, done, info = env.step(action)
-            t_out.append(t)
-            a_out.append(int(action[0]))
-            net_out.append(float(info["pnl"][0] - info["cost"][0]))
-            if bool(done[0]):
-                return np.array(t_out), np.array(a_out), np.array(net_out)
-
-
 def test_replay_matches_the_env_stepped_bar_by_bar(run):
     """The batched numpy replay makes the env's decisions and earns its returns, greedy and sampled,
     with and without a minimum hold; the trainer's validation and `evaluate_checkpoint` are that replay."""
@@ -92,15 +63,17 @@ def test_replay_matches_the_env_stepped_bar_by_bar(run):
     best = json.loads((out / "best.json").read_text())["checkpoint"]
     s = splits["val"]
     series = (s.features_denoised, s.regime_ids, s.returns)
+    market = MarketArrays.from_split(s, features_key="features_denoised")
     for name in ("step_000000128", best):
         ck = _load(out / name)
         for env_cfg in (ck.env_cfg, dataclasses.replace(ck.env_cfg, min_hold=5)):
             for temperature in (None, 0.5):
-                want_t, want_a, want_net = _env_decisions(ck.policy, s, env_cfg, temperature, seed=11)
+                want = replay_in_env(ck.policy, market, env_cfg, temperature, seed=11)
                 got = replay_policies([ck.policy], [series], env_cfg, [temperature], [11])[0]
-                np.testing.assert_array_equal(got.t, want_t)
-                np.testing.assert_array_equal(got.action, want_a)
-                np.testing.assert_allclose(got.net_return, want_net, rtol=0, atol=1e-15)
+                np.testing.assert_array_equal(got.t, want.t)
+                np.testing.assert_array_equal(got.action, want.action)
+                np.testing.assert_allclose(got.net_return, want.net_return, rtol=0, atol=1e-15)
+                np.testing.assert_allclose(got.entropy, want.entropy, rtol=0, atol=1e-5)
         ev = evaluate_checkpoint(out / name, s)["greedy"]
         rp = replay_greedy([ck.policy], [series], ck.env_cfg)[0]
         np.testing.assert_array_equal(rp.action, ev["action"])
