@@ -51,10 +51,11 @@ def main() -> None:
     ap.add_argument("-e", "--experiment", required=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--timeframe", default="1h")
+    ap.add_argument("--variants", nargs="+", default=["PLANTED", "NULL"], choices=["PLANTED", "NULL"])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("gate_power"))
     args = ap.parse_args()
-    keys = [f"SYNTH-{v}-S{s}_{args.timeframe}" for v in ("PLANTED", "NULL") for s in args.seeds]
+    keys = [f"SYNTH-{v}-S{s}_{args.timeframe}" for v in args.variants for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda k: run_one(args.experiment, k, args.out), keys))
     table = pd.DataFrame(rows)
