@@ -208,3 +208,23 @@ def test_planted_edge_found_and_null_edge_absent():
     assert 0.04 < m["corr_signal_next_return"] < 0.1, m
     assert abs(m["null_corr_trailing_mean"]) < 0.015, m
     assert m["planted_sharpe"] - m["null_sharpe"] > 1.5
+
+
+def test_market_seed_keys_name_other_draws_of_the_built_in_market(tmp_path):
+    """`SYNTH-PLANTED-S3_1h` is the planted market drawn with seed 3 (its own dataset); a plain key takes
+    the settings' seed; a malformed suffix is not built in (it would need files)."""
+    from himari_pipeline import sources
+
+    span = ("2024-01-01", "2024-02-01")
+    seeded = sources.load_dataset("SYNTH-PLANTED-S3_1h", tmp_path, seed=7, span=span)
+    want = generate_synthetic_bars(SyntheticConfig(seed=3, variant="planted", start=span[0], end=span[1]))
+    np.testing.assert_array_equal(seeded.bars["close"].to_numpy(), want["close"].to_numpy())
+    assert seeded.provenance["seed"] == 3 and seeded.provenance["variant"] == "planted"
+    plain = sources.load_dataset("SYNTH-PLANTED_1h", tmp_path, seed=7, span=span)
+    assert plain.provenance["seed"] == 7 and not np.array_equal(plain.bars["close"], seeded.bars["close"])
+    null4 = sources.load_dataset("SYNTH-NULL-S4_1h", tmp_path, span=span)
+    assert null4.provenance == {**null4.provenance, "variant": "null", "seed": 4}
+    for key in ("SYNTH-PLANTED-S_1h", "SYNTH-PLANTED-3_1h", "SYNTH-PLANTEDS3_1h"):
+        assert not sources.is_synthetic(key)
+        with pytest.raises(FileNotFoundError, match="no files"):
+            sources.load_dataset(key, tmp_path)

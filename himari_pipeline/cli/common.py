@@ -63,7 +63,8 @@ def check_datasets(keys: list[str]) -> list[str]:
             fail(
                 f"unknown dataset {key!r}: no files in {raw_dir() / symbol / timeframe} (add them with "
                 f"`himari ingest FILES --symbol {symbol} --timeframe {timeframe}`); datasets with files: "
-                f"{', '.join(have) or 'none'}; built-in: SYNTH-PLANTED_<TF>, SYNTH-NULL_<TF>"
+                f"{', '.join(have) or 'none'}; built-in: SYNTH-PLANTED_<TF>, SYNTH-NULL_<TF> "
+                "(SYNTH-PLANTED-S<seed>_<TF> for another market seed)"
             )
     return list(dict.fromkeys(keys))
 
