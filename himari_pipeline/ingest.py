@@ -8,6 +8,12 @@
 2. :func:`commit`: the new files copied (atomically, one by one) and the settings stored.
 3. :func:`rollback`: when the data job fails afterwards, the copied files are removed and the previous
    settings restored, so the raw folder is as it was before the command.
+
+Trades (``himari ingest --ticks``) go through :func:`prepare_ticks` first: with the trades still pending
+from the last call (``.ticks_pending.parquet`` in the dataset folder), they are aggregated into bars on
+the dataset's calendar (:mod:`himari_pipeline.market.ticks`); the final bars become one bar file that
+steps 1-3 treat like any other, and the trades of the interval still open are stored (with the time
+of the last trade read) for the next call, by :func:`commit` and undone by :func:`rollback`.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from himari_pipeline import sources
-from himari_pipeline.market.bars import parse_dataset_key
+from himari_pipeline.market.bars import parse_dataset_key, timeframe_delta
 from himari_pipeline.market.settings import DatasetSettings, read_settings, settings_path, write_settings
 from himari_pipeline.market.validation import ValidationReport
-from himari_pipeline.storage.atomic import atomic_copy, atomic_write_text
+from himari_pipeline.storage.atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from himari_pipeline.storage.hashing import file_sha256
 
 
@@ -53,6 +59,79 @@ class Applied:
     copied: list[Path] = field(default_factory=list)
     settings_before: str | None = None  # the previous settings file's text (None: there was none)
     settings_written: bool = False
+    pending_before: bytes | None = None  # the previous pending-trades file (None: there was none)
+    pending_written: bool = False
+
+
+PENDING_TICKS = ".ticks_pending.parquet"
+_LAST_TRADE_KEY = b"himari_last_trade"
+
+
+@dataclass
+class TickPlan:
+    """Trades turned into bars: the bar file to ingest (None: no bar closed yet), the trades left
+    pending and what was read."""
+
+    bar_file: Path | None
+    pending: pd.DataFrame
+    last_trade: pd.Timestamp
+    trades: int
+    dropped: int
+    bars: int
+
+
+def pending_ticks(folder: Path) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """The trades still pending in a dataset folder and the time of the last trade ingested."""
+    import pyarrow.parquet as pq
+
+    path = folder / PENDING_TICKS
+    if not path.is_file():
+        return pd.DataFrame(columns=["timestamp", "price", "size"]), None
+    table = pq.read_table(path)
+    last = (table.schema.metadata or {}).get(_LAST_TRADE_KEY)
+    return table.to_pandas(), None if last is None else pd.Timestamp(last.decode())
+
+
+def prepare_ticks(
+    key: str, paths: list[Path], raw_root: Path, settings: DatasetSettings, staging: Path
+) -> TickPlan:
+    """Read and validate trade files, add the pending trades, aggregate; the final bars are written to
+    ``staging`` as a generic bar file (``timestamp`` = bar open time, plus ``trades`` and ``vwap``)."""
+    from himari_pipeline.market.ticks import aggregate_ticks, read_ticks_files
+
+    _, timeframe = parse_dataset_key(key)
+    paths = check_paths(paths)
+    before, last = pending_ticks(sources.dataset_folder(key, raw_root))
+    new = read_ticks_files(paths, after=last)
+    new = new[["timestamp", "price", "size"]]
+    stream = pd.concat([before, new], ignore_index=True) if len(before) else new.reset_index(drop=True)
+    out = aggregate_ticks(stream, timeframe, settings.calendar)
+    bar_file = None
+    if not out.bars.empty:
+        opens = out.bars["timestamp"] - timeframe_delta(timeframe)
+        fmt = "%Y%m%dT%H%M%S"
+        bar_file = staging / f"ticks_{opens.iloc[0]:{fmt}}_{opens.iloc[-1]:{fmt}}.parquet"
+        out.bars.assign(timestamp=opens).to_parquet(bar_file, index=False)
+    return TickPlan(bar_file, out.pending[["timestamp", "price", "size"]], new["timestamp"].iloc[-1],
+                    len(new), out.dropped, len(out.bars))  # fmt: skip
+
+
+def commit_pending(folder: Path, plan: TickPlan, applied: Applied) -> None:
+    """Store the pending trades and the last trade's time (atomically); ``applied`` records the undo."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / PENDING_TICKS
+    folder.mkdir(parents=True, exist_ok=True)
+    applied.pending_before = path.read_bytes() if path.is_file() else None
+    table = pa.Table.from_pandas(plan.pending, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), _LAST_TRADE_KEY: plan.last_trade.isoformat().encode()}
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    applied.pending_written = True
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -152,6 +231,15 @@ def rollback(applied: Applied) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             done.append(f"removed {path}")
+    if applied.pending_written:
+        pending = applied.folder / PENDING_TICKS
+        if applied.pending_before is None:
+            with contextlib.suppress(FileNotFoundError):
+                pending.unlink()
+            done.append(f"removed {pending}")
+        else:
+            atomic_write_bytes(pending, applied.pending_before)
+            done.append(f"restored {pending}")
     if applied.settings_written:
         stored = settings_path(applied.folder)
         if applied.settings_before is None:

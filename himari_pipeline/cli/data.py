@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +31,19 @@ def ingest(
         int | None, typer.Option(min=0, help="longest accepted gap in bars (default: one trading day)")
     ] = None,
     materialize: Annotated[bool, typer.Option(help="run the data job for this dataset afterwards")] = True,
+    ticks: Annotated[
+        bool,
+        typer.Option(
+            "--ticks",
+            help="the files are trades (timestamp, price, size): aggregate them into --timeframe bars on "
+            "the calendar; the trades of the bar still open wait for the next call",
+        ),
+    ] = False,
 ) -> None:
     """Validate files, add them to the lake's raw folder and materialize the dataset.
+
+    With --ticks the files are trades: the bars that have closed are added as one bar file, and the
+    trades of the interval still open are kept for the next `himari ingest --ticks` of this dataset.
 
     The new files are validated together with the dataset's existing ones, with the dataset's stored
     settings (calendar, gap policy) updated by the options given; the settings are stored with the
@@ -50,14 +62,36 @@ def ingest(
         def wait() -> None:
             typer.echo(f"{key}: another ingest into this dataset is running; waiting")
 
-        with ingest_mod.dataset_lock(key, lake_root(), on_wait=wait):
+        with (
+            ingest_mod.dataset_lock(key, lake_root(), on_wait=wait),
+            tempfile.TemporaryDirectory() as staging,
+        ):
             stored = sources.dataset_settings(key, raw_dir())
             settings = ingest_mod.resolve_settings(stored, calendar, gap_policy, max_gap_bars)
+            tick_plan = None
             try:
+                if ticks:
+                    tick_plan = ingest_mod.prepare_ticks(key, paths, raw_dir(), settings, Path(staging))
+                    typer.echo(
+                        f"{key}: {tick_plan.trades:,} trades read, {tick_plan.dropped:,} outside the "
+                        f"calendar's sessions dropped, {tick_plan.bars:,} bars closed, "
+                        f"{len(tick_plan.pending):,} trades pending until their bar closes"
+                    )
+                    if tick_plan.bar_file is None:
+                        ingest_mod.commit_pending(
+                            sources.dataset_folder(key, raw_dir()),
+                            tick_plan,
+                            ingest_mod.Applied(Path(staging)),
+                        )
+                        typer.echo(f"{key}: no bar has closed yet; nothing else changed")
+                        return
+                    paths = [tick_plan.bar_file]
                 plan = ingest_mod.prepare(key, paths, raw_dir(), settings)
             except BarValidationError as exc:
                 fail(f"rejected, nothing changed: {exc}")
             applied = ingest_mod.commit(plan)
+            if tick_plan is not None:
+                ingest_mod.commit_pending(plan.folder, tick_plan, applied)
             rep = plan.report
             typer.echo(
                 f"{key}: {len(plan.new)} new file(s), {len(plan.already_present)} already present, "
