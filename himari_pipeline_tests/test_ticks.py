@@ -66,6 +66,8 @@ def test_hand_example_on_24_7_and_on_an_exchange():
     pd.testing.assert_frame_equal(crypto.bars.iloc[1:].reset_index(drop=True), want)
     later = aggregate_ticks(ticks, "1m", "XNYS", as_of=pd.Timestamp("2024-03-04 14:34", tz="UTC"))
     assert len(later.bars) == 3 and later.pending.empty  # its close has passed: final
+    weekend = aggregate_ticks(ticks.assign(timestamp=ticks["timestamp"] - pd.Timedelta("1D")), "1m", "XNYS")
+    assert weekend.bars.empty and weekend.pending.empty and weekend.dropped == len(ticks)  # a Sunday
 
 
 def _stream(seed: int, days: tuple[str, str] = ("2024-03-04", "2024-03-08")) -> pd.DataFrame:

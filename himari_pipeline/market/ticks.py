@@ -152,6 +152,8 @@ def aggregate_ticks(
         return TickBars(empty, ticks.iloc[:0], 0)
     ts = ticks["timestamp"]
     opens = _interval_opens(calendar, timeframe, ts.iloc[0], ts.iloc[-1])
+    if len(opens) == 0:  # every trade outside the calendar's intervals (a weekend, a holiday)
+        return TickBars(empty, ticks.iloc[:0], len(ticks))
     t = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     k = np.searchsorted(opens, t, side="right") - 1
     inside = (k >= 0) & (t < opens[np.maximum(k, 0)] + step.value)
