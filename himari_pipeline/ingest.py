@@ -30,7 +30,7 @@ from himari_pipeline import sources
 from himari_pipeline.market.bars import parse_dataset_key, timeframe_delta
 from himari_pipeline.market.settings import DatasetSettings, read_settings, settings_path, write_settings
 from himari_pipeline.market.validation import ValidationReport
-from himari_pipeline.storage.atomic import atomic_copy, atomic_write_bytes, atomic_write_text
+from himari_pipeline.storage.atomic import atomic_copy, atomic_write_bytes
 from himari_pipeline.storage.hashing import file_sha256
 
 
@@ -116,14 +116,15 @@ def prepare_ticks(
                     len(new), out.dropped, len(out.bars))  # fmt: skip
 
 
-def commit_pending(folder: Path, plan: TickPlan, applied: Applied) -> None:
-    """Store the pending trades and the last trade's time (atomically); ``applied`` records the undo."""
+def commit_pending(folder: Path, plan: TickPlan, applied: Applied | None = None) -> None:
+    """Store the pending trades and the last trade's time (atomically); ``applied`` (if given) records
+    the undo for :func:`rollback`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = folder / PENDING_TICKS
     folder.mkdir(parents=True, exist_ok=True)
-    applied.pending_before = path.read_bytes() if path.is_file() else None
+    before = path.read_bytes() if path.is_file() else None
     table = pa.Table.from_pandas(plan.pending, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), _LAST_TRADE_KEY: plan.last_trade.isoformat().encode()}
@@ -131,7 +132,8 @@ def commit_pending(folder: Path, plan: TickPlan, applied: Applied) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
-    applied.pending_written = True
+    if applied is not None:
+        applied.pending_before, applied.pending_written = before, True
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -224,6 +226,16 @@ def commit(plan: IngestPlan) -> Applied:
     return applied
 
 
+def _restore(path: Path, before: bytes | None) -> str:
+    """Put ``path`` back as it was: ``before``'s bytes, or no file (None); says which."""
+    if before is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return f"removed {path}"
+    atomic_write_bytes(path, before)
+    return f"restored {path}"
+
+
 def rollback(applied: Applied) -> list[str]:
     """Undo :func:`commit`; returns what was undone, one line each."""
     done = []
@@ -232,23 +244,10 @@ def rollback(applied: Applied) -> list[str]:
             path.unlink()
             done.append(f"removed {path}")
     if applied.pending_written:
-        pending = applied.folder / PENDING_TICKS
-        if applied.pending_before is None:
-            with contextlib.suppress(FileNotFoundError):
-                pending.unlink()
-            done.append(f"removed {pending}")
-        else:
-            atomic_write_bytes(pending, applied.pending_before)
-            done.append(f"restored {pending}")
+        done.append(_restore(applied.folder / PENDING_TICKS, applied.pending_before))
     if applied.settings_written:
-        stored = settings_path(applied.folder)
-        if applied.settings_before is None:
-            with contextlib.suppress(FileNotFoundError):
-                stored.unlink()
-            done.append(f"removed {stored}")
-        else:
-            atomic_write_text(stored, applied.settings_before)
-            done.append(f"restored {stored}")
+        before = applied.settings_before
+        done.append(_restore(settings_path(applied.folder), None if before is None else before.encode()))
     with contextlib.suppress(OSError):
         applied.folder.rmdir()  # only when empty: a dataset created by this ingest
         applied.folder.parent.rmdir()

@@ -69,7 +69,7 @@ def test_replay_matches_the_env_stepped_bar_by_bar(run):
         for env_cfg in (ck.env_cfg, dataclasses.replace(ck.env_cfg, min_hold=5)):
             for temperature in (None, 0.5):
                 want = replay_in_env(ck.policy, market, env_cfg, temperature, seed=11)
-                got = replay_policies([ck.policy], [series], env_cfg, [temperature], [11])[0]
+                got = replay_policies([ck.policy], [series], env_cfg, [temperature], [11], True)[0]
                 np.testing.assert_array_equal(got.t, want.t)
                 np.testing.assert_array_equal(got.action, want.action)
                 np.testing.assert_allclose(got.net_return, want.net_return, rtol=0, atol=1e-15)

@@ -78,11 +78,7 @@ def ingest(
                         f"{len(tick_plan.pending):,} trades pending until their bar closes"
                     )
                     if tick_plan.bar_file is None:
-                        ingest_mod.commit_pending(
-                            sources.dataset_folder(key, raw_dir()),
-                            tick_plan,
-                            ingest_mod.Applied(Path(staging)),
-                        )
+                        ingest_mod.commit_pending(sources.dataset_folder(key, raw_dir()), tick_plan)
                         typer.echo(f"{key}: no bar has closed yet; nothing else changed")
                         return
                     paths = [tick_plan.bar_file]

@@ -16,21 +16,17 @@ import numpy as np
 from himari_pipeline.rl.env import EnvConfig
 from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import RegimeConditionedPolicy
-from himari_pipeline.rl.replay import replay_policies
+from himari_pipeline.rl.replay import Decisions, replay_policies
 from himari_pipeline.trading.rules import TradingRules
 
 __all__ = ["Replay", "costs_from_experiment", "replay_greedy"]
 
 
 @dataclass
-class Replay:
-    """One greedy replay: decisions at rows ``t`` (``t0 .. last``), as ``evaluate_checkpoint`` gives."""
+class Replay(Decisions):
+    """One replay as the report reads it: a policy's greedy decisions (:class:`Decisions`) or a
+    strategy's positions, which also carry their ``direction``."""
 
-    t: np.ndarray
-    action: np.ndarray  # 0 flat, 1 long, 2 short
-    position: np.ndarray  # leverage * direction
-    net_return: np.ndarray  # position * returns[t+1] - costs
-    ruined: bool
     direction: np.ndarray | None = None  # position / leverage per row from t0 (a strategy's); else sign
 
 

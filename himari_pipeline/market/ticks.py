@@ -133,13 +133,8 @@ class TickBars:
 def _interval_opens(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.Timestamp) -> np.ndarray:
     """Open times (int64 ns, ascending) of the calendar's bar intervals that may hold [first, last]."""
     step = timeframe_delta(timeframe)
-    if calendars.is_exchange(calendar):
-        closes = calendars.expected_closes(calendar, timeframe, first, last + step)
-    else:
-        epoch = pd.Timestamp(0, tz="UTC")
-        lo = epoch + ((first - epoch) // step) * step
-        closes = calendars.expected_closes(calendar, timeframe, lo + step, last + step, anchor=epoch)
-    return (closes - step).asi8
+    epoch = pd.Timestamp(0, tz="UTC")  # the grid of 24/7 and 24/5 bars (an exchange has its sessions)
+    return (calendars.expected_closes(calendar, timeframe, first, last + step, anchor=epoch) - step).asi8
 
 
 def aggregate_ticks(
@@ -156,15 +151,17 @@ def aggregate_ticks(
         return TickBars(empty, ticks.iloc[:0], len(ticks))
     t = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     k = np.searchsorted(opens, t, side="right") - 1
-    inside = (k >= 0) & (t < opens[np.maximum(k, 0)] + step.value)
+    close = opens[np.maximum(k, 0)] + step.value
+    inside = (k >= 0) & (t < close)
     last_seen = t[-1] if as_of is None else max(t[-1], pd.Timestamp(as_of).value)
-    final = inside & (opens[np.maximum(k, 0)] + step.value <= last_seen)
+    final = inside & (close <= last_seen)
     pending = ticks[inside & ~final]
-    done = ticks[final].assign(_k=k[final])
+    done = ticks[final]
     if done.empty:
         return TickBars(empty, pending, int((~inside).sum()))
+    done = done.assign(_k=k[final], _pv=done["price"] * done["size"])
     g = done.groupby("_k", sort=True)
-    notional = done.assign(_pv=done["price"] * done["size"]).groupby("_k")["_pv"].sum()
+    notional = g["_pv"].sum()
     volume = g["size"].sum()
     vwap = np.where(volume > 0, notional / volume.where(volume > 0, 1.0), g["price"].mean())
     bars = pd.DataFrame(

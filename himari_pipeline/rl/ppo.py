@@ -269,7 +269,7 @@ def evaluate_policies(
         pols += [pol] * len(modes)
         rows_t += temps
         rows_s += [seed if cfg.eval_seed is None else cfg.eval_seed] * len(modes)
-    rows = replay_policies(pols, [series] * len(pols), env_cfg, rows_t, rows_s)
+    rows = replay_policies(pols, [series] * len(pols), env_cfg, rows_t, rows_s, with_entropy=True)
     bpy = cfg.bars_per_year or env_cfg.bars_per_year
     k = len(modes)
     return [eval_result(modes, rows[i * k : (i + 1) * k], market, bpy) for i in range(len(policies))]

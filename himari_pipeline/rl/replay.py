@@ -42,8 +42,8 @@ class Decisions:
     action: np.ndarray  # 0 flat, 1 long, 2 short
     position: np.ndarray  # leverage * direction
     net_return: np.ndarray  # position * returns[t+1] - costs
-    entropy: np.ndarray  # of the (masked, untempered) action distribution at each decision
     ruined: bool
+    entropy: np.ndarray | None = None  # of the masked, untempered action distribution (when asked)
 
 
 @torch.no_grad()
@@ -82,12 +82,14 @@ def replay_policies(
     env_cfg: EnvConfig,
     temperatures: Sequence[float | None] | None = None,
     seeds: Sequence[int | None] | None = None,
+    with_entropy: bool = False,
 ) -> list[Decisions]:
     """Decisions of ``policies[i]`` over ``series[i]``, all rows stepped together.
 
     ``temperatures[i]`` None (the default) decides greedily; a float samples from the masked softmax of
     ``logits / temperature`` with uniforms from ``numpy.random.default_rng(seeds[i])``, one per bar, so
-    a row's draws do not depend on the other rows.
+    a row's draws do not depend on the other rows. ``with_entropy`` also records each decision's
+    entropy (validation logs it; greedy replays for the report skip the softmax).
     """
     n_rows = len(series)
     if len(policies) != n_rows or not series:
@@ -165,12 +167,14 @@ def replay_policies(
             restricted = hold_restricted(rules, action, held, after_close)
             allowed = ~restricted[:, None] | (codes == action[:, None])
             logits = np.where(allowed, logits, -np.inf)
-        top = logits.max(axis=1, keepdims=True)
-        z = np.exp(logits - top)
-        total = z.sum(axis=1, keepdims=True)
-        logp = np.where(z > 0, logits - top, 0.0) - np.log(total)  # masked actions: weight z = 0
-        rec_ent[t] = -(z / total * logp).sum(axis=1)
         a = logits.argmax(axis=1)
+        if with_entropy or any_sampled:
+            top = logits.max(axis=1, keepdims=True)
+        if with_entropy:
+            z = np.exp(logits - top)
+            total = z.sum(axis=1, keepdims=True)
+            logp = np.where(z > 0, logits - top, 0.0) - np.log(total)  # masked actions: weight z = 0
+            rec_ent[t] = -(z / total * logp).sum(axis=1)
         if any_sampled:
             zt = np.exp((logits - top) * inv_temp)
             cum = np.cumsum(zt, axis=1)
@@ -190,7 +194,8 @@ def replay_policies(
         sl = slice(t0, int(last[i]) + 1)
         a = rec_a[sl, i].astype(np.int64)
         t = np.arange(t0, int(last[i]) + 1)
-        out_rows.append(Decisions(t, a, pos_of[a], rec_net[sl, i], rec_ent[sl, i], not alive[i]))
+        entropy = rec_ent[sl, i] if with_entropy else None
+        out_rows.append(Decisions(t, a, pos_of[a], rec_net[sl, i], not alive[i], entropy))
     return out_rows
 
 
@@ -232,6 +237,6 @@ def replay_in_env(
                 np.array(rec["action"]),
                 np.array(rec["position"]),
                 np.array(rec["net"]),
-                np.array(rec["entropy"]),
                 bool(info["terminated"][0]),
+                np.array(rec["entropy"]),
             )

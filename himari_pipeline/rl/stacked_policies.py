@@ -75,10 +75,6 @@ class StackedPolicies:
             ]
         )
 
-    def encode_shared(self, features: Tensor, regimes: Tensor, t_idx: Tensor) -> Tensor:
-        """Every seed's encodings at the same bars ``t_idx`` -> (S, *t_idx.shape, d)."""
-        return self.encode(features, regimes, [t_idx] * self.n)
-
     def heads(self, enc: Tensor, regime: Tensor, position_state: Tensor) -> tuple[Tensor, Tensor]:
         """(S, B, d), (S, B), (S, B, 3) -> logits (S, B, 3), values (S, B).
 
