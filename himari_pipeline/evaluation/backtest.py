@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.trading.rules import TradingRules, enforce_holds, trade_step
+from himari_pipeline.trading.rules import TradingRules, enforce_holds, legs_step, trade_step
 
 
 @dataclass
@@ -130,23 +130,37 @@ def extract_trades(
     )
 
 
-def backtest(
-    positions: np.ndarray,
-    returns: np.ndarray,
-    costs: TradingRules | None = None,
-    bars_per_year: float | None = None,
-    initial: float = 1.0,
-    ruin_fraction: float | None = None,
-    gap_before: np.ndarray | None = None,
-) -> BacktestResult:
-    """Backtest ``positions`` (decided at each close) against bar ``returns``; see the module doc.
+@dataclass(frozen=True)
+class Legs:
+    """The legs of a spread: bar returns ``(n, K)`` (``returns[i] = close[i]/close[i-1] - 1`` per leg,
+    row 0 unused) and the weights ``(n, K)`` of one unit of spread position decided at each close
+    (a long spread of 1 holds ``weights[i]`` of each leg during bar ``i+1``; gross ``sum |w| = 1``)."""
 
-    ``costs``: the trading rules (default :class:`TradingRules`). ``bars_per_year``: the bars'
-    calendar (Sharpe annualization and borrow per bar; None = the rules' own). ``ruin_fraction``
-    replaces the rules' ``ruin_equity``: the account is ruined at the first close where equity <=
-    ``ruin_fraction * initial`` (0: only a loss of everything; e.g. 1e-6 treats $0.01 left of $10,000
-    as the $0 it is). ``gap_before[i]``: bars missing just before bar ``i`` (None = no gaps).
-    """
+    returns: np.ndarray
+    weights: np.ndarray
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        r, w = np.asarray(self.returns, np.float64), np.asarray(self.weights, np.float64)
+        if r.ndim != 2 or w.shape != r.shape:
+            raise ValueError(f"leg returns {r.shape} and weights {w.shape} must be (n, K) of one shape")
+        bad = np.argwhere(~np.isfinite(w[:-1]))
+        if len(bad):
+            raise ValueError(f"leg weights are not finite at bar {int(bad[0, 0])}")
+        object.__setattr__(self, "returns", r)
+        object.__setattr__(self, "weights", w)
+
+    @property
+    def spread_returns(self) -> np.ndarray:
+        """(n,) return of one unit of spread: ``weights[i-1] @ returns[i]`` (NaN at bar 0)."""
+        out = np.full(len(self.returns), np.nan)
+        out[1:] = np.einsum("ik,ik->i", self.weights[:-1], self.returns[1:])
+        return out
+
+
+def _rules(
+    costs: TradingRules | None, bars_per_year: float | None, ruin_fraction: float | None, initial: float
+) -> TradingRules:
     rules = costs or TradingRules()
     if bars_per_year is not None:
         if not bars_per_year > 0:
@@ -158,6 +172,30 @@ def backtest(
         rules = dataclasses.replace(rules, ruin_equity=float(ruin_fraction))
     if not initial > 0:
         raise ValueError(f"initial must be > 0, got {initial}")
+    return rules
+
+
+def backtest(
+    positions: np.ndarray,
+    returns: np.ndarray,
+    costs: TradingRules | None = None,
+    bars_per_year: float | None = None,
+    initial: float = 1.0,
+    ruin_fraction: float | None = None,
+    gap_before: np.ndarray | None = None,
+    legs: Legs | None = None,
+) -> BacktestResult:
+    """Backtest ``positions`` (decided at each close) against bar ``returns``; see the module doc.
+
+    ``costs``: the trading rules (default :class:`TradingRules`). ``bars_per_year``: the bars'
+    calendar (Sharpe annualization and borrow per bar; None = the rules' own). ``ruin_fraction``
+    replaces the rules' ``ruin_equity``: the account is ruined at the first close where equity <=
+    ``ruin_fraction * initial`` (0: only a loss of everything; e.g. 1e-6 treats $0.01 left of $10,000
+    as the $0 it is). ``gap_before[i]``: bars missing just before bar ``i`` (None = no gaps).
+    ``legs``: the positions are in a spread of these legs (``returns`` must be ``legs.spread_returns``);
+    every leg pays the rules (:func:`~himari_pipeline.trading.rules.legs_step`).
+    """
+    rules = _rules(costs, bars_per_year, ruin_fraction, initial)
     pos, ret, gaps = _validate(positions, returns, gap_before)
     pos, blocked = enforce_holds(rules, pos)
     exposure = rules.leverage * pos[:-1]
@@ -168,7 +206,15 @@ def backtest(
     previous[0] = 0.0
     previous[1:] = exposure[:-1]
     span = 1.0 + gaps[1:] if gaps is not None and gaps[1:].any() else None
-    step = trade_step(rules, previous, exposure, ret[1:], None, span)
+    if legs is None:
+        step = trade_step(rules, previous, exposure, ret[1:], None, span)
+    else:
+        if len(legs.returns) != len(pos):
+            raise ValueError(f"{len(legs.returns)} leg bars for {len(pos)} positions")
+        leg_exposure = exposure[:, None] * legs.weights[:-1]
+        leg_previous = np.zeros_like(leg_exposure)
+        leg_previous[1:] = leg_exposure[:-1]
+        step = legs_step(rules, leg_previous, leg_exposure, legs.returns[1:], None, span)
     raw_net = step.net
 
     path = np.cumprod(np.maximum(1.0 + raw_net, 0.0))

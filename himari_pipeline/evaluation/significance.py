@@ -17,7 +17,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from himari_pipeline.evaluation.backtest import backtest
+from himari_pipeline.evaluation.backtest import Legs, backtest
 from himari_pipeline.trading.rules import TradingRules
 
 EULER_MASCHERONI = 0.5772156649015329
@@ -161,6 +161,7 @@ def permutation_pvalue(
     n_perm: int = 1000,
     block: int = 100,
     seed: int = 0,
+    legs: Legs | None = None,
 ) -> PermutationResult:
     """Block permutation test of timing skill: keep the positions, permute the returns.
 
@@ -169,11 +170,12 @@ def permutation_pvalue(
     volatility clustering within a block and the return distribution (so a drift that buy-and-hold
     earns is not counted as skill). Costs depend on positions only and are unchanged. The statistic is
     the net Sharpe without the ruin floor. Vectorized: each permutation costs one gather and three
-    dot products.
+    dot products. ``legs``: positions in a spread (``returns`` = ``legs.spread_returns``); its steps'
+    costs (per leg, rebalancing included) stay with the positions as well.
     """
     if n_perm < 1 or block < 1:
         raise ValueError("n_perm and block must be >= 1")
-    res = backtest(positions, returns, costs, bars_per_year)
+    res = backtest(positions, returns, costs, bars_per_year, legs=legs)
     a = res.exposure
     c = res.costs
     r = np.asarray(returns, dtype=np.float64)[1:]

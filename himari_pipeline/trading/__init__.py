@@ -7,6 +7,7 @@ from himari_pipeline.trading.rules import (
     enforce_holds,
     hold_blocked,
     hold_restricted,
+    legs_step,
     trade_step,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "enforce_holds",
     "hold_blocked",
     "hold_restricted",
+    "legs_step",
     "trade_step",
 ]

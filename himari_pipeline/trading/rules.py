@@ -15,6 +15,13 @@ before bar ``i`` (an exchange outage, a feed hole). ``r_next`` is close-to-close
 those missing bars; carry and borrow are charged per bar of time, so holding through ``k`` missing bars
 costs them ``k + 1`` times. The transaction cost is per trade and does not scale.
 
+Several legs (a pair, a spread): a position in the spread is a position in each leg,
+``leg_position = position * weights[t]`` with the weights decided at bar ``t``'s close (e.g. from a
+hedge ratio), and :func:`legs_step` charges the same rules on every leg (transaction on each leg's
+traded notional, which includes rebalancing to new weights; carry on each leg's gross; borrow on each
+short leg's notional) and sums them into one net return of the account. One leg of weight 1 is
+:func:`trade_step` exactly.
+
 Min hold and cooldown: a position must be kept for ``min_hold`` bars before it may change, and after
 a close to flat no position may open for ``cooldown`` bars; a blocked change keeps the current
 position. ``held`` counts the bars the current position (or flatness) has lasted; ``after_close`` is
@@ -44,6 +51,7 @@ __all__ = [
     "enforce_holds",
     "hold_blocked",
     "hold_restricted",
+    "legs_step",
     "trade_step",
 ]
 
@@ -129,6 +137,25 @@ def trade_step(
     cost = tx + carry + borrow
     pnl = new_position * r_next
     net = pnl - cost
+    if equity is None:
+        return StepOutcome(tx, carry, borrow, cost, pnl, net, None, None)
+    new_equity = equity * (1.0 + net)
+    return StepOutcome(tx, carry, borrow, cost, pnl, net, new_equity, rules.ruined(new_equity))
+
+
+def legs_step(
+    rules: TradingRules,
+    leg_position: Any,
+    new_leg_position: Any,
+    leg_r_next: Any,
+    equity: Any,
+    span: Any = None,
+) -> StepOutcome:
+    """:func:`trade_step` of every leg (last axis) summed into one account: ``(..., K)`` positions and
+    next returns, ``equity`` and ``span`` of shape ``(...)``. The components are the legs' sums."""
+    leg_span = None if span is None else span[..., None]
+    per_leg = trade_step(rules, leg_position, new_leg_position, leg_r_next, None, leg_span)
+    tx, carry, borrow, cost, pnl, net = (x.sum(-1) for x in per_leg[:6])
     if equity is None:
         return StepOutcome(tx, carry, borrow, cost, pnl, net, None, None)
     new_equity = equity * (1.0 + net)
