@@ -7,10 +7,11 @@ them.
 from himari_pipeline.cli.common import app
 from himari_pipeline.cli.data import datasets, ingest, versions
 from himari_pipeline.cli.operations import doctor, ui
+from himari_pipeline.cli.pairs import pairs
 from himari_pipeline.cli.pipeline import experiments, report, run
 from himari_pipeline.cli.strategy import evaluate
 
-for _command in (run, experiments, report, evaluate, ingest, datasets, versions, ui, doctor):
+for _command in (run, experiments, report, evaluate, pairs, ingest, datasets, versions, ui, doctor):
     app.command()(_command)
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "evaluate",
     "experiments",
     "ingest",
+    "pairs",
     "report",
     "run",
     "ui",

@@ -45,9 +45,12 @@ TABLE_COLUMNS = (
     "sharpe",
     "turnover_per_bar",
     "max_drawdown",
+    "avg_bar_return",
     "avg_daily_return",
     "annual_return",
 )
+#: Daily returns are shown for bars of a day or shorter (monthly bars: NaN; see ``avg_bar_return``).
+MIN_DAILY_BARS = 200.0
 SUBJECT = "zscore_selected"
 BASELINES = ("zscore_2.0_0.5", "buy_and_hold_legs", "flat")
 
@@ -182,7 +185,8 @@ def evaluate_pair(
         for name, (pos, the_legs, the_rules) in strategies.items():
             res = run(pos, seg, the_legs, the_rules)
             results[seg, name] = res
-            stats = compute_stats(res, k, timestamps=_segment(ts, r))
+            stats = compute_stats(res, k, timestamps=_segment(ts, r) if k >= MIN_DAILY_BARS else None)
+            stats["avg_bar_return"] = float(res.net_returns.mean()) if res.n_steps else np.nan
             rows[seg, name] = {c: stats.get(c, np.nan) for c in TABLE_COLUMNS}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["segment", "strategy"])
