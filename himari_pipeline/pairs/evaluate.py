@@ -77,7 +77,6 @@ class PairConfig:
             borrow_rate_annual=self.borrow_rate_annual,
             bars_per_year=bars_per_year,
             leverage=lev,
-            max_leverage=max(5.0, lev),
         )
 
 

@@ -47,8 +47,8 @@ class SpreadConfig:
 
     @property
     def warmup(self) -> int:
-        """Bars before the first finite z-score."""
-        return (self.window if self.hedge == "ols" else 1) + self.z_window - 2
+        """Bars before the first finite z-score (it needs the hedge ratio and ``z_window`` bars)."""
+        return max(self.window if self.hedge == "ols" else 1, self.z_window) - 1
 
 
 @numba.njit(cache=True)
