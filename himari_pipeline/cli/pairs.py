@@ -34,10 +34,17 @@ def pairs(
     cost_bps: Annotated[float, typer.Option(help="basis points per leg's traded notional")] = 5.0,
     borrow_rate: Annotated[float, typer.Option(help="per year, on the short leg's notional")] = 0.0675,
     leverage: Annotated[float, typer.Option(help="gross exposure of a full spread position")] = 1.5,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment", "-e", help="train a PPO policy (experiments/pairs/NAME.yaml) and judge it"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="report folder (default pair_reports/Y-X)")] = None,
 ) -> None:
-    """Evaluate a pair: causal hedge ratio and z-score, the mean-reversion rule chosen on validation,
-    log 004's table against buy-and-hold of both legs, the z-score rule and flat, and the gate.
+    """Evaluate a pair: causal hedge ratio and z-score, the mean-reversion rule chosen on validation
+    (or, with --experiment, a PPO policy trained on the spread), log 004's table against buy-and-hold
+    of both legs, the z-score rule and flat, and the gate.
 
     Exit 0 on PASS, 3 on FAIL, 2 on a bad file or option.
     """
@@ -47,6 +54,7 @@ def pairs(
     from himari_pipeline.pairs.report import pair_markdown, write_pair_report
     from himari_pipeline.pairs.spread import SpreadConfig
     from himari_pipeline.pairs.synthetic import SyntheticPair, synthetic_pair
+    from himari_pipeline.pairs.training import load_pair_experiment, train_pair_policy
 
     try:
         spread = SpreadConfig(hedge=hedge, window=window, z_window=z_window)
@@ -64,13 +72,22 @@ def pairs(
             if not files or not legs or len(legs) != 2:
                 fail("give the files and two --leg symbols (or --synthetic planted|null)", 2)
             aligned = read_legs([str(f) for f in files], legs, timeframe, calendar, start, end)
-        ev = evaluate_pair(aligned, cfg)
+        exp = None if experiment is None else load_pair_experiment(experiment)
     except BarValidationError as exc:
         fail(str(exc), 2)
     except ValueError as exc:
         fail(f"pairs: {exc}", 2)
     name = "-".join(aligned.names) if synthetic is None else f"synthetic-{synthetic}-{seed}"
-    paths = write_pair_report(ev, out or Path("pair_reports") / name)
+    folder = out or Path("pair_reports") / (name if exp is None else f"{name}-{exp.name}")
+    try:
+        if exp is None:
+            ev = evaluate_pair(aligned, cfg)
+        else:
+            typer.echo(f"training {exp.name} on {name} (checkpoints under {folder / 'checkpoints'})")
+            ev = train_pair_policy(aligned, exp, cfg, folder / "checkpoints").evaluation
+    except ValueError as exc:
+        fail(f"pairs: {exc}", 2)
+    paths = write_pair_report(ev, folder)
     typer.echo(pair_markdown(ev).split("## Selection")[0].rstrip())
     typer.echo(f"\nreport: {paths['report']}\ntable: {paths['table']}")
     raise typer.Exit(0 if ev.verdict.passed else 3)

@@ -1,7 +1,8 @@
 """Judge a pair strategy: log 004's table per segment against baselines, attribution and the gate.
 
-The subject is the z-score mean-reversion rule with its entry/exit chosen on validation from a grid
-(every grid point is a trial of the Deflated Sharpe). The splits are the pipeline's
+The subject is a trained policy's positions (:class:`Subject`, its checkpoints the Deflated Sharpe's
+trials) or, by default, the z-score mean-reversion rule with its entry/exit chosen on validation
+from a grid (every grid point a trial). The splits are the pipeline's
 (:func:`~himari_pipeline.datasets.layout.plan_splits`: train/val/test and a live segment, embargoes
 between them) on the aligned bars after the spread's warm-up. Each segment is backtested on its own
 from flat with the trading rules on every leg (:class:`~himari_pipeline.evaluation.backtest.Legs`:
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.datasets.layout import SplitConfig, plan_splits
+from himari_pipeline.datasets.layout import SplitConfig, SplitPlan, plan_splits
 from himari_pipeline.evaluation.attribution import attribute_returns
 from himari_pipeline.evaluation.backtest import BacktestResult, Legs, backtest
 from himari_pipeline.evaluation.metrics import compute_stats
@@ -52,6 +53,8 @@ TABLE_COLUMNS = (
 #: Daily returns are shown for bars of a day or shorter (monthly bars: NaN; see ``avg_bar_return``).
 MIN_DAILY_BARS = 200.0
 SUBJECT = "zscore_selected"
+#: Bars before every policy feature exists (:mod:`.features`: 20-bar returns and volatility).
+WARMUP_FEATURES = 21
 BASELINES = ("zscore_2.0_0.5", "buy_and_hold_legs", "flat")
 
 
@@ -81,6 +84,17 @@ class PairConfig:
 
 
 @dataclass
+class Subject:
+    """Positions to judge (one per bar, in units of the leverage), decided at each close, and the
+    per-bar validation Sharpes of every variant the selection looked at (the DSR's trials)."""
+
+    name: str
+    positions: np.ndarray
+    trial_sharpes: np.ndarray
+    note: str = ""
+
+
+@dataclass
 class PairEvaluation:
     """Everything the pair report shows."""
 
@@ -88,8 +102,9 @@ class PairEvaluation:
     bars_per_year: float
     ranges: dict[str, tuple[int, int]]
     bounds: dict[str, tuple[str, str]]
-    selected: tuple[float, float]  # entry, exit
-    trials: pd.DataFrame  # entry, exit, val_sharpe
+    subject: str  # the judged strategy's name in the table
+    selected: str  # what was selected and how
+    trials: pd.DataFrame  # the selection's trials and their validation Sharpes
     table: pd.DataFrame  # index (segment, strategy), TABLE_COLUMNS
     attribution: dict[str, dict[str, float]]  # segment -> Attribution.as_dict() of the subject
     evidence: dict
@@ -136,10 +151,23 @@ def _leak_correlations(features: pd.DataFrame, next_return: np.ndarray) -> dict:
     return out
 
 
+def pair_plan(aligned: AlignedLegs, cfg: PairConfig, context: int = 1) -> SplitPlan:
+    """The pipeline's splits of the aligned bars after the features' warm-up (embargo: context + 1)."""
+    warmup = max(cfg.spread.warmup, WARMUP_FEATURES)
+    return plan_splits(
+        aligned.timestamps, warmup, SplitConfig(fractions=cfg.fractions, context=context, live=cfg.live)
+    )
+
+
 def evaluate_pair(
-    aligned: AlignedLegs, cfg: PairConfig = PairConfig(), gates: Gates | None = None
+    aligned: AlignedLegs,
+    cfg: PairConfig = PairConfig(),
+    gates: Gates | None = None,
+    subject: Subject | None = None,
+    plan: SplitPlan | None = None,
 ) -> PairEvaluation:
-    """Select the rule on validation, backtest every segment, attribute, test and judge."""
+    """Backtest the subject (default: the z-score rule selected on validation) and the baselines on
+    every segment, attribute, test and judge."""
     if len(aligned.names) != 2:
         raise ValueError(f"pairs take 2 legs, got {aligned.names}")
     k = aligned.bars_per_year
@@ -147,11 +175,7 @@ def evaluate_pair(
     legs = Legs(aligned.returns, leg_weights(features["beta"].to_numpy()), aligned.names)
     bh_legs = buy_and_hold_legs(aligned.returns, aligned.names)
     r_spread = legs.spread_returns
-    plan = plan_splits(
-        aligned.timestamps,
-        cfg.spread.warmup,
-        SplitConfig(fractions=cfg.fractions, context=1, live=cfg.live),
-    )
+    plan = plan or pair_plan(aligned, cfg)
     ranges = {s: plan.ranges[s] for s in SEGMENTS}
     rules, bh_rules = cfg.rules(k), cfg.rules(k, leverage=1.0)
     z = features["zscore"].to_numpy()
@@ -165,15 +189,13 @@ def evaluate_pair(
             _segment(positions, r), sub.spread_returns, the_rules, k, gap_before=_segment(gaps, r), legs=sub
         )
 
-    grid = list(itertools.product(cfg.entries, cfg.exits))
-    grid = [(e, x) for e, x in grid if e > x]
-    candidates = {g: zscore_positions(z, *g) for g in grid}
-    val_runs = {g: run(p, "val") for g, p in candidates.items()}
-    val_sharpes = {g: compute_stats(res, k)["sharpe"] for g, res in val_runs.items()}
-    selected = max(grid, key=lambda g: (np.nan_to_num(val_sharpes[g], nan=-np.inf), -g[0]))
-    subject = candidates[selected]
+    if subject is None:
+        subject = select_rule(z, cfg, lambda p: run(p, "val"), k)
+    positions = np.asarray(subject.positions, dtype=np.float64)
+    if positions.shape != z.shape:
+        raise ValueError(f"{len(positions)} positions for {len(z)} bars")
     strategies = {
-        SUBJECT: (subject, legs, rules),
+        subject.name: (positions, legs, rules),
         BASELINES[0]: (zscore_positions(z, 2.0, 0.5), legs, rules),
         BASELINES[1]: (np.ones(len(z)), bh_legs, bh_rules),
         BASELINES[2]: (np.zeros(len(z)), legs, rules),
@@ -192,7 +214,7 @@ def evaluate_pair(
 
     attribution = {}
     for seg in SEGMENTS:
-        res: BacktestResult = results[seg, SUBJECT]
+        res: BacktestResult = results[seg, subject.name]
         seg_r = _segment(r_spread, ranges[seg])
         try:
             attribution[seg] = attribute_returns(res.exposure, seg_r[1:], res.costs).as_dict()
@@ -203,35 +225,38 @@ def evaluate_pair(
     test_legs = Legs(_segment(legs.returns, test_r), _segment(legs.weights, test_r), legs.names)
     block = cfg.block or max(2, round(k / 12))
     perm = permutation_pvalue(
-        _segment(subject, test_r), test_legs.spread_returns, rules, k, cfg.n_perm, block, legs=test_legs
+        _segment(positions, test_r), test_legs.spread_returns, rules, k, cfg.n_perm, block, legs=test_legs
     )
-    trial_matrix = np.stack([val_runs[g].raw_net_returns for g in grid], axis=1)
-    dsr = deflated_sharpe_ratio(val_runs[selected].raw_net_returns, per_bar_sharpes(trial_matrix), len(grid))
-    live = results["live", SUBJECT]
+    trial_sr = np.asarray(subject.trial_sharpes, dtype=np.float64)
+    dsr = deflated_sharpe_ratio(results["val", subject.name].raw_net_returns, trial_sr, len(trial_sr))
+    live = results["live", subject.name]
     evidence = {
         "truncation_invariant": truncation_invariant(aligned.closes, cfg.spread),
         **{
-            f"{'validation' if s == 'val' else s}_action_shares": _shares(_segment(subject, ranges[s])[:-1])
+            f"{'validation' if s == 'val' else s}_action_shares": _shares(_segment(positions, ranges[s])[:-1])
             for s in SEGMENTS
         },
         "dsr": float(dsr),
         "permutation_p": perm.p_value,
         "live_ruined": bool(live.ruined),
-        "live_max_drawdown": float(table.loc[("live", SUBJECT), "max_drawdown"]),
-        "live_sharpe": float(table.loc[("live", SUBJECT), "sharpe"]),
+        "live_max_drawdown": float(table.loc[("live", subject.name), "max_drawdown"]),
+        "live_sharpe": float(table.loc[("live", subject.name), "sharpe"]),
         "live_buy_and_hold_sharpe": float(table.loc[("live", BASELINES[1]), "sharpe"]),
         "leak_correlations": _leak_correlations(features, r_spread),
-        "validation_sharpe": float(val_sharpes[selected]),
-        "test_sharpe": float(table.loc[("test", SUBJECT), "sharpe"]),
+        "validation_sharpe": float(table.loc[("val", subject.name), "sharpe"]),
+        "test_sharpe": float(table.loc[("test", subject.name), "sharpe"]),
         "timing_p": attribution["test"].get("timing_p", np.nan),
     }
-    trials = pd.DataFrame([{"entry": e, "exit": x, "val_sharpe": val_sharpes[e, x]} for e, x in grid])
+    trials = pd.DataFrame({"trial": np.arange(len(trial_sr)), "val_sharpe": trial_sr * np.sqrt(k)}).set_index(
+        "trial"
+    )
     return PairEvaluation(
         legs=aligned.names,
         bars_per_year=k,
         ranges=ranges,
         bounds={s: plan.bounds[s] for s in SEGMENTS if s in plan.bounds},
-        selected=selected,
+        subject=subject.name,
+        selected=subject.note,
         trials=trials,
         table=table,
         attribution=attribution,
@@ -240,6 +265,22 @@ def evaluate_pair(
         dropped_bars=len(aligned.dropped),
         config=cfg,
     )
+
+
+def select_rule(z: np.ndarray, cfg: PairConfig, run_val, bars_per_year: float) -> Subject:
+    """The z-score rule whose (entry, exit) from the grid has the best validation Sharpe (ties: the
+    lower entry); every grid point is a trial."""
+    grid = [(e, x) for e, x in itertools.product(cfg.entries, cfg.exits) if e > x]
+    candidates = {g: zscore_positions(z, *g) for g in grid}
+    val_runs = {g: run_val(p) for g, p in candidates.items()}
+    val_sharpes = {g: compute_stats(res, bars_per_year)["sharpe"] for g, res in val_runs.items()}
+    best = max(grid, key=lambda g: (np.nan_to_num(val_sharpes[g], nan=-np.inf), -g[0]))
+    trial_sr = per_bar_sharpes(np.stack([val_runs[g].raw_net_returns for g in grid], axis=1))
+    note = (
+        f"z-score rule, entry {best[0]} / exit {best[1]}, the best validation Sharpe of the grid "
+        + ", ".join(f"{e}/{x}: {val_sharpes[e, x]:.2f}" for e, x in grid)
+    )
+    return Subject(SUBJECT, candidates[best], trial_sr, note)
 
 
 def config_dict(cfg: PairConfig) -> dict:

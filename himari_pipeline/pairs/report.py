@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.pairs.evaluate import SUBJECT, PairEvaluation, config_dict
+from himari_pipeline.pairs.evaluate import PairEvaluation, config_dict
 
 _HEADERS = {
     "final_value": "final value",
@@ -63,12 +63,11 @@ def pair_markdown(ev: PairEvaluation) -> str:
         "",
         "## Selection",
         "",
-        f"The z-score rule's entry/exit chosen on validation: entry {ev.selected[0]}, exit {ev.selected[1]} "
-        f"(`{SUBJECT}`); every grid point is a trial of the Deflated Sharpe "
+        f"`{ev.subject}`: {ev.selected}. Every trial below counts in the Deflated Sharpe "
         f"({ev.evidence['dsr']:.4f}).",
         "",
     ]
-    lines += _table(ev.trials.set_index(["entry", "exit"]), ["entry", "exit"])
+    lines += _table(ev.trials, ["trial"])
     lines += ["", "## Attribution of the selected rule (exposure to the spread's drift vs timing)", ""]
     attr = pd.DataFrame.from_dict(ev.attribution, orient="index")
     if len(attr.columns):
@@ -91,7 +90,8 @@ def write_pair_report(ev: PairEvaluation, out_dir: str | Path) -> dict[str, Path
         "verdict": "PASS" if ev.verdict.passed else "FAIL",
         "reasons": ev.verdict.reasons,
         "checks": ev.verdict.checks,
-        "selected": {"entry": ev.selected[0], "exit": ev.selected[1]},
+        "subject": ev.subject,
+        "selected": ev.selected,
         "evidence": {k: v for k, v in ev.evidence.items() if not isinstance(v, dict)},
         "config": config_dict(ev.config),
         "bounds": ev.bounds,

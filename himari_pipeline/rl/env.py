@@ -9,7 +9,10 @@ with ``returns[i] = close[i]/close[i-1] - 1``. Costs, equity, ruin and the min-h
 are the trading rules of :mod:`himari_pipeline.trading.rules` (carry and borrow charged once per bar
 of time, so ``1 + gap_before[t+1]`` times across missing bars); ruin ends the episode (terminated).
 Envs auto-reset when done. A market may hold several independent segments (``segment_starts``):
-episodes start and end inside one of them.
+episodes start and end inside one of them. A market of several legs (a pair: ``leg_returns`` and
+``leg_weights``, with ``returns`` the spread's return) trades a position in the spread: every leg
+pays the rules (:func:`~himari_pipeline.trading.rules.legs_step`: costs on each leg's traded notional,
+rebalancing included, borrow on the short leg).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from himari_pipeline.trading.rules import (
     advance_hold,
     hold_blocked,
     hold_restricted,
+    legs_step,
     trade_step,
 )
 from himari_pipeline.vocabulary import FLAT, LONG, N_REGIMES, NUM_ACTIONS, SHORT
@@ -45,7 +49,9 @@ class MarketArrays:
 
     ``gap_before[i]`` (optional) counts the expected bars missing just before bar ``i``; None = no
     gaps. ``segment_starts`` (optional, first 0, increasing) cuts the rows into independent
-    segments (e.g. a market and its mirror image); None = one segment.
+    segments (e.g. a market and its mirror image); None = one segment. ``leg_returns`` and
+    ``leg_weights`` (optional, (T, K) float64): the legs of a spread; ``returns`` is then the spread's
+    return ``leg_weights[i-1] @ leg_returns[i]`` and a position of 1 holds ``leg_weights[t]`` of the legs.
     """
 
     features: Tensor  # (T, F) float32
@@ -54,9 +60,22 @@ class MarketArrays:
     prices: Tensor  # (T,) float64
     gap_before: Tensor | None = None  # (T,) int64 >= 0
     segment_starts: tuple[int, ...] | None = None
+    leg_returns: Tensor | None = None  # (T, K) float64
+    leg_weights: Tensor | None = None  # (T, K) float64
 
     def __post_init__(self) -> None:
         t = self.returns.shape[0]
+        if (self.leg_returns is None) != (self.leg_weights is None):
+            raise ValueError("leg_returns and leg_weights come together")
+        if self.leg_returns is not None and (
+            self.leg_returns.ndim != 2
+            or self.leg_returns.shape[0] != t
+            or self.leg_weights.shape != self.leg_returns.shape
+        ):
+            raise ValueError(
+                f"leg_returns {tuple(self.leg_returns.shape)} and leg_weights "
+                f"{tuple(self.leg_weights.shape)} must both be (T={t}, K)"
+            )
         if self.features.ndim != 2 or self.features.shape[0] != t:
             raise ValueError(f"features must be (T, F) with T={t}, got {tuple(self.features.shape)}")
         for name in ("regime_ids", "prices", "gap_before"):
@@ -101,12 +120,14 @@ class MarketArrays:
         device: torch.device | str = "cpu",
         gap_before: np.ndarray | None = None,
         segment_starts: Sequence[int] | None = None,
+        leg_returns: np.ndarray | None = None,
+        leg_weights: np.ndarray | None = None,
     ) -> MarketArrays:
         """Validate numpy arrays and move them to ``device``.
 
         ``returns[0]`` (and the first return of every segment) may be NaN (no previous close; never
         earned by any decision). Any other non-finite return or feature, or a regime outside 0..3,
-        raises ``ValueError``.
+        raises ``ValueError``. Leg returns follow the same rule (row 0 may be NaN: it becomes 0).
         """
         feats = np.asarray(features, dtype=np.float32)
         reg = np.asarray(regime_ids)
@@ -128,6 +149,14 @@ class MarketArrays:
         gaps = (
             None if gap_before is None else torch.from_numpy(np.asarray(gap_before).astype(np.int64)).to(dev)
         )
+        legs = [None, None]
+        if leg_returns is not None and leg_weights is not None:
+            lr = np.array(leg_returns, dtype=np.float64)
+            lr[firsts] = np.where(np.isfinite(lr[firsts]), lr[firsts], 0.0)
+            lw = np.asarray(leg_weights, dtype=np.float64)
+            if not (np.isfinite(lr).all() and np.isfinite(lw).all()):
+                raise ValueError("leg returns and weights must be finite (past each segment's first row)")
+            legs = [torch.from_numpy(np.ascontiguousarray(a)).to(dev) for a in (lr, lw)]
         return cls(
             features=torch.from_numpy(np.ascontiguousarray(feats)).to(dev),
             regime_ids=torch.from_numpy(reg.astype(np.int64)).to(dev),
@@ -135,6 +164,8 @@ class MarketArrays:
             prices=torch.from_numpy(np.ascontiguousarray(px)).to(dev),
             gap_before=gaps,
             segment_starts=None if segment_starts is None else tuple(int(s) for s in segment_starts),
+            leg_returns=legs[0],
+            leg_weights=legs[1],
         )
 
     @classmethod
@@ -189,6 +220,14 @@ class MarketArrays:
                     for m in markets
                 ]
             )
+        with_legs = {m.leg_returns is not None for m in markets}
+        if len(with_legs) != 1:
+            raise ValueError("segments must all have legs or none")
+        legs = [None, None]
+        if with_legs == {True}:
+            legs = [
+                torch.cat([getattr(m, k).to(dev) for m in markets]) for k in ("leg_returns", "leg_weights")
+            ]
         return cls(
             torch.cat([m.features.to(dev) for m in markets]),
             torch.cat([m.regime_ids.to(dev) for m in markets]),
@@ -196,6 +235,7 @@ class MarketArrays:
             torch.cat([m.prices.to(dev) for m in markets]),
             gaps,
             tuple(starts),
+            *legs,
         )
 
     def to(self, device: torch.device | str) -> MarketArrays:
@@ -207,6 +247,8 @@ class MarketArrays:
             self.prices.to(dev),
             None if self.gap_before is None else self.gap_before.to(dev),
             self.segment_starts,
+            None if self.leg_returns is None else self.leg_returns.to(dev),
+            None if self.leg_weights is None else self.leg_weights.to(dev),
         )
 
 
@@ -448,7 +490,12 @@ class VecTradingEnv:
         t_next = self.t + 1
         r_next = self.market.returns[t_next]
         span = None if self._span is None else self._span[t_next]
-        out = trade_step(rules, old_pos, new_pos, r_next, self.equity, span)
+        if self.market.leg_weights is None:
+            out = trade_step(rules, old_pos, new_pos, r_next, self.equity, span)
+        else:  # old_pos is 0 at an episode's first step, so row t - 1 of another segment never counts
+            w = self.market.leg_weights
+            old_legs, new_legs = old_pos[:, None] * w[self.t - 1], new_pos[:, None] * w[self.t]
+            out = legs_step(rules, old_legs, new_legs, self.market.leg_returns[t_next], self.equity, span)
         equity = out.equity
 
         ctx = StepContext(

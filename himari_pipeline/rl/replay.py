@@ -25,12 +25,13 @@ import torch
 
 from himari_pipeline.rl.env import BARS_HELD_SCALE, EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import RegimeConditionedPolicy, masked_logits
-from himari_pipeline.trading.rules import advance_hold, hold_restricted, trade_step
+from himari_pipeline.trading.rules import advance_hold, hold_restricted, legs_step, trade_step
 from himari_pipeline.vocabulary import FLAT, LONG, NUM_ACTIONS, SHORT
 
 __all__ = ["Decisions", "actor_terms", "replay_in_env", "replay_policies"]
 
-#: one series: (features (T, F), regime ids (T,), returns (T,)[, gap_before (T,) or None])
+#: one series: (features (T, F), regime ids (T,), returns (T,)[, gap_before (T,) or None[, leg returns
+#: (T, K), leg weights (T, K)]]); with legs every leg pays the rules (the env's pair accounting)
 Series = tuple
 
 
@@ -124,6 +125,21 @@ def replay_policies(
             gaps = _as_numpy(s[3]).astype(np.int64)[1:]
             span[: len(gaps), i] = 1.0 + gaps[: tmax + 1]
     gapped = bool((span != 1.0).any())
+    with_legs = {len(s) > 5 and s[5] is not None for s in series}
+    if len(with_legs) != 1:
+        raise ValueError("every series has legs or none does")
+    legs = with_legs == {True}
+    if legs:
+        k_legs = _as_numpy(series[0][5]).shape[1]
+        leg_r = np.zeros((tmax + 1, n_rows, k_legs))  # leg returns of step t (bar t + 1)
+        w_now = np.zeros((tmax + 1, n_rows, k_legs))  # weights decided at t
+        w_before = np.zeros((tmax + 1, n_rows, k_legs))  # weights of the position held into t
+        for i, s in enumerate(series):
+            lr, lw = _as_numpy(s[4]).astype(np.float64), _as_numpy(s[5]).astype(np.float64)
+            n = min(len(lw), tmax + 1)
+            leg_r[: len(lr) - 1, i] = lr[1 : tmax + 2]
+            w_now[:n, i] = lw[:n]
+            w_before[1:n, i] = lw[: n - 1]
     m = np.stack([x[1] for x in terms])  # (R, H, 3)
     w2 = np.stack([x[2] for x in terms])  # (R, 3, H)
     b2 = np.stack([x[3] for x in terms])  # (R, 3)
@@ -181,7 +197,17 @@ def replay_policies(
             draw = (cum[:, :-1] <= (uniforms[t] * cum[:, -1])[:, None]).sum(axis=1)
             a = np.where(sampled, draw, a)
         new_pos = pos_of[a]
-        out = trade_step(rules, position, new_pos, r_next[t], equity, span[t] if gapped else None)
+        if legs:
+            out = legs_step(
+                rules,
+                position[:, None] * w_before[t],
+                new_pos[:, None] * w_now[t],
+                leg_r[t],
+                equity,
+                span[t] if gapped else None,
+            )
+        else:
+            out = trade_step(rules, position, new_pos, r_next[t], equity, span[t] if gapped else None)
         rec_a[t], rec_net[t] = a, out.net
         held, after_close = advance_hold(position, new_pos, held, after_close)
         entry = np.where(a != action, equity, entry)
