@@ -54,7 +54,6 @@ def pairs(
     from himari_pipeline.pairs.report import pair_markdown, write_pair_report
     from himari_pipeline.pairs.spread import SpreadConfig
     from himari_pipeline.pairs.synthetic import SyntheticPair, synthetic_pair
-    from himari_pipeline.pairs.training import load_pair_experiment, train_pair_policy
 
     try:
         spread = SpreadConfig(hedge=hedge, window=window, z_window=z_window)
@@ -72,7 +71,11 @@ def pairs(
             if not files or not legs or len(legs) != 2:
                 fail("give the files and two --leg symbols (or --synthetic planted|null)", 2)
             aligned = read_legs([str(f) for f in files], legs, timeframe, calendar, start, end)
-        exp = None if experiment is None else load_pair_experiment(experiment)
+        exp = None
+        if experiment is not None:
+            from himari_pipeline.pairs.training import load_pair_experiment  # imports torch
+
+            exp = load_pair_experiment(experiment)
     except BarValidationError as exc:
         fail(str(exc), 2)
     except ValueError as exc:
@@ -83,6 +86,8 @@ def pairs(
         if exp is None:
             ev = evaluate_pair(aligned, cfg)
         else:
+            from himari_pipeline.pairs.training import train_pair_policy
+
             typer.echo(f"training {exp.name} on {name} (checkpoints under {folder / 'checkpoints'})")
             ev = train_pair_policy(aligned, exp, cfg, folder / "checkpoints").evaluation
     except ValueError as exc:

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 __all__ = [
     "StepOutcome",
@@ -175,7 +175,8 @@ def hold_blocked(rules: TradingRules, position: Any, target: Any, held: Any, aft
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
-    if isinstance(cond, torch.Tensor):
+    torch = sys.modules.get("torch")  # no tensor exists unless torch was imported: numpy users skip it
+    if torch is not None and isinstance(cond, torch.Tensor):
         return torch.where(cond, a, b)
     if isinstance(cond, np.ndarray):
         return np.where(cond, a, b)
