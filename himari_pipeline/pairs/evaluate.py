@@ -90,8 +90,9 @@ class Subject:
 
     name: str
     positions: np.ndarray
-    trial_sharpes: np.ndarray
+    trial_sharpes: np.ndarray  # finite ones only
     note: str = ""
+    n_trials: int | None = None  # variants looked at (default: len(trial_sharpes))
 
 
 @dataclass
@@ -228,7 +229,12 @@ def evaluate_pair(
         _segment(positions, test_r), test_legs.spread_returns, rules, k, cfg.n_perm, block, legs=test_legs
     )
     trial_sr = np.asarray(subject.trial_sharpes, dtype=np.float64)
-    dsr = deflated_sharpe_ratio(results["val", subject.name].raw_net_returns, trial_sr, len(trial_sr))
+    n_trials = subject.n_trials or len(trial_sr)
+    val_net = results["val", subject.name].raw_net_returns
+    if len(trial_sr) >= 2:
+        dsr = deflated_sharpe_ratio(val_net, trial_sr, n_trials)
+    else:  # the trials' spread is unknown: the null's sampling variance stands in
+        dsr = deflated_sharpe_ratio(val_net, None, n_trials)
     live = results["live", subject.name]
     evidence = {
         "truncation_invariant": truncation_invariant(aligned.closes, cfg.spread),

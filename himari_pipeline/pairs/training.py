@@ -30,6 +30,7 @@ from himari_pipeline.rl.experiments import EXPERIMENTS_DIR, Experiment, list_exp
 from himari_pipeline.rl.policy import RegimeConditionedPolicy
 from himari_pipeline.rl.ppo import PPOTrainer, seed_everything
 from himari_pipeline.rl.replay import replay_policies
+from himari_pipeline.rl.training import last_checkpoint
 
 PAIR_EXPERIMENTS_DIR = EXPERIMENTS_DIR / "pairs"
 
@@ -87,8 +88,10 @@ def train_pair_policy(
     )
     trainer.train()
     best = best_checkpoint(out_dir)
+    if best is None:  # no validation had a finite Sharpe (e.g. always flat): judge the last checkpoint
+        best = last_checkpoint(out_dir)
     if best is None:
-        raise RuntimeError(f"no validation produced a finite Sharpe in {out_dir}")
+        raise RuntimeError(f"training wrote no checkpoint in {out_dir}")
     ck = load_policy_checkpoint(best)
     whole = pm.market(pm.first_row, len(aligned.timestamps))
     series = (
@@ -102,19 +105,14 @@ def train_pair_policy(
     decisions = replay_policies([ck.policy], [series], ck.env_cfg)[0]
     positions = np.zeros(len(aligned.timestamps))
     positions[pm.first_row + decisions.t] = decisions.position / cfg.leverage
-    trials = np.array(
-        [
-            h["greedy_sharpe_per_bar"]
-            for h in trainer.eval_history
-            if math.isfinite(h["greedy_sharpe_per_bar"])
-        ]
-    )
+    sharpes = [h["greedy_sharpe_per_bar"] for h in trainer.eval_history]
+    trials = np.array([v for v in sharpes if math.isfinite(v)])
     note = (
         f"PPO experiment `{exp.name}`, checkpoint {best.name} (best validation Sharpe of "
         f"{len(trainer.eval_history)} evaluations, {trainer.global_step} steps"
         + (f"; stopped: {trainer.stop_reason}" if trainer.stop_reason else "")
         + ")"
     )
-    subject = Subject(f"ppo_{exp.name}", positions, trials, note)
+    subject = Subject(f"ppo_{exp.name}", positions, trials, note, n_trials=max(1, len(sharpes)))
     evaluation = evaluate_pair(aligned, cfg, subject=subject, plan=plan)
     return PairTraining(evaluation, best, trainer.eval_history, trainer.global_step, trainer.stop_reason)
