@@ -368,3 +368,51 @@ def test_dbt_build_from_the_dbt_folder_as_the_readme_says_over_a_moved_lake(tmp_
     assert "ERROR=0" in res.stdout.replace(" ", "")
     board = _marts(checkout / "data_lake", "select * from mart_checkpoint_leaderboard order by dsr_rank")
     assert list(board["experiment"]) == ["exp-honest", "exp-lucky", "exp-nan"]
+
+
+def test_strategies_and_pairs_reach_the_marts(manifest, tmp_path):
+    """`himari evaluate`'s strategy_summary joins the leaderboard (ranked by its DSR, no checkpoint) and
+    `himari pairs`' tables make mart_pair_results: the real evaluation of a planted and a null pair."""
+    from himari_pipeline.pairs.evaluate import evaluate_pair
+    from himari_pipeline.pairs.report import pair_tables
+    from himari_pipeline.pairs.synthetic import SyntheticPair, synthetic_pair
+
+    root = tmp_path / "lake"
+    lake = _write_lake(root)
+    trend = {"dataset": DATASETS[0], "val_sharpes": [1.5], "dsr": 0.97, "psr": 0.99}
+    row = _summary("strategy:trend", trend).drop(columns="checkpoint_step").assign(bars_per_year=8760.0)
+    lake.write_table("strategy_summary", "strategy-trend." + DATASETS[0], row)
+    evaluations = {}
+    for planted in (True, False):
+        key = f"{'PLANTED' if planted else 'NULL'}_1d+X_1d"
+        ev = evaluate_pair(synthetic_pair(SyntheticPair(planted=planted, seed=0)))
+        metrics, summary = pair_tables(ev, key, f"artifacts/pair_evaluations/{key}.md")
+        part = "pair-" + key.replace("+", ".")
+        lake.write_table("pair_metrics", part, metrics)
+        lake.write_table("pair_summary", part, summary)
+        evaluations[key] = ev
+    ok, status = _dbt(manifest, root, "build")
+    bad = {k: v for k, v in status.items() if v not in ("success", "pass")}
+    assert ok and bad == {"not_null_mart_checkpoint_leaderboard_dsr": "warn"}, bad
+    assert {"stg_strategy_summary", "stg_pair_summary", "stg_pair_metrics", "mart_pair_results"} <= set(
+        status
+    )
+
+    board = _marts(root, "select * from mart_checkpoint_leaderboard order by dsr_rank")
+    assert list(board["experiment"]) == ["strategy:trend", "exp-honest", "exp-lucky", "exp-nan"]
+    assert pd.isna(board.loc[0, "selected_step"]) and board.loc[0, "verdict"] == "PASS"
+
+    pairs = _marts(root, "select * from mart_pair_results order by dsr_rank").set_index("pair")
+    assert list(pairs.index) == ["PLANTED_1d+X_1d", "NULL_1d+X_1d"]
+    assert list(pairs["verdict"]) == ["PASS", "FAIL"]
+    ev = evaluations["PLANTED_1d+X_1d"]
+    got = pairs.loc["PLANTED_1d+X_1d"]
+    for col, segment, metric in (
+        ("test_final_value", "test", "final_value"),
+        ("live_sharpe", "live", "sharpe"),
+    ):
+        assert got[col] == pytest.approx(ev.table.loc[(segment, ev.subject), metric])
+    assert got["live_buy_and_hold_sharpe"] == pytest.approx(
+        ev.table.loc[("live", "buy_and_hold_legs"), "sharpe"]
+    )
+    assert got["dsr"] == pytest.approx(ev.evidence["dsr"]) and got["leverage"] == 1.5

@@ -333,3 +333,53 @@ def test_pair_policy_trains_replays_like_the_env_and_is_judged(tmp_path):
         np.testing.assert_allclose(got.net_return, want.net_return, rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="unknown pair experiment 'nope'"):
         load_pair_experiment("nope")
+
+
+@pytest.mark.timeout(400)
+def test_two_lake_datasets_as_a_pair_through_the_pair_job(tmp_path):
+    """GOOG and its partner ingested on XNYS (real Dagster materializations of raw_ohlcv), then
+    `himari pairs --dataset` registers the pair and runs pair_job: report, pair_summary and
+    pair_metrics land in the lake under `pair-PARTNER_1d.GOOG_1d`; bad pairs are refused clearly."""
+    import os
+
+    from himari_pipeline.defs.data_assets import RAW
+    from himari_pipeline.storage.lake import Lake
+    from himari_pipeline_tests.builders import data_resources, materialize_data
+
+    lake_root = tmp_path / "lake"
+    env = {**os.environ, "HIMARI_LAKE_ROOT": str(lake_root), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        out = subprocess.run(
+            [HIMARI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+        return out
+
+    partner, goog = _goog_leg_files(tmp_path, planted=True, seed=1)
+    for symbol, path in (("PARTNER", partner), ("GOOG", goog)):
+        args = ["ingest", str(path), "--symbol", symbol, "--timeframe", "1d", "--calendar", "XNYS"]
+        out = cli(*args, "--no-materialize")
+        assert out.returncode == 0, out.stdout + out.stderr
+        resources = data_resources(lake_root, raw_dir=str(lake_root / "raw"))
+        assert materialize_data(f"{symbol}_1d", resources, selection=[RAW]).success
+
+    out = cli("pairs", "--dataset", "PARTNER_1d", "--dataset", "GOOG_1d")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "pair_job ok" in out.stdout and "verdict: PASS" in out.stdout
+    lake = Lake(lake_root)
+    part = "pair-PARTNER_1d.GOOG_1d"
+    summary = lake.read_table("pair_summary", part).iloc[-1]
+    assert summary["verdict"] == "PASS" and summary["pair"] == "PARTNER_1d+GOOG_1d"
+    assert summary["dropped_bars"] == 1 and summary["bars_per_year"] == pytest.approx(251.7, abs=0.1)
+    assert "# Pair PARTNER/GOOG: PASS" in (lake.root / summary["report_path"]).read_text()
+    metrics = lake.read_table("pair_metrics", part)
+    assert len(metrics) == 16 and metrics["is_subject"].sum() == 4
+    version = lake.latest("pair_evaluations", part)
+    assert set(version.inputs) == {"raw_ohlcv:PARTNER_1d", "raw_ohlcv:GOOG_1d"}
+
+    out = cli("pairs", "--dataset", "PARTNER_1d", "--dataset", "NOPE_1d")
+    assert out.returncode == 2 and "no bars of NOPE_1d" in out.stderr
+    out = cli("pairs", "--dataset", "PARTNER_1d", "--dataset", "GOOG_1h")
+    assert out.returncode == 2 and "one timeframe" in out.stderr

@@ -15,6 +15,12 @@ def pairs(
         list[Path] | None,
         typer.Argument(help="one bar file per leg, or one wide close file (date, one column per symbol)"),
     ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset", help="instead of files: two datasets of the lake (repeat), judged by the pair_job"
+        ),
+    ] = None,
     legs: Annotated[
         list[str] | None, typer.Option("--leg", help="leg symbols, first = y (repeat: --leg AMZN --leg MSFT)")
     ] = None,
@@ -55,6 +61,8 @@ def pairs(
     from himari_pipeline.pairs.spread import SpreadConfig
     from himari_pipeline.pairs.synthetic import SyntheticPair, synthetic_pair
 
+    if dataset:
+        _pairs_in_lake(dataset, hedge, window, z_window, cost_bps, borrow_rate, leverage, experiment)
     try:
         spread = SpreadConfig(hedge=hedge, window=window, z_window=z_window)
         cfg = PairConfig(
@@ -96,3 +104,66 @@ def pairs(
     typer.echo(pair_markdown(ev).split("## Selection")[0].rstrip())
     typer.echo(f"\nreport: {paths['report']}\ntable: {paths['table']}")
     raise typer.Exit(0 if ev.verdict.passed else 3)
+
+
+def _pairs_in_lake(
+    datasets: list[str],
+    hedge: str,
+    window: int,
+    z_window: int,
+    cost_bps: float,
+    borrow_rate: float,
+    leverage: float,
+    experiment: str | None,
+) -> None:
+    """Register the pair's partition and run ``pair_job``: the result lands in the lake and the marts."""
+    from himari_pipeline.config import lake_root
+    from himari_pipeline.defs.data_assets import RAW
+    from himari_pipeline.defs.pair_assets import PAIR_SUMMARY, pair_key, pair_partition, pairs_partitions
+    from himari_pipeline.instance import get_instance
+    from himari_pipeline.pairs.evaluate import PairConfig
+    from himari_pipeline.pairs.spread import SpreadConfig
+    from himari_pipeline.runner import run_job
+    from himari_pipeline.storage.lake import Lake
+
+    try:
+        key = pair_key(list(datasets))
+        cfg = PairConfig(SpreadConfig(hedge, window, z_window), transaction_cost=cost_bps / 1e4,
+                         borrow_rate_annual=borrow_rate, leverage=leverage)  # fmt: skip
+        cfg.rules(1.0)
+        if experiment:
+            from himari_pipeline.pairs.training import load_pair_experiment
+
+            load_pair_experiment(experiment)
+    except ValueError as exc:
+        fail(f"pairs: {exc}", 2)
+    store = Lake(lake_root())
+    missing = [
+        d for d in datasets if not (lake_root() / "catalog.ducklake").exists() or store.latest(RAW, d) is None
+    ]
+    if missing:
+        fail(
+            f"no bars of {', '.join(missing)} in {lake_root()}: ingest them (`himari ingest FILES ...`)",
+            2,
+        )
+    instance = get_instance()
+    if key not in instance.get_dynamic_partitions(pairs_partitions.name):
+        instance.add_dynamic_partitions(pairs_partitions.name, [key])
+    config = {
+        "hedge": hedge, "window": window, "z_window": z_window, "transaction_cost": cfg.transaction_cost,
+        "borrow_rate_annual": borrow_rate, "leverage": leverage, "experiment": experiment or "",
+    }  # fmt: skip
+    typer.echo(f"[{key}] pair_job ...")
+    out = run_job(instance, "pair_job", key, {"ops": {"evaluate_pair": {"config": config}}}, quiet=True)
+    typer.echo(f"[{key}] pair_job {'ok' if out.success else 'FAILED'} (run {out.run_id})")
+    if not out.success:
+        fail(f"the pair run failed: {out.error}")
+    row = store.read_table(PAIR_SUMMARY, pair_partition(key)).iloc[-1]
+    passed = row["verdict"] == "PASS"
+    typer.secho(
+        f"verdict: {row['verdict']}", fg=typer.colors.GREEN if passed else typer.colors.RED, bold=True
+    )
+    for reason in filter(None, str(row["reasons"]).split("; ")):
+        typer.echo(f"  - {reason}")
+    typer.echo(f"report: {store.root / str(row['report_path'])}")
+    raise typer.Exit(0 if passed else 3)

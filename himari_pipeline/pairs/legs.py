@@ -215,7 +215,22 @@ def read_legs(
         leg: _closes_from_bar_file(Path(f), timeframe, calendar).loc[lo:hi]
         for leg, f in zip(legs, files, strict=True)
     }
+    bars = {leg: pd.DataFrame({"timestamp": s.index, "close": s.to_numpy()}) for leg, s in closes.items()}
+    return legs_from_bars(bars, timeframe, calendar)
+
+
+def legs_from_bars(bars: Mapping[str, pd.DataFrame], timeframe: str, calendar: str) -> AlignedLegs:
+    """Legs from validated bar tables (``timestamp``, ``close``; e.g. each leg's ``raw_ohlcv``) on one
+    calendar: aligned by the missing-leg rule, gaps counted against the calendar's bars."""
+    closes = {
+        leg: pd.Series(
+            b["close"].to_numpy(np.float64), index=pd.DatetimeIndex(pd.to_datetime(b["timestamp"], utc=True))
+        )
+        for leg, b in bars.items()
+    }
+    if any(s.empty for s in closes.values()):
+        raise ValueError(f"a leg has no bars: {[k for k, s in closes.items() if s.empty]}")
     first = min(s.index[0] for s in closes.values())
     last = max(s.index[-1] for s in closes.values())
-    expected = expected_closes(calendar, timeframe, first, last, anchor=first)
-    return align_legs(closes, pair_bars_per_year(timeframe, calendar), pd.DatetimeIndex(expected))
+    expected = pd.DatetimeIndex(expected_closes(calendar, timeframe, first, last, anchor=first))
+    return align_legs(closes, pair_bars_per_year(timeframe, calendar), expected)

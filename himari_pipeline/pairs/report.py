@@ -98,3 +98,49 @@ def write_pair_report(ev: PairEvaluation, out_dir: str | Path) -> dict[str, Path
     }
     paths["json"].write_text(json.dumps(summary, indent=1, default=float))
     return paths
+
+
+def pair_tables(ev: PairEvaluation, pair: str, report_path: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lake's rows: ``pair_metrics`` (log 004's table, one row per segment and strategy) and
+    ``pair_summary`` (one row: verdict and evidence of the judged strategy)."""
+    metrics = ev.table.reset_index()
+    metrics.insert(0, "pair", pair)
+    metrics.insert(1, "leg_y", ev.legs[0])
+    metrics.insert(2, "leg_x", ev.legs[1])
+    metrics["is_subject"] = metrics["strategy"] == ev.subject
+    e = ev.evidence
+    summary = pd.DataFrame(
+        [
+            {
+                "pair": pair,
+                "leg_y": ev.legs[0],
+                "leg_x": ev.legs[1],
+                "subject": ev.subject,
+                "selected": ev.selected,
+                "verdict": "PASS" if ev.verdict.passed else "FAIL",
+                "reasons": "; ".join(ev.verdict.reasons),
+                "warnings": "; ".join(ev.verdict.warnings),
+                **{k: float(e[k]) for k in _SUMMARY_NUMBERS},
+                "hedge": ev.config.spread.hedge,
+                "leverage": ev.config.leverage,
+                "transaction_cost": ev.config.transaction_cost,
+                "borrow_rate_annual": ev.config.borrow_rate_annual,
+                "bars_per_year": ev.bars_per_year,
+                "dropped_bars": ev.dropped_bars,
+                "report_path": report_path,
+            }
+        ]
+    )
+    return metrics, summary
+
+
+_SUMMARY_NUMBERS = (
+    "dsr",
+    "permutation_p",
+    "validation_sharpe",
+    "test_sharpe",
+    "live_sharpe",
+    "live_buy_and_hold_sharpe",
+    "live_max_drawdown",
+    "timing_p",
+)

@@ -2,8 +2,12 @@
 -- deflates the Sharpe for the number of checkpoints tried, so an experiment that found a high raw
 -- Sharpe by trying many checkpoints does not outrank one with honest evidence. The raw best
 -- validation Sharpe is kept next to it, for contrast only.
+-- Strategies judged by `himari evaluate` (experiment `strategy:NAME`) rank in the same list, without
+-- checkpoint columns: their DSR deflates for the variants their authors said they tried.
 with summary as (
     select * from {{ ref('stg_validation_summary') }}
+    union all by name
+    select * from {{ ref('stg_strategy_summary') }}
 ),
 
 checkpoint_stats as (
