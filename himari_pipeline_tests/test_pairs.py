@@ -383,3 +383,15 @@ def test_two_lake_datasets_as_a_pair_through_the_pair_job(tmp_path):
     assert out.returncode == 2 and "no bars of NOPE_1d" in out.stderr
     out = cli("pairs", "--dataset", "PARTNER_1d", "--dataset", "GOOG_1h")
     assert out.returncode == 2 and "one timeframe" in out.stderr
+
+
+def test_pair_experiments_refuse_what_pairs_do_not_support(tmp_path, monkeypatch):
+    from himari_pipeline.pairs import training
+
+    text = (training.PAIR_EXPERIMENTS_DIR / "smoke_pairs.yaml").read_text()
+    (tmp_path / "smoke_seeds.yaml").write_text(
+        text.replace("name: smoke_pairs", "name: smoke_seeds").replace("  seed: 3", "  seeds: [1, 2]")
+    )
+    monkeypatch.setattr(training, "PAIR_EXPERIMENTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="ppo.seeds is not supported for pairs"):
+        training.load_pair_experiment("smoke_seeds")

@@ -40,7 +40,14 @@ def load_pair_experiment(name: str) -> Experiment:
     known = list_experiments(PAIR_EXPERIMENTS_DIR, include_test=True)
     if name not in known:
         raise ValueError(f"unknown pair experiment {name!r}; known: {', '.join(known)}")
-    return load_experiment(name, PAIR_EXPERIMENTS_DIR)
+    exp = load_experiment(name, PAIR_EXPERIMENTS_DIR)
+    unsupported = [k for k in ("seeds", "mirror") if exp.ppo.get(k)]
+    if unsupported:
+        raise ValueError(
+            f"pair experiment {name!r}: ppo.{unsupported[0]} is not supported for pairs (one seed per "
+            "experiment; the mirror image is a single-market option)"
+        )
+    return exp
 
 
 @dataclass
