@@ -237,30 +237,32 @@ def test_real_goog_pair_through_the_cli_both_ways(tmp_path):
 
 @pytest.mark.timeout(240)
 def test_log_004_pairs_on_real_monthly_closes(tmp_path):
-    """AAPL/AMZN and AMZN/MSFT, monthly 1997-2022: log 004's table comes out and the gate says FAIL
-    with its reasons (a 12-bar live year and four-year segments cannot show a Sharpe of 2)."""
-    for legs in (("AAPL", "AMZN"), ("AMZN", "MSFT")):
-        args = [stocks_csv(), "--leg", legs[0], "--leg", legs[1], "--timeframe", "1mo"]
-        bad = himari("pairs", *args, cwd=tmp_path)
-        assert (
-            bad.returncode == 2 and "row 526: rule off_grid" in bad.stderr and "Traceback" not in bad.stderr
-        )
-        run = himari(
-            "pairs", *args, "--end", "2022-06-01", "--window", "24", "--z-window", "24", cwd=tmp_path
-        )
-        assert run.returncode == 3, run.stdout + run.stderr
-        assert "FAIL:" in run.stdout and "12 bars a year" in run.stdout
-        table = pd.read_csv(tmp_path / "pair_reports" / "-".join(legs) / "table.csv", index_col=[0, 1])
-        assert list(table.columns) == list(TABLE_COLUMNS)
-        assert table["avg_daily_return"].isna().all()  # monthly bars: per-bar returns instead
-        assert np.isfinite(table["sharpe"].to_numpy()).all()
+    """AAPL/AMZN (through the CLI) and AMZN/MSFT, monthly 1997-2022: log 004's table comes out and the
+    gate says FAIL with its reasons (a five-month live segment and four-year segments cannot show a
+    Sharpe of 2 at monthly frequency)."""
+    args = [stocks_csv(), "--leg", "AAPL", "--leg", "AMZN", "--timeframe", "1mo"]
+    bad = himari("pairs", *args, cwd=tmp_path)
+    assert bad.returncode == 2 and "row 526: rule off_grid" in bad.stderr and "Traceback" not in bad.stderr
+    run = himari("pairs", *args, "--end", "2022-06-01", "--window", "24", "--z-window", "24", cwd=tmp_path)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "FAIL:" in run.stdout and "12 bars a year" in run.stdout
+    table = pd.read_csv(tmp_path / "pair_reports" / "AAPL-AMZN" / "table.csv", index_col=[0, 1])
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert table["avg_daily_return"].isna().all()  # monthly bars: per-bar returns instead
+    assert table.loc[("train", SUBJECT), "max_drawdown"] < -0.9  # log 004's ruinous drawdowns
+
+    legs = read_legs([stocks_csv()], ["AMZN", "MSFT"], "1mo", "XNYS", end="2022-06-01")
+    ev = evaluate_pair(legs, PairConfig(spread=SpreadConfig(window=24, z_window=24)))
+    assert not ev.verdict.passed and not ev.verdict.checks["deflated_sharpe"]
+    assert np.isfinite(ev.table["sharpe"].to_numpy()).all()
+    assert ev.bounds["live"] == ("2022-02-01T00:00:00+00:00", "2022-06-01T00:00:00+00:00")
 
 
 def test_pair_config_errors_are_clear(tmp_path):
     run = himari("pairs", "--synthetic", "planted", "--hedge", "spline", cwd=tmp_path)
     assert run.returncode == 2 and "hedge must be one of" in run.stderr and "Traceback" not in run.stderr
-    run = himari("pairs", "--synthetic", "planted", "--leverage", "9", cwd=tmp_path)
-    assert run.returncode == 2 and "leverage" in run.stderr
+    with pytest.raises(ValueError, match="leverage must be in"):
+        PairConfig(leverage=9).rules(252)
     with pytest.raises(ValueError, match="2 legs"):
         evaluate_pair(
             align_legs(

@@ -118,12 +118,9 @@ def _pairs_in_lake(
 ) -> None:
     """Register the pair's partition and run ``pair_job``: the result lands in the lake and the marts."""
     from himari_pipeline.config import lake_root
-    from himari_pipeline.defs.data_assets import RAW
-    from himari_pipeline.defs.pair_assets import PAIR_SUMMARY, pair_key, pair_partition, pairs_partitions
-    from himari_pipeline.instance import get_instance
     from himari_pipeline.pairs.evaluate import PairConfig
+    from himari_pipeline.pairs.legs import pair_key, pair_partition
     from himari_pipeline.pairs.spread import SpreadConfig
-    from himari_pipeline.runner import run_job
     from himari_pipeline.storage.lake import Lake
 
     try:
@@ -138,14 +135,19 @@ def _pairs_in_lake(
     except ValueError as exc:
         fail(f"pairs: {exc}", 2)
     store = Lake(lake_root())
+    raw = "raw_ohlcv"  # defs.data_assets.RAW, named here so a refused pair does not load Dagster
     missing = [
-        d for d in datasets if not (lake_root() / "catalog.ducklake").exists() or store.latest(RAW, d) is None
+        d for d in datasets if not (lake_root() / "catalog.ducklake").exists() or store.latest(raw, d) is None
     ]
     if missing:
         fail(
             f"no bars of {', '.join(missing)} in {lake_root()}: ingest them (`himari ingest FILES ...`)",
             2,
         )
+    from himari_pipeline.defs.pair_assets import PAIR_SUMMARY, pairs_partitions
+    from himari_pipeline.instance import get_instance
+    from himari_pipeline.runner import run_job
+
     instance = get_instance()
     if key not in instance.get_dynamic_partitions(pairs_partitions.name):
         instance.add_dynamic_partitions(pairs_partitions.name, [key])

@@ -19,37 +19,17 @@ from himari_pipeline.config import raw_dir
 from himari_pipeline.defs.data_assets import POOL, RAW
 from himari_pipeline.defs.jobs import RUN
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
-from himari_pipeline.market.bars import parse_dataset_key, validate_name
+from himari_pipeline.market.bars import parse_dataset_key
 from himari_pipeline.pairs import evaluate as evaluate_mod
 from himari_pipeline.pairs import legs as legs_mod
 from himari_pipeline.pairs import report as report_mod
 from himari_pipeline.pairs import spread as spread_mod
+from himari_pipeline.pairs.legs import pair_datasets, pair_partition
 from himari_pipeline.storage.hashing import code_version
 
 PAIR_EVAL, PAIR_METRICS, PAIR_SUMMARY = "pair_evaluations", "pair_metrics", "pair_summary"
-PAIR_SEP = "+"
 PAIR_CODE = code_version(evaluate_mod, legs_mod, report_mod, spread_mod)
 pairs_partitions = dg.DynamicPartitionsDefinition(name="pairs")
-
-
-def pair_key(datasets: list[str]) -> str:
-    """The partition key of two datasets (``Y_TF+X_TF``): one timeframe, two different datasets."""
-    if len(datasets) != 2 or datasets[0] == datasets[1]:
-        raise ValueError(f"a pair is two different datasets, got {datasets}")
-    timeframes = {parse_dataset_key(d)[1] for d in datasets}
-    if len(timeframes) != 1:
-        raise ValueError(f"the legs must share one timeframe, got {sorted(timeframes)}")
-    return PAIR_SEP.join(datasets)
-
-
-def pair_datasets(key: str) -> list[str]:
-    """Inverse of :func:`pair_key`."""
-    return key.split(PAIR_SEP)
-
-
-def pair_partition(key: str) -> str:
-    """The lake partition of a pair (``pair-Y_TF.X_TF``)."""
-    return validate_name("partition", "pair-" + ".".join(pair_datasets(key)))
 
 
 class PairRunConfig(dg.Config):

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.market.bars import timeframe_delta, validate_name
+from himari_pipeline.market.bars import parse_dataset_key, timeframe_delta, validate_name
 from himari_pipeline.market.calendars import bars_per_year as calendar_bars_per_year
 from himari_pipeline.market.calendars import expected_closes
 from himari_pipeline.market.readers import read_bars_files
 from himari_pipeline.market.validation import BarValidationError, validate_bars
 
+PAIR_SEP = "+"
 MONTHLY = "1mo"
 """A timeframe only pairs accept: bars labelled by the first day of their month, 12 a year."""
 
@@ -234,3 +235,23 @@ def legs_from_bars(bars: Mapping[str, pd.DataFrame], timeframe: str, calendar: s
     last = max(s.index[-1] for s in closes.values())
     expected = pd.DatetimeIndex(expected_closes(calendar, timeframe, first, last, anchor=first))
     return align_legs(closes, pair_bars_per_year(timeframe, calendar), expected)
+
+
+def pair_key(datasets: list[str]) -> str:
+    """The partition key of two datasets (``Y_TF+X_TF``): one timeframe, two different datasets."""
+    if len(datasets) != 2 or datasets[0] == datasets[1]:
+        raise ValueError(f"a pair is two different datasets, got {datasets}")
+    timeframes = {parse_dataset_key(d)[1] for d in datasets}
+    if len(timeframes) != 1:
+        raise ValueError(f"the legs must share one timeframe, got {sorted(timeframes)}")
+    return PAIR_SEP.join(datasets)
+
+
+def pair_datasets(key: str) -> list[str]:
+    """Inverse of :func:`pair_key`."""
+    return key.split(PAIR_SEP)
+
+
+def pair_partition(key: str) -> str:
+    """The lake partition of a pair (``pair-Y_TF.X_TF``)."""
+    return validate_name("partition", "pair-" + ".".join(pair_datasets(key)))
