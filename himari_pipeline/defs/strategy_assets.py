@@ -21,8 +21,7 @@ from himari_pipeline.defs.jobs import RUN
 from himari_pipeline.defs.partitions import DATASET_DIM, SPLITS_OF_DATASET, datasets_partitions
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.validation_assets import truncation_results
-from himari_pipeline.evaluation import report as report_mod
-from himari_pipeline.evaluation import strategy as strategy_mod
+from himari_pipeline.evaluation.code_modules import REPORT_CODE_MODULES
 from himari_pipeline.market.bars import validate_name
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.trading.rules import TradingRules
@@ -34,7 +33,7 @@ STRATEGY_EVAL, POSITIONS, STRATEGY_METRICS, STRATEGY_SUMMARY = (
     "strategy_metrics",
     "strategy_summary",
 )
-STRATEGY_CODE = code_version(strategy_mod, *report_mod.CODE_MODULES)
+STRATEGY_CODE = code_version("himari_pipeline.evaluation.strategy", *REPORT_CODE_MODULES)
 strategies_partitions = dg.DynamicPartitionsDefinition(name="strategies")
 strategy_partitions = dg.MultiPartitionsDefinition(
     {STRATEGY_DIM: strategies_partitions, DATASET_DIM: datasets_partitions}
@@ -73,6 +72,9 @@ class StrategyConfig(dg.Config):
 def strategy_evaluations(
     context: dg.AssetExecutionContext, config: StrategyConfig, lake: LakeResource, settings: PipelineSettings
 ) -> dg.MaterializeResult:
+    from himari_pipeline.evaluation import report as report_mod
+    from himari_pipeline.evaluation import strategy as strategy_mod
+
     dims = context.partition_key.keys_by_dimension
     name, dataset = dims[STRATEGY_DIM], dims[DATASET_DIM]
     part = strategy_partition(name, dataset)

@@ -29,21 +29,19 @@ from himari_pipeline.defs.partitions import (
 )
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.market.bars import parse_dataset_key
-from himari_pipeline.rl import experiments as exp_mod
-from himari_pipeline.rl import ppo as ppo_mod
-from himari_pipeline.rl import ppo_math as ppo_math_mod
-from himari_pipeline.rl import stacked_policies as stacked_policies_mod
-from himari_pipeline.rl import stacked_ppo as stacked_mod
-from himari_pipeline.rl import training as training_mod
-from himari_pipeline.rl.checkpoints import WeightsCatalog
 from himari_pipeline.rl.experiments import Experiment, load_experiment
-from himari_pipeline.rl.rewards import training_log_scale_problems
-from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS, checkpoints_table, training_curves_plot
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, top_action
 
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
-TRAINING_CODE = code_version(exp_mod, ppo_mod, ppo_math_mod, training_mod, stacked_mod, stacked_policies_mod)
+#: the training code, named (not imported): loading the definitions does not import torch; the
+#: asset bodies import it when they run
+TRAINING_CODE = code_version(
+    *(
+        f"himari_pipeline.rl.{m}"
+        for m in ("configs", "experiments", "ppo", "ppo_math", "training", "stacked_ppo", "stacked_policies")
+    )
+)
 
 
 def experiment_on_dataset(partition_key: str, raw_root: str | Path | None = None) -> Experiment:
@@ -71,6 +69,11 @@ def run_dir(lake_root: Path, experiment: str, config_hash: str, split_version: s
     "the catalog with the split version they were trained on.",
 )
 def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, settings: PipelineSettings):
+    from himari_pipeline.rl import ppo as ppo_mod
+    from himari_pipeline.rl import training as training_mod
+    from himari_pipeline.rl.checkpoints import WeightsCatalog
+    from himari_pipeline.rl.training_tables import checkpoints_table, training_curves_plot
+
     exp = experiment_on_dataset(context.partition_key, settings.raw_dir)
     part = lake_partition(exp.name, exp.dataset)
     store = lake.get()
@@ -184,6 +187,8 @@ def _is_num(v) -> bool:
 
 
 def _leaderboard_md(table: pd.DataFrame) -> str:
+    from himari_pipeline.rl.training_tables import CHECKPOINT_COLUMNS
+
     cols = ["step", *[c for c in CHECKPOINT_COLUMNS if c.startswith("val_")], "is_best", "collapsed"]
     return table[cols].to_markdown(index=False, floatfmt=".3f")
 
@@ -197,6 +202,8 @@ def _leaderboard_md(table: pd.DataFrame) -> str:
     "(rewards of ~1e7 make PPO learn nothing).",
 )
 def reward_scale_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    from himari_pipeline.rl.rewards import training_log_scale_problems
+
     log = lake.get().read_table(TRAINING_LOG, lake_partition(*split_training_key(context.partition_key)))
     problems = training_log_scale_problems(log)
     return dg.AssetCheckResult(

@@ -24,10 +24,7 @@ from himari_pipeline.defs.partitions import (
 )
 from himari_pipeline.defs.resources import LakeResource, PipelineSettings
 from himari_pipeline.defs.training_assets import CHECKPOINTS, experiment_on_dataset, run_dir
-from himari_pipeline.evaluation import population as population_mod
-from himari_pipeline.evaluation import report as report_mod
-from himari_pipeline.rl import stacked_policies, stacked_ppo
-from himari_pipeline.rl.checkpoints import WeightsCatalog, verified_checkpoint
+from himari_pipeline.evaluation.code_modules import REPORT_CODE_MODULES
 from himari_pipeline.storage.hashing import code_version
 from himari_pipeline.storage.lake import Lake, LakeError, lake_relative
 
@@ -37,7 +34,12 @@ REPORT_HTML, METRICS, SUMMARY, PROMOTED = (
     "validation_summary",
     "promoted",
 )
-REPORT_CODE = code_version(*report_mod.CODE_MODULES, population_mod, stacked_policies, stacked_ppo)
+REPORT_CODE = code_version(  # named, not imported: the asset bodies import torch when they run
+    *REPORT_CODE_MODULES,
+    "himari_pipeline.evaluation.population",
+    "himari_pipeline.rl.stacked_policies",
+    "himari_pipeline.rl.stacked_ppo",
+)
 TRUNCATION_CHECKS = {a: f"{a}_truncation_invariance" for a in (FEATURES_T, DENOISED, REGIMES)}
 
 
@@ -96,6 +98,10 @@ _COMMON = {
     can_subset=False,
 )
 def validate_experiment(context: dg.AssetExecutionContext, lake: LakeResource, settings: PipelineSettings):
+    from himari_pipeline.evaluation import population as population_mod
+    from himari_pipeline.evaluation import report as report_mod
+    from himari_pipeline.rl.checkpoints import WeightsCatalog
+
     exp = experiment_on_dataset(context.partition_key, settings.raw_dir)
     part = lake_partition(exp.name, exp.dataset)
     bpy = exp.env["bars_per_year"]
@@ -214,6 +220,8 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     "skipped (not failed) when the verdict is FAIL.",
 )
 def promoted_policy(context: dg.AssetExecutionContext, lake: LakeResource):
+    from himari_pipeline.rl.checkpoints import verified_checkpoint
+
     store = lake.get()
     exp = lake_partition(*split_training_key(context.partition_key))
     summary = store.read_table(SUMMARY, exp).iloc[-1]

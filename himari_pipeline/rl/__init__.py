@@ -1,26 +1,5 @@
-"""Reinforcement learning: vectorized trading env, rewards, gymnasium wrapper, policy and PPO."""
+"""Reinforcement learning: vectorized trading env, rewards, gymnasium wrapper, policy and PPO.
 
-from himari_pipeline.rl.env import EnvConfig, MarketArrays, Obs, VecTradingEnv
-from himari_pipeline.rl.rewards import (
-    REWARDS,
-    RewardFn,
-    RewardScaleError,
-    StepContext,
-    reward_scale_diagnostic,
-)
-from himari_pipeline.vocabulary import FLAT, LONG, SHORT
-
-__all__ = [
-    "FLAT",
-    "LONG",
-    "REWARDS",
-    "SHORT",
-    "EnvConfig",
-    "MarketArrays",
-    "Obs",
-    "RewardFn",
-    "RewardScaleError",
-    "StepContext",
-    "VecTradingEnv",
-    "reward_scale_diagnostic",
-]
+Nothing is imported here (importing the package must not import torch): use the modules, e.g.
+``from himari_pipeline.rl.env import VecTradingEnv``; :mod:`.configs` holds the torch-free configs.
+"""

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from himari_pipeline.datasets.splits import SplitArrays
-from himari_pipeline.rl.rewards import REWARDS, StepContext, make_reward
+from himari_pipeline.rl.configs import EnvConfig
+from himari_pipeline.rl.rewards import StepContext, make_reward
 from himari_pipeline.trading.rules import (
-    TradingRules,
     advance_hold,
     hold_blocked,
     hold_restricted,
@@ -250,44 +250,6 @@ class MarketArrays:
             None if self.leg_returns is None else self.leg_returns.to(dev),
             None if self.leg_weights is None else self.leg_weights.to(dev),
         )
-
-
-@dataclass
-class EnvConfig:
-    """Episode, context and reward choice plus the trading rules as flat fields (the experiment YAML's
-    ``env:`` keys and the checkpoints' ``env_config``); :attr:`rules` is them as :class:`TradingRules`,
-    which validates them. Costs are fractions of equity (0.0015 = 0.15 %)."""
-
-    transaction_cost: float = 0.0015  # per unit of |position change|
-    carry_cost: float = 0.0  # per bar, per unit of |position| held
-    borrow_rate_annual: float = 0.0  # shorts, per year, per unit of |short position|
-    bars_per_year: float = 8760.0  # 24/7 hourly bars; 105_120 for 5-minute crypto bars
-    leverage: float = 1.0  # |position| of LONG and SHORT
-    max_leverage: float = 5.0
-    min_hold: int = 0  # bars a position must be held before it may change (0 = off)
-    cooldown: int = 0  # bars flat after a close before a new position may open (0 = off)
-    episode_length: int | None = 1024  # decisions per episode; None = to the end of the data
-    context: int = 1  # feature window length: decisions start at t >= context - 1
-    reward: str = "pnl"
-    reward_kwargs: dict = field(default_factory=dict)
-    ruin_equity: float = 0.0  # equity <= this ends the episode
-
-    def __post_init__(self) -> None:
-        self.rules  # noqa: B018 - validates the trading rules
-        if self.episode_length is not None and self.episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1 or None, got {self.episode_length}")
-        if self.context < 1:
-            raise ValueError(f"context must be >= 1, got {self.context}")
-        if self.reward not in REWARDS:
-            raise ValueError(f"unknown reward {self.reward!r}; choose one of {sorted(REWARDS)}")
-
-    @property
-    def rules(self) -> TradingRules:
-        return TradingRules.from_mapping(vars(self))
-
-    @property
-    def borrow_per_bar(self) -> float:
-        return self.rules.borrow_per_bar
 
 
 @dataclass

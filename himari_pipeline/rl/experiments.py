@@ -41,9 +41,7 @@ import yaml
 
 from himari_pipeline.datasets.splits import FRACTION_PRESETS
 from himari_pipeline.market.bars import validate_name
-from himari_pipeline.rl.env import EnvConfig
-from himari_pipeline.rl.policy import PolicyConfig
-from himari_pipeline.rl.ppo import PPOConfig
+from himari_pipeline.rl.configs import EnvConfig, PolicyConfig, PPOConfig
 
 __all__ = [
     "EXPERIMENTS_DIR",

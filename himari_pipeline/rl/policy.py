@@ -13,81 +13,14 @@ band of width ``context`` in *every* layer the receptive field would grow to
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from himari_pipeline.rl.configs import PolicyConfig
 from himari_pipeline.vocabulary import NUM_ACTIONS
-
-
-def split_receptive_field(context: int, n_layers: int) -> tuple[int, ...]:
-    """Per-layer attention widths whose stacked receptive field is exactly ``context`` bars."""
-    if context < 1 or n_layers < 1:
-        raise ValueError("context and n_layers must be >= 1")
-    span = context - 1
-    base, rem = divmod(span, n_layers)
-    # the remainder goes to the top layers
-    return tuple(1 + base + (1 if layer >= n_layers - rem else 0) for layer in range(n_layers))
-
-
-@dataclass
-class PolicyConfig:
-    """Every architecture hyperparameter of :class:`RegimeConditionedPolicy`."""
-
-    n_features: int = 44
-    n_regimes: int = 4
-    context: int = 100
-    d_model: int = 256
-    n_heads: int = 4
-    n_layers: int = 3
-    ff_dim: int = 1024
-    dropout: float = 0.0
-    actor_hidden: int = 256
-    critic_hidden: int = 256
-    position_state_dim: int = 3
-    actor_bias_init: tuple[float, float, float] | None = None
-    attn_windows: tuple[int, ...] | None = None  # None: split_receptive_field(context, n_layers)
-    chunk_rows: int = 512  # query rows per chunk when encoding long stretches (memory bound)
-    chunk_batch: int = 64  # chunks encoded per batched pass
-
-    def __post_init__(self) -> None:
-        if self.actor_bias_init is not None:
-            self.actor_bias_init = tuple(float(b) for b in self.actor_bias_init)
-            if len(self.actor_bias_init) != NUM_ACTIONS:
-                raise ValueError("actor_bias_init needs one value per action")
-        if self.attn_windows is None:
-            self.attn_windows = split_receptive_field(self.context, self.n_layers)
-        self.attn_windows = tuple(int(w) for w in self.attn_windows)
-        if len(self.attn_windows) != self.n_layers or min(self.attn_windows) < 1:
-            raise ValueError("attn_windows needs one width >= 1 per layer")
-        if sum(w - 1 for w in self.attn_windows) + 1 != self.context:
-            raise ValueError(f"attn_windows {self.attn_windows} do not span context {self.context}")
-        if self.d_model % self.n_heads:
-            raise ValueError("d_model must be divisible by n_heads")
-
-    @classmethod
-    def full(cls, **overrides) -> PolicyConfig:
-        """The full-size architecture: context 100, d 256, 3 layers, 4 heads."""
-        return cls(**overrides)
-
-    @classmethod
-    def small(cls, **overrides) -> PolicyConfig:
-        """A CPU-sized default: context 32, d 64, 2 layers, 4 heads."""
-        base = dict(
-            context=32, d_model=64, n_layers=2, n_heads=4, ff_dim=128, actor_hidden=64, critic_hidden=64
-        )
-        base.update(overrides)
-        return cls(**base)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PolicyConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class LocalCausalAttention(nn.Module):

@@ -43,6 +43,7 @@ from himari_pipeline.rl.checkpoints import (
     save_checkpoint,
     write_best_pointer,
 )
+from himari_pipeline.rl.configs import PPOConfig
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy, masked_logits
 from himari_pipeline.rl.ppo_math import (
@@ -56,77 +57,9 @@ from himari_pipeline.rl.ppo_math import (
     lr_at,
 )
 from himari_pipeline.rl.replay import Decisions, replay_policies
-from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, NUM_ACTIONS
+from himari_pipeline.vocabulary import ACTIONS, NUM_ACTIONS
 
 LogFn = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class PPOConfig:
-    """Every PPO hyperparameter (CleanRL names); defaults are the full-size profile."""
-
-    exp_name: str = "himari_ppo"
-    seed: int = 1
-    torch_deterministic: bool = True
-    device: str = "cpu"
-    # algorithm
-    total_timesteps: int = 500_000
-    learning_rate: float = 2.5e-4
-    anneal_lr: bool = True
-    num_envs: int = 8
-    num_steps: int = 128
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4  # minibatches are groups of envs: num_envs must be divisible by this
-    update_epochs: int = 4
-    norm_adv: bool = True
-    clip_coef: float = 0.2
-    clip_vloss: bool = True
-    ent_coef_start: float = 0.10
-    ent_coef_end: float = 0.02  # linear annealing over the updates
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = 0.05
-    adam_eps: float = 1e-5
-    bootstrap_truncated: bool = True  # add gamma * V(final obs) to the reward of time-limit ends
-    # a seed population, trained batched in one process (``seed`` is then unused); None: one seed
-    seeds: tuple[int, ...] | None = None
-    mirror: bool = False  # train on the market and its mirror image, one segment each (make_train_env)
-    # evaluation, selection, collapse
-    eval_every: int = 20_000  # environment steps between validations
-    eval_temperature: float = 0.5
-    eval_greedy: bool = True
-    eval_seed: int | None = None  # None: seed; the same sampling noise at every evaluation
-    bars_per_year: float | None = None  # None: env_cfg.bars_per_year
-    select_metric: str = "greedy_sharpe"
-    select_mode: str = "max"
-    patience: int | None = None  # evaluations without improvement before stopping
-    collapse_max_share: float = COLLAPSE_MAX_SHARE
-    collapse_entropy_floor: float = 0.1
-    stop_on_collapse: bool = False
-
-    def __post_init__(self) -> None:
-        if self.seeds is not None:
-            self.seeds = tuple(int(s) for s in self.seeds)
-            if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-                raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
-        if self.num_envs % self.num_minibatches:
-            raise ValueError("num_envs must be divisible by num_minibatches (minibatches are env groups)")
-        if self.eval_temperature <= 0:
-            raise ValueError("eval_temperature must be > 0")
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_iterations(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PPOConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def seed_everything(seed: int, torch_deterministic: bool = True) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from himari_pipeline.rl.configs import REWARD_NAMES
 from himari_pipeline.vocabulary import CRISIS, HIGH_VOL, REWARD_MAX_ABS, REWARD_MAX_VALUE_LOSS, TRENDING
 
 __all__ = [
@@ -392,6 +393,8 @@ REWARDS: dict[str, type[RewardFn]] = {
         AdaptiveRegimeReward,
     )
 }
+if tuple(REWARDS) != REWARD_NAMES:  # configs validate names without importing torch
+    raise RuntimeError(f"rl.configs.REWARD_NAMES {REWARD_NAMES} != registered rewards {tuple(REWARDS)}")
 
 
 def make_reward(name: str, num_envs: int, device: torch.device | str = "cpu", **kwargs: float) -> RewardFn:

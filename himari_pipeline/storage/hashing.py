@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 from pathlib import Path
 from types import ModuleType
@@ -53,9 +54,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def code_version(*modules: ModuleType) -> str:
-    """Short hash of the source of the given modules: changes when the code computing an asset does."""
+def _module_file(name: str) -> Path:
+    """The source file of module ``name`` found from its top package, importing none of its parents."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"no package {top!r}")
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    raise ModuleNotFoundError(f"no module {name!r} at {base}")
+
+
+def code_version(*modules: ModuleType | str) -> str:
+    """Short hash of the source of the given modules: changes when the code computing an asset does.
+
+    A module may be given by its dotted name: its file is read without importing it (the Dagster
+    definitions name the training modules this way, so loading them does not import torch); the hash
+    is the same either way."""
     h = hashlib.sha256()
     for mod in modules:
-        h.update(inspect.getsource(mod).encode())
+        if isinstance(mod, str):
+            text = _module_file(mod).read_text()
+        else:
+            text = inspect.getsource(mod)
+        h.update(text.encode())
     return h.hexdigest()[:12]

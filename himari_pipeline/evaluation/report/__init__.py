@@ -22,30 +22,9 @@ segment), ``probes`` (the tests, calls of the evaluation library), ``evidence`` 
 :mod:`~himari_pipeline.evaluation.replay`.
 """
 
-from himari_pipeline.evaluation import (
-    attribution,
-    backtest,
-    baselines,
-    html,
-    leakage,
-    metrics,
-    replay,
-    report_plots,
-    significance,
-    verdict,
-)
 from himari_pipeline.evaluation.baselines import SUBJECTS
+from himari_pipeline.evaluation.code_modules import REPORT_CODE_MODULES
 from himari_pipeline.evaluation.replay import Replay, costs_from_experiment, replay_greedy
-from himari_pipeline.evaluation.report import (
-    build,
-    checkpoints,
-    document,
-    evidence,
-    probes,
-    sections,
-    segments,
-    store,
-)
 from himari_pipeline.evaluation.report.build import StrategySubject, build_validation_report
 from himari_pipeline.evaluation.report.checkpoints import (
     LoadedCheckpoint,
@@ -64,27 +43,8 @@ from himari_pipeline.evaluation.report.store import StoredReport, store_report
 
 _load = load_policy_checkpoint  # the name the replay tests load checkpoints by
 
-#: Every module whose code shapes a report: an asset's code version hashes them all.
-CODE_MODULES = (
-    build,
-    checkpoints,
-    document,
-    evidence,
-    probes,
-    sections,
-    segments,
-    store,
-    attribution,
-    backtest,
-    baselines,
-    html,
-    leakage,
-    metrics,
-    replay,
-    report_plots,
-    significance,
-    verdict,
-)
+#: Every module whose code shapes a report, by name: an asset's code version hashes them all.
+CODE_MODULES = REPORT_CODE_MODULES
 
 __all__ = [
     "CODE_MODULES",
