@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from himari_pipeline.rl.configs import PolicyConfig
+from himari_pipeline.rl.configs import PolicyConfig, split_receptive_field  # noqa: F401 - re-exported
 from himari_pipeline.vocabulary import NUM_ACTIONS
 
 
