@@ -1,0 +1,176 @@
+"""The exit env (log 002): the stop/take-profit rule on constructed bars, masks in effect, observations
+that cannot see the next bar, and one trade by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from himari_pipeline.exits.env import (
+    BY_AGENT,
+    BY_STOP,
+    BY_TAKE,
+    BY_TIME,
+    EXIT,
+    HOLD,
+    PARTIAL_EXIT,
+    TIGHTEN_SL,
+    TRAIL_BE,
+    ExitConfig,
+    ExitMarket,
+    VecExitEnv,
+    exit_observation,
+)
+from himari_pipeline.exits.stops import NO_FILL, STOP_FILL, TAKE_FILL, resolve_stops
+
+
+def test_stops_on_constructed_bars_long_and_short():
+    """Gaps fill at the open, touches at the level, both touched in one bar = the stop."""
+    # columns: side, stop, take, open, high, low, close -> kind, price
+    cases = [
+        (1, 99, 102, 100.0, 101.0, 99.5, 100.5, NO_FILL, 100.5),
+        (1, 99, 102, 100.0, 101.0, 98.5, 99.8, STOP_FILL, 99.0),
+        (1, 99, 102, 100.0, 102.5, 99.5, 101.0, TAKE_FILL, 102.0),
+        (1, 99, 102, 100.0, 102.5, 98.0, 101.0, STOP_FILL, 99.0),  # both: the stop
+        (1, 99, 102, 97.0, 98.0, 96.0, 97.5, STOP_FILL, 97.0),  # gap through the stop: the open
+        (1, 99, 102, 103.0, 104.0, 102.5, 103.5, TAKE_FILL, 103.0),  # gap through the take: the open
+        (-1, 101, 98, 100.0, 101.5, 99.0, 100.2, STOP_FILL, 101.0),
+        (-1, 101, 98, 100.0, 100.5, 97.5, 98.2, TAKE_FILL, 98.0),
+        (-1, 101, 98, 100.0, 101.5, 97.5, 99.0, STOP_FILL, 101.0),  # both: the stop
+        (-1, 101, 98, 102.0, 102.5, 101.5, 102.0, STOP_FILL, 102.0),  # gap up through a short's stop
+        (-1, 101, 98, 100.0, 100.8, 98.5, 99.0, NO_FILL, 99.0),
+    ]
+    arr = np.array([c[:7] for c in cases], dtype=np.float64)
+    want_kind = np.array([c[7] for c in cases])
+    want_price = np.array([c[8] for c in cases])
+    got = resolve_stops(*arr.T)
+    np.testing.assert_array_equal(got.kind, want_kind)
+    np.testing.assert_array_equal(got.price, want_price)
+    t = resolve_stops(*torch.from_numpy(arr).T)
+    np.testing.assert_array_equal(t.kind.numpy(), want_kind)
+    np.testing.assert_array_equal(t.price.numpy(), want_price)
+
+
+def _market(n: int = 400, seed: int = 0, entries: int = 60) -> tuple[dict, ExitMarket]:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.004, n)))
+    open_ = np.r_[close[0], close[:-1]] * np.exp(rng.normal(0, 0.001, n))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.002, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.002, n)))
+    bars = {"open": open_, "high": high, "low": low, "close": close}
+    e = np.sort(rng.choice(np.arange(20, n - 60), entries, replace=False))
+    side = rng.choice([-1.0, 1.0], entries)
+    return bars, ExitMarket.from_numpy(bars, e, side)
+
+
+def _masked_sample(env: VecExitEnv, gen: torch.Generator) -> torch.Tensor:
+    logits = torch.zeros(env.n, 5).masked_fill(~env.action_mask(), -torch.inf)
+    return torch.multinomial(torch.softmax(logits, 1), 1, generator=gen)[:, 0]
+
+
+def test_masks_block_what_they_should_and_a_masked_policy_is_never_blocked():
+    _, market = _market()
+    cfg = ExitConfig(min_exit_bar=3, max_hold=30)
+    env = VecExitEnv(market, cfg, 256, seed=1)
+    mask = env.action_mask()
+    assert not mask[:, EXIT].any() and not mask[:, PARTIAL_EXIT].any()  # k = 0 < min_exit_bar
+    assert mask[:, HOLD].all() and mask[:, TIGHTEN_SL].all()
+    gen = torch.Generator().manual_seed(0)
+    agent_holds = []
+    for _ in range(400):
+        m = env.action_mask()
+        px = env.m.close[env.e + env.k]
+        assert torch.equal(
+            m[:, TRAIL_BE], (env.side * (px - env.entry) > 0) & (env.side * (env.stop - env.entry) < 0)
+        )
+        assert not (m[:, PARTIAL_EXIT] & (env.remaining < 1)).any()  # once
+        _, _, done, info = env.step(_masked_sample(env, gen))
+        agent = done & (info["exit_reason"] == BY_AGENT)
+        agent_holds += info["holding_bars"][agent].tolist()
+    assert env.blocked_rate == 0.0 and agent_holds and min(agent_holds) >= 3
+
+    # an unmasked random policy: blocked actions are counted and replaced by HOLD, no early agent exit
+    env = VecExitEnv(market, cfg, 256, seed=2)
+    holds = []
+    for _ in range(200):
+        a = torch.randint(0, 5, (env.n,), generator=gen)
+        _, _, done, info = env.step(a)
+        holds += info["holding_bars"][done & (info["exit_reason"] == BY_AGENT)].tolist()
+    assert env.blocked_rate > 0.05 and min(holds) >= 3
+
+
+def test_the_observation_cannot_see_the_next_bar():
+    """Log 002's v3 bug: the P&L of bar t+1 visible at decision k. Changing every bar after t leaves
+    the observation at t unchanged; changing bar t changes it."""
+    bars, market = _market()
+    cfg = ExitConfig(window=8)
+    env = VecExitEnv(market, cfg, 64, seed=3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        env.step(_masked_sample(env, gen))
+    t = env.e + env.k
+    args = (t, env.side, env.entry, env.k.double(), env.remaining, env.stop, env.take, cfg)
+    obs = exit_observation(market.close, *args)
+    assert torch.equal(obs, env.observe())
+    for i in range(env.n):
+        future = market.close.clone()
+        future[int(t[i]) + 1 :] *= 1.5
+        row = exit_observation(future, *(a[i : i + 1] if torch.is_tensor(a) else a for a in args))
+        assert torch.equal(row[0], obs[i])
+        now = market.close.clone()
+        now[int(t[i])] *= 1.01
+        assert not torch.equal(
+            exit_observation(now, *(a[i : i + 1] if torch.is_tensor(a) else a for a in args))[0], obs[i]
+        )
+
+
+def test_one_trade_by_hand():
+    """Long at 100: hold, partial at +1 %, trail to breakeven, then a bar that touches both levels
+    fills the stop at breakeven. Money and rewards by hand; the rewards sum to the return plus the
+    entry cost."""
+    close = np.array([100.0, 100.5, 101.0, 101.5, 100.8, 100.9])
+    bars = {
+        "open": np.array([100.0, 100.0, 100.5, 101.0, 101.5, 100.8]),
+        "high": np.array([100.0, 100.6, 101.1, 101.6, 102.5, 101.0]),
+        "low": np.array([100.0, 100.4, 100.4, 100.9, 99.9, 100.7]),
+        "close": close,
+    }
+    c = 0.001
+    cfg = ExitConfig(
+        stop_loss=0.01, take_profit=0.02, min_exit_bar=2, max_hold=10, transaction_cost=c, window=2
+    )
+    env = VecExitEnv(ExitMarket.from_numpy(bars, [0], [1.0]), cfg, 1)
+    rewards, infos = [], []
+    for a in (HOLD, HOLD, PARTIAL_EXIT, TRAIL_BE):
+        _, r, done, info = env.step(torch.tensor([a]))
+        rewards.append(float(r[0]))
+        infos.append(info)
+    assert bool(done[0]) and int(infos[-1]["exit_reason"][0]) == BY_STOP
+    # partial at close 101.0 (k=2): half at +1 %; the rest stopped at the entry (bar 4 touches 99.9 and 102.5)
+    expected = -c + 0.5 * (0.01 - c) + 0.5 * (0.0 - c)
+    assert float(infos[-1]["trade_return"][0]) == pytest.approx(expected, abs=1e-15)
+    assert sum(rewards) == pytest.approx(expected + c, abs=1e-6)
+    assert int(infos[-1]["holding_bars"][0]) == 4
+    assert int(infos[0]["exit_reason"][0]) == 0
+
+
+def test_time_and_take_profit_exits():
+    close = np.linspace(100, 101, 12)
+    bars = {"open": close, "high": close + 0.01, "low": close - 0.01, "close": close}
+    cfg = ExitConfig(
+        stop_loss=0.05, take_profit=0.5, min_exit_bar=1, max_hold=5, transaction_cost=0.0, window=3
+    )
+    env = VecExitEnv(ExitMarket.from_numpy(bars, [0], [1.0]), cfg, 1)
+    for _ in range(5):
+        _, _, done, info = env.step(torch.tensor([HOLD]))
+    assert bool(done[0]) and int(info["exit_reason"][0]) == BY_TIME and int(info["holding_bars"][0]) == 5
+    assert float(info["trade_return"][0]) == pytest.approx(close[5] / 100 - 1)
+    bars["high"] = bars["high"].copy()
+    bars["high"][2] = 200.0
+    env = VecExitEnv(ExitMarket.from_numpy(bars, [0], [1.0]), cfg, 1)
+    env.step(torch.tensor([HOLD]))
+    _, _, done, info = env.step(torch.tensor([HOLD]))
+    assert int(info["exit_reason"][0]) == BY_TAKE and float(info["trade_return"][0]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="a bar must follow"):
+        ExitMarket.from_numpy(bars, [11], [1.0])
