@@ -174,3 +174,85 @@ def test_time_and_take_profit_exits():
     assert int(info["exit_reason"][0]) == BY_TAKE and float(info["trade_return"][0]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="a bar must follow"):
         ExitMarket.from_numpy(bars, [11], [1.0])
+
+
+def _fixed_stops_by_hand(bars: dict, entry: int, side: float, cfg: ExitConfig) -> tuple[float, int, str]:
+    """The fixed stop-loss / take-profit trade written out bar by bar, without the env."""
+    price = bars["close"][entry]
+    stop, take = price * (1 - side * cfg.stop_loss), price * (1 + side * cfg.take_profit)
+    c = cfg.transaction_cost
+    for k in range(1, cfg.max_hold + 1):
+        t = entry + k
+        fill = resolve_stops(
+            side, stop, take, bars["open"][t], bars["high"][t], bars["low"][t], bars["close"][t]
+        )
+        if fill.kind != NO_FILL or k == cfg.max_hold or t == len(bars["close"]) - 1:
+            ret = side * (float(fill.price) / price - 1) - 2 * c
+            kind = {STOP_FILL: "stop_loss", TAKE_FILL: "take_profit"}.get(int(fill.kind), "time")
+            return ret, k, kind
+    raise AssertionError("unreachable")
+
+
+def test_played_trades_equal_a_bar_by_bar_reference_and_baselines_differ():
+    from himari_pipeline.exits.evaluate import (
+        fixed_stops,
+        play_trades,
+        random_exit,
+        time_exit,
+        trade_metrics,
+        trailing_stop,
+    )
+
+    bars, market = _market(entries=40)
+    cfg = ExitConfig(stop_loss=0.006, take_profit=0.012, min_exit_bar=3, max_hold=30, transaction_cost=0.0005)
+    trades, info = play_trades(market, cfg, fixed_stops)
+    assert info["blocked_rate"] == 0.0 and info["actions"]["hold"] == trades["holding_bars"].sum()
+    for _, row in trades.iterrows():
+        ret, held, kind = _fixed_stops_by_hand(bars, int(row["entry_bar"]), float(row["side"]), cfg)
+        assert (row["holding_bars"], row["exit_reason"]) == (held, kind)
+        assert row["return"] == pytest.approx(ret, abs=1e-12)
+    timed, _ = play_trades(market, cfg, time_exit(5))
+    assert set(timed["exit_reason"]) <= {"agent", "stop_loss", "take_profit"}
+    assert (timed.loc[timed["exit_reason"] == "agent", "holding_bars"] == 5).all()
+    trailed, _ = play_trades(market, cfg, trailing_stop)
+    assert trailed["holding_bars"].mean() < trades["holding_bars"].mean()  # a tightening stop exits sooner
+    lengths = np.array([4, 9, 17])
+    rand, _ = play_trades(market, cfg, random_exit(lengths, len(market.entry_bar), seed=3))
+    agent = rand[rand["exit_reason"] == "agent"]
+    assert len(agent) > 0 and set(agent["holding_bars"]) <= set(lengths.tolist())
+    m = trade_metrics(trades, cfg.min_exit_bar)
+    r = trades["return"].to_numpy()
+    assert m["trades"] == 40 and m["mean_return"] == pytest.approx(r.mean())
+    assert m["win_rate"] == pytest.approx((r > 0).mean())
+    assert m["profit_factor"] == pytest.approx(r[r > 0].sum() / -r[r < 0].sum())
+    assert m["exit_stop_loss"] + m["exit_take_profit"] + m["exit_time"] + m["exit_agent"] == pytest.approx(
+        1.0
+    )
+
+
+def test_breakout_entries_are_causal_and_split_inside_segments():
+    from himari_pipeline.exits.entries import breakout_entries, split_entries
+
+    bars, _ = _market(n=600, seed=5)
+    full = breakout_entries(bars["high"], bars["low"], bars["close"], lookback=20, min_gap=5)
+    assert len(full) > 10 and set(full["side"]) == {-1, 1}
+    for cut in (150, 300, 451):
+        part = breakout_entries(
+            bars["high"][:cut], bars["low"][:cut], bars["close"][:cut], lookback=20, min_gap=5
+        )
+        assert part.equals(full[full["entry_bar"] < cut].reset_index(drop=True)), cut
+    e = full.iloc[0]
+    t = int(e["entry_bar"])
+    past = bars["high"][t - 20 : t] if e["side"] > 0 else bars["low"][t - 20 : t]
+    assert (bars["close"][t] > past.max()) if e["side"] > 0 else (bars["close"][t] < past.min())
+    assert (np.diff(full["entry_bar"]) >= 5).all()
+    ranges = {"train": (0, 300), "val": (310, 450), "test": (460, 600)}
+    parts = split_entries(full, ranges, max_hold=30)
+    for name, (lo, hi) in ranges.items():
+        eb = parts[name]["entry_bar"]
+        assert ((eb >= lo) & (eb + 30 < hi)).all()
+    kept = sum(len(p) for p in parts.values())
+    inside = sum(
+        ((full["entry_bar"] >= lo) & (full["entry_bar"] + 30 < hi)).sum() for lo, hi in ranges.values()
+    )
+    assert kept == inside and kept < len(full)

@@ -171,10 +171,15 @@ class VecExitEnv:
         gross = self.m.entry_side[:, None] * (c[idx] / c[self.m.entry_bar][:, None] - 1.0)
         return gross.max(dim=1).values - 2 * self.cfg.transaction_cost
 
-    def reset(self, envs: Tensor | None = None) -> Tensor:
-        """Start new trades in ``envs`` (a bool mask; None = all); returns the observation of all."""
+    def reset(self, envs: Tensor | None = None, picks: Tensor | None = None) -> Tensor:
+        """Start new trades in ``envs`` (a bool mask; None = all), at random entries or at ``picks``
+        (N entry numbers); returns the observation of all."""
         mask = torch.ones(self.n, dtype=torch.bool, device=self.e.device) if envs is None else envs
-        pick = torch.randint(0, len(self.m.entry_bar), (self.n,), generator=self.gen, device=self.e.device)
+        pick = (
+            torch.randint(0, len(self.m.entry_bar), (self.n,), generator=self.gen, device=self.e.device)
+            if picks is None
+            else torch.as_tensor(picks, device=self.e.device).long()
+        )
         e, side = self.m.entry_bar[pick], self.m.entry_side[pick]
         price = self.m.close[e]
         c = self.cfg
