@@ -4,6 +4,7 @@ that cannot see the next bar, and one trade by hand."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -256,3 +257,34 @@ def test_breakout_entries_are_causal_and_split_inside_segments():
         ((full["entry_bar"] >= lo) & (full["entry_bar"] + 30 < hi)).sum() for lo, hi in ranges.values()
     )
     assert kept == inside and kept < len(full)
+
+
+def test_entries_from_a_file_and_from_positions(tmp_path):
+    from himari_pipeline.exits.entries import EntriesError, entries_from_positions, read_entries
+
+    bars = pd.date_range("2024-01-01 01:00", periods=50, freq="h", tz="UTC")
+    ns = bars.asi8
+    good = "timestamp,side\n2024-01-01T05:00:00Z,long\n2024-01-01T03:00:00Z,-1\n2024-01-01T10:00:00Z,short\n"
+    (tmp_path / "e.csv").write_text(good)
+    got = read_entries(tmp_path / "e.csv", ns)
+    assert got["entry_bar"].tolist() == [2, 4, 9] and got["side"].tolist() == [-1, 1, -1]
+    cases = {
+        "side.csv": ("timestamp,side\n2024-01-01T05:00:00Z,up\n", "row 1: rule bad_side"),
+        "time.csv": ("timestamp,side\nsoon,1\n", "row 1: rule bad_timestamp"),
+        "open.csv": (
+            "timestamp,side\n2024-01-01T05:00:00Z,1\n2024-01-01T05:30:00Z,1\n",
+            "row 2: rule unknown_timestamp",
+        ),
+        "dup.csv": (
+            "timestamp,side\n2024-01-01T05:00:00Z,1\n2024-01-01T05:00:00Z,-1\n",
+            "row 2: rule duplicate_timestamp",
+        ),
+        "cols.csv": ("time,side\n2024-01-01T05:00:00Z,1\n", "rule missing_column"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(EntriesError, match=message):
+            read_entries(tmp_path / name, ns)
+    pos = np.array([0, 0, 1, 1, 0, -1, -1, 1, 0.5, 0])
+    e = entries_from_positions(pos)
+    assert e["entry_bar"].tolist() == [2, 5, 7] and e["side"].tolist() == [1, -1, 1]

@@ -1,17 +1,29 @@
-"""Entries for the exit optimizer: a breakout rule shipped with the project, and the split by time.
+"""Entries for the exit optimizer: a breakout rule shipped with the project, a user's file, a trained
+policy's positions, and the split by time.
 
 ``breakout_entries``: long at bar ``t``'s close when it closes above the highest high of the previous
 ``lookback`` bars, short when it closes below their lowest low; decided from bars ``<= t`` only, and
 no new entry within ``min_gap`` bars of the previous one. ``split_entries`` keeps, per segment of the
 dataset's splits, the entries whose whole holding window (``max_hold`` bars after the entry) lies
 inside the segment, so no trade of one segment reads a bar of the next (the splits' embargo stays
-between them).
+between them). ``read_entries`` reads a user's ``timestamp,side`` file (CSV or Parquet; the bar close,
+UTC, as the lake stores it; side ``1``/``-1``/``long``/``short``) and names file, row and rule for a bad
+one; ``entries_from_positions`` takes a strategy's positions (an entry wherever a position opens or
+flips side).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+_SIDES = {"1": 1, "+1": 1, "1.0": 1, "long": 1, "-1": -1, "-1.0": -1, "short": -1}
+
+
+class EntriesError(ValueError):
+    """An entries file broke a rule; the message names file, row and rule."""
 
 
 def breakout_entries(
@@ -45,3 +57,67 @@ def split_entries(
         name: entries[(e >= lo) & (e + max_hold < hi)].reset_index(drop=True)
         for name, (lo, hi) in ranges.items()
     }
+
+
+def _err(path: Path, row: int | None, rule: str, detail: str) -> EntriesError:
+    return EntriesError(f"{path.name}{f', row {row}' if row is not None else ''}: rule {rule}: {detail}")
+
+
+def read_entries(path: str | Path, bar_timestamps: np.ndarray) -> pd.DataFrame:
+    """``entry_bar`` and ``side`` of a user's file against the dataset's bar close times (int64 ns UTC)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EntriesError(f"{path}: no such file")
+    try:
+        frame = (
+            pd.read_parquet(path)
+            if path.suffix.lower() in (".parquet", ".pq")
+            else pd.read_csv(path, dtype=str)
+        )
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, not a traceback
+        raise _err(path, None, "unreadable", f"{type(exc).__name__}: {exc}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for need in ("timestamp", "side"):
+        if need not in frame.columns:
+            raise _err(
+                path, None, "missing_column", f"no {need!r} column (columns: {', '.join(frame.columns)})"
+            )
+    if frame.empty:
+        raise _err(path, None, "empty", "no rows")
+    ts = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="mixed")
+    bad = np.flatnonzero(ts.isna().to_numpy())
+    if len(bad):
+        raise _err(
+            path, int(bad[0]) + 1, "bad_timestamp", f"cannot parse {frame['timestamp'].iloc[bad[0]]!r}"
+        )
+    ns = pd.DatetimeIndex(ts).asi8
+    dup = np.flatnonzero(pd.Series(ns).duplicated().to_numpy())
+    if len(dup):
+        raise _err(path, int(dup[0]) + 1, "duplicate_timestamp", f"{ts.iloc[dup[0]]} appears twice")
+    side_text = frame["side"].astype(str).str.strip().str.lower()
+    side = side_text.map(_SIDES)
+    bad = np.flatnonzero(side.isna().to_numpy())
+    if len(bad):
+        raise _err(
+            path, int(bad[0]) + 1, "bad_side", f"{frame['side'].iloc[bad[0]]!r} is not 1, -1, long or short"
+        )
+    bars = np.asarray(bar_timestamps, dtype=np.int64)
+    at = np.searchsorted(bars, ns)
+    unknown = np.flatnonzero((at >= len(bars)) | (bars[np.minimum(at, len(bars) - 1)] != ns))
+    if len(unknown):
+        raise _err(
+            path,
+            int(unknown[0]) + 1,
+            "unknown_timestamp",
+            f"{ts.iloc[unknown[0]]} is not a bar close of the dataset",
+        )
+    out = pd.DataFrame({"entry_bar": at.astype(np.int64), "side": side.to_numpy().astype(np.int8)})
+    return out.sort_values("entry_bar", kind="stable").reset_index(drop=True)
+
+
+def entries_from_positions(positions: np.ndarray) -> pd.DataFrame:
+    """An entry at every bar where the position opens from flat or flips side (its sign is the side)."""
+    sign = np.sign(np.asarray(positions, dtype=np.float64))
+    before = np.r_[0.0, sign[:-1]]
+    bars = np.flatnonzero((sign != 0) & (sign != before))
+    return pd.DataFrame({"entry_bar": bars.astype(np.int64), "side": sign[bars].astype(np.int8)})
