@@ -39,6 +39,12 @@ def action_shares(actions: np.ndarray) -> dict[str, float]:
     return {name: float(c / total) for name, c in zip(ACTIONS, counts, strict=True)}
 
 
+def position_actions(positions: np.ndarray) -> np.ndarray:
+    """The action id of each position by its sign: LONG above 0, SHORT below, FLAT at 0."""
+    p = np.asarray(positions)
+    return np.select([p > 0, p < 0], [LONG, SHORT], FLAT)
+
+
 def top_action(shares: Mapping[str, float]) -> tuple[str, float]:
     """The most frequent action and its share."""
     name = max(shares, key=lambda k: shares[k])
@@ -68,6 +74,7 @@ __all__ = [
     "TRENDING",
     "WARMUP_ID",
     "action_shares",
+    "position_actions",
     "regime_name",
     "top_action",
 ]

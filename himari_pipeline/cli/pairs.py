@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from himari_pipeline.cli.common import fail
+
+if TYPE_CHECKING:
+    from himari_pipeline.pairs.evaluate import PairConfig
 
 
 def pairs(
@@ -56,20 +59,24 @@ def pairs(
     """
     from himari_pipeline.market.validation import BarValidationError
     from himari_pipeline.pairs.evaluate import PairConfig, evaluate_pair
-    from himari_pipeline.pairs.legs import read_legs
+    from himari_pipeline.pairs.legs import pair_key, read_legs
     from himari_pipeline.pairs.report import pair_markdown, write_pair_report
     from himari_pipeline.pairs.spread import SpreadConfig
     from himari_pipeline.pairs.synthetic import SyntheticPair, synthetic_pair
 
-    if dataset:
-        _pairs_in_lake(dataset, hedge, window, z_window, cost_bps, borrow_rate, leverage, experiment)
     try:
         spread = SpreadConfig(hedge=hedge, window=window, z_window=z_window)
         cfg = PairConfig(
             spread=spread, transaction_cost=cost_bps / 1e4, borrow_rate_annual=borrow_rate, leverage=leverage
         )
-        cfg.rules(1.0)  # validates costs and leverage
-        if synthetic is not None:
+        exp = None
+        if experiment is not None:
+            from himari_pipeline.pairs.training import load_pair_experiment  # imports torch
+
+            exp = load_pair_experiment(experiment)
+        if dataset:
+            key = pair_key(list(dataset))
+        elif synthetic is not None:
             if files:
                 fail("give files or --synthetic, not both", 2)
             if synthetic not in ("planted", "null"):
@@ -79,15 +86,12 @@ def pairs(
             if not files or not legs or len(legs) != 2:
                 fail("give the files and two --leg symbols (or --synthetic planted|null)", 2)
             aligned = read_legs([str(f) for f in files], legs, timeframe, calendar, start, end)
-        exp = None
-        if experiment is not None:
-            from himari_pipeline.pairs.training import load_pair_experiment  # imports torch
-
-            exp = load_pair_experiment(experiment)
     except BarValidationError as exc:
         fail(str(exc), 2)
     except ValueError as exc:
         fail(f"pairs: {exc}", 2)
+    if dataset:
+        _pairs_in_lake(key, cfg, experiment)
     name = "-".join(aligned.names) if synthetic is None else f"synthetic-{synthetic}-{seed}"
     folder = out or Path("pair_reports") / (name if exp is None else f"{name}-{exp.name}")
     try:
@@ -106,34 +110,13 @@ def pairs(
     raise typer.Exit(0 if ev.verdict.passed else 3)
 
 
-def _pairs_in_lake(
-    datasets: list[str],
-    hedge: str,
-    window: int,
-    z_window: int,
-    cost_bps: float,
-    borrow_rate: float,
-    leverage: float,
-    experiment: str | None,
-) -> None:
+def _pairs_in_lake(key: str, cfg: PairConfig, experiment: str | None) -> None:
     """Register the pair's partition and run ``pair_job``: the result lands in the lake and the marts."""
     from himari_pipeline.config import lake_root
-    from himari_pipeline.pairs.evaluate import PairConfig
-    from himari_pipeline.pairs.legs import pair_key, pair_partition
-    from himari_pipeline.pairs.spread import SpreadConfig
+    from himari_pipeline.pairs.legs import pair_datasets, pair_partition
     from himari_pipeline.storage.lake import Lake
 
-    try:
-        key = pair_key(list(datasets))
-        cfg = PairConfig(SpreadConfig(hedge, window, z_window), transaction_cost=cost_bps / 1e4,
-                         borrow_rate_annual=borrow_rate, leverage=leverage)  # fmt: skip
-        cfg.rules(1.0)
-        if experiment:
-            from himari_pipeline.pairs.training import load_pair_experiment
-
-            load_pair_experiment(experiment)
-    except ValueError as exc:
-        fail(f"pairs: {exc}", 2)
+    datasets = pair_datasets(key)
     store = Lake(lake_root())
     raw = "raw_ohlcv"  # defs.data_assets.RAW, named here so a refused pair does not load Dagster
     missing = [
@@ -152,8 +135,9 @@ def _pairs_in_lake(
     if key not in instance.get_dynamic_partitions(pairs_partitions.name):
         instance.add_dynamic_partitions(pairs_partitions.name, [key])
     config = {
-        "hedge": hedge, "window": window, "z_window": z_window, "transaction_cost": cfg.transaction_cost,
-        "borrow_rate_annual": borrow_rate, "leverage": leverage, "experiment": experiment or "",
+        "hedge": cfg.spread.hedge, "window": cfg.spread.window, "z_window": cfg.spread.z_window,
+        "transaction_cost": cfg.transaction_cost, "borrow_rate_annual": cfg.borrow_rate_annual,
+        "leverage": cfg.leverage, "experiment": experiment or "",
     }  # fmt: skip
     typer.echo(f"[{key}] pair_job ...")
     out = run_job(instance, "pair_job", key, {"ops": {"evaluate_pair": {"config": config}}}, quiet=True)

@@ -28,7 +28,7 @@ from himari_pipeline.pairs.legs import pair_datasets, pair_partition
 from himari_pipeline.storage.hashing import code_version
 
 PAIR_EVAL, PAIR_METRICS, PAIR_SUMMARY = "pair_evaluations", "pair_metrics", "pair_summary"
-PAIR_CODE = code_version(evaluate_mod, legs_mod, report_mod, spread_mod)
+PAIR_CODE = code_version(evaluate_mod, legs_mod, report_mod, spread_mod, "himari_pipeline.pairs.signals")
 pairs_partitions = dg.DynamicPartitionsDefinition(name="pairs")
 
 

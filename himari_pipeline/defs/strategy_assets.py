@@ -33,7 +33,9 @@ STRATEGY_EVAL, POSITIONS, STRATEGY_METRICS, STRATEGY_SUMMARY = (
     "strategy_metrics",
     "strategy_summary",
 )
-STRATEGY_CODE = code_version("himari_pipeline.evaluation.strategy", *REPORT_CODE_MODULES)
+STRATEGY_CODE = code_version(
+    "himari_pipeline.evaluation.strategy", "himari_pipeline.evaluation.timestamped", *REPORT_CODE_MODULES
+)
 strategies_partitions = dg.DynamicPartitionsDefinition(name="strategies")
 strategy_partitions = dg.MultiPartitionsDefinition(
     {STRATEGY_DIM: strategies_partitions, DATASET_DIM: datasets_partitions}

@@ -150,6 +150,10 @@ class Legs:
         object.__setattr__(self, "returns", r)
         object.__setattr__(self, "weights", w)
 
+    def rows(self, lo: int, hi: int) -> Legs:
+        """Bars ``lo .. hi-1`` (a segment)."""
+        return Legs(self.returns[lo:hi], self.weights[lo:hi], self.names)
+
     @property
     def spread_returns(self) -> np.ndarray:
         """(n,) return of one unit of spread: ``weights[i-1] @ returns[i]`` (NaN at bar 0)."""

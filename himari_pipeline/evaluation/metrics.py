@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.evaluation.backtest import BacktestResult
-from himari_pipeline.vocabulary import FLAT, LONG, SHORT, action_shares
+from himari_pipeline.vocabulary import action_shares, position_actions
 
 
 def _ratio(num: float, den: float) -> float:
@@ -72,8 +72,7 @@ def daily_returns(result: BacktestResult, timestamps: Sequence | pd.DatetimeInde
 
 def position_shares(exposure: np.ndarray) -> dict[str, float]:
     """``long_share``, ``short_share``, ``flat_share`` of the steps, by the sign of the exposure."""
-    e = np.asarray(exposure)
-    shares = action_shares(np.select([e > 0, e < 0], [LONG, SHORT], FLAT))
+    shares = action_shares(position_actions(exposure))
     return {f"{a}_share": shares[a] for a in ("long", "short", "flat")}
 
 

@@ -29,6 +29,7 @@ from himari_pipeline.evaluation.report import (
     ValidationReport,
     build_validation_report,
 )
+from himari_pipeline.evaluation.timestamped import read_timestamped, rule_error
 from himari_pipeline.evaluation.verdict import Gates
 from himari_pipeline.trading.rules import TradingRules
 
@@ -49,41 +50,13 @@ class PositionsError(ValueError):
 
 
 def _err(path: Path, row: int | None, rule: str, detail: str) -> PositionsError:
-    where = f", row {row}" if row is not None else ""
-    return PositionsError(f"{path.name}{where}: rule {rule}: {detail}")
+    return rule_error(PositionsError, path, row, rule, detail)
 
 
 def read_positions(path: str | Path) -> pd.DataFrame:
     """The file as ``timestamp`` (int64 ns UTC) and ``position`` (float64), checked row by row."""
     path = Path(path)
-    if not path.is_file():
-        raise PositionsError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, dtype={"timestamp": str}, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _err(path, None, "not_utf8", str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, not a traceback
-        raise _err(path, None, "unreadable", f"{type(exc).__name__}: {exc}") from None
-    cols = [str(c).strip() for c in frame.columns]
-    frame.columns = cols
-    for need in ("timestamp", "position"):
-        if need not in cols:
-            raise _err(path, None, "missing_column", f"no {need!r} column (columns: {', '.join(cols)})")
-    if frame.empty:
-        raise _err(path, None, "empty", "no rows")
-    ts = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="mixed")
-    bad = np.flatnonzero(ts.isna().to_numpy())
-    if len(bad):
-        raise _err(
-            path, int(bad[0]) + 1, "bad_timestamp", f"cannot parse {frame['timestamp'].iloc[bad[0]]!r}"
-        )
-    ns = pd.DatetimeIndex(ts).asi8
-    dup = np.flatnonzero(pd.Series(ns).duplicated().to_numpy())
-    if len(dup):
-        raise _err(path, int(dup[0]) + 1, "duplicate_timestamp", f"{ts.iloc[dup[0]]} appears twice")
+    frame, ns = read_timestamped(path, ("timestamp", "position"), PositionsError)
     pos = pd.to_numeric(frame["position"], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(pos))
     if len(bad):

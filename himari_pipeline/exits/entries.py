@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from himari_pipeline.evaluation.timestamped import read_timestamped, rule_error
+
 _SIDES = {"1": 1, "+1": 1, "1.0": 1, "long": 1, "-1": -1, "-1.0": -1, "short": -1}
 
 
@@ -59,58 +61,22 @@ def split_entries(
     }
 
 
-def _err(path: Path, row: int | None, rule: str, detail: str) -> EntriesError:
-    return EntriesError(f"{path.name}{f', row {row}' if row is not None else ''}: rule {rule}: {detail}")
-
-
 def read_entries(path: str | Path, bar_timestamps: np.ndarray) -> pd.DataFrame:
     """``entry_bar`` and ``side`` of a user's file against the dataset's bar close times (int64 ns UTC)."""
     path = Path(path)
-    if not path.is_file():
-        raise EntriesError(f"{path}: no such file")
-    try:
-        frame = (
-            pd.read_parquet(path)
-            if path.suffix.lower() in (".parquet", ".pq")
-            else pd.read_csv(path, dtype=str)
-        )
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, not a traceback
-        raise _err(path, None, "unreadable", f"{type(exc).__name__}: {exc}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    for need in ("timestamp", "side"):
-        if need not in frame.columns:
-            raise _err(
-                path, None, "missing_column", f"no {need!r} column (columns: {', '.join(frame.columns)})"
-            )
-    if frame.empty:
-        raise _err(path, None, "empty", "no rows")
-    ts = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="mixed")
-    bad = np.flatnonzero(ts.isna().to_numpy())
-    if len(bad):
-        raise _err(
-            path, int(bad[0]) + 1, "bad_timestamp", f"cannot parse {frame['timestamp'].iloc[bad[0]]!r}"
-        )
-    ns = pd.DatetimeIndex(ts).asi8
-    dup = np.flatnonzero(pd.Series(ns).duplicated().to_numpy())
-    if len(dup):
-        raise _err(path, int(dup[0]) + 1, "duplicate_timestamp", f"{ts.iloc[dup[0]]} appears twice")
-    side_text = frame["side"].astype(str).str.strip().str.lower()
-    side = side_text.map(_SIDES)
+    frame, ns = read_timestamped(path, ("timestamp", "side"), EntriesError)
+    side = frame["side"].astype(str).str.strip().str.lower().map(_SIDES)
     bad = np.flatnonzero(side.isna().to_numpy())
     if len(bad):
-        raise _err(
-            path, int(bad[0]) + 1, "bad_side", f"{frame['side'].iloc[bad[0]]!r} is not 1, -1, long or short"
-        )
+        detail = f"{frame['side'].iloc[bad[0]]!r} is not 1, -1, long or short"
+        raise rule_error(EntriesError, path, int(bad[0]) + 1, "bad_side", detail)
     bars = np.asarray(bar_timestamps, dtype=np.int64)
     at = np.searchsorted(bars, ns)
     unknown = np.flatnonzero((at >= len(bars)) | (bars[np.minimum(at, len(bars) - 1)] != ns))
     if len(unknown):
-        raise _err(
-            path,
-            int(unknown[0]) + 1,
-            "unknown_timestamp",
-            f"{ts.iloc[unknown[0]]} is not a bar close of the dataset",
-        )
+        when = pd.Timestamp(ns[unknown[0]], tz="UTC")
+        detail = f"{when} is not a bar close of the dataset"
+        raise rule_error(EntriesError, path, int(unknown[0]) + 1, "unknown_timestamp", detail)
     out = pd.DataFrame({"entry_bar": at.astype(np.int64), "side": side.to_numpy().astype(np.int8)})
     return out.sort_values("entry_bar", kind="stable").reset_index(drop=True)
 

@@ -14,8 +14,9 @@ Elementwise on numpy arrays and torch tensors alike (the exit env steps thousand
 
 from __future__ import annotations
 
-import sys
 from typing import Any, NamedTuple
+
+from himari_pipeline.trading.rules import elementwise_where
 
 NO_FILL, STOP_FILL, TAKE_FILL = 0, 1, 2
 
@@ -25,15 +26,6 @@ class Fill(NamedTuple):
     price: Any  # the fill price (the bar's close where nothing filled)
 
 
-def _where(cond: Any, a: Any, b: Any) -> Any:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(cond, torch.Tensor):
-        return torch.where(cond, a, b)
-    import numpy as np
-
-    return np.where(cond, a, b)
-
-
 def resolve_stops(side: Any, stop: Any, take: Any, open_: Any, high: Any, low: Any, close: Any) -> Fill:
     """Which of the stop and take-profit a bar fills, and the price (see the module doc).
 
@@ -41,14 +33,16 @@ def resolve_stops(side: Any, stop: Any, take: Any, open_: Any, high: Any, low: A
     take above the entry; a short's mirrored)."""
     # a short is a long on negated prices: its high is the negated low
     s_stop, s_take, s_open = side * stop, side * take, side * open_
-    s_low = _where(side > 0, low, -high)
-    s_high = _where(side > 0, high, -low)
+    s_low = elementwise_where(side > 0, low, -high)
+    s_high = elementwise_where(side > 0, high, -low)
     gap_stop = s_open <= s_stop
     gap_take = s_open >= s_take
     touch_stop = s_low <= s_stop
     touch_take = s_high >= s_take
     stopped = gap_stop | (~gap_take & touch_stop)  # both touched inside the bar: the stop
     taken = ~stopped & (gap_take | touch_take)
-    price = _where(gap_stop | gap_take, open_, _where(stopped, stop, _where(taken, take, close)))
-    kind = _where(stopped, STOP_FILL, _where(taken, TAKE_FILL, NO_FILL))
+    price = elementwise_where(
+        gap_stop | gap_take, open_, elementwise_where(stopped, stop, elementwise_where(taken, take, close))
+    )
+    kind = elementwise_where(stopped, STOP_FILL, elementwise_where(taken, TAKE_FILL, NO_FILL))
     return Fill(kind, price)

@@ -16,7 +16,6 @@ features with the next spread return.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -35,8 +34,9 @@ from himari_pipeline.evaluation.significance import (
 from himari_pipeline.evaluation.verdict import Gates, Verdict, judge
 from himari_pipeline.pairs.legs import AlignedLegs
 from himari_pipeline.pairs.signals import buy_and_hold_legs, zscore_positions
-from himari_pipeline.pairs.spread import SpreadConfig, leg_weights, spread_frame
+from himari_pipeline.pairs.spread import SpreadConfig, spread_frame, spread_legs
 from himari_pipeline.trading.rules import TradingRules
+from himari_pipeline.vocabulary import action_shares, position_actions
 
 SEGMENTS = ("train", "val", "test", "live")
 #: log 004's columns (and the daily / annualized returns it asked for), from :func:`compute_stats`.
@@ -72,6 +72,9 @@ class PairConfig:
     live: str = "auto"
     n_perm: int = 1000
     block: int | None = None  # permutation block in bars; None: about a month of bars
+
+    def __post_init__(self) -> None:
+        self.rules(1.0)  # the costs and the leverage are the trading rules': they validate them
 
     def rules(self, bars_per_year: float, leverage: float | None = None) -> TradingRules:
         lev = self.leverage if leverage is None else leverage
@@ -118,19 +121,12 @@ def _segment(arr: np.ndarray, r: tuple[int, int]) -> np.ndarray:
     return arr[r[0] : r[1]]
 
 
-def _shares(positions: np.ndarray) -> dict[str, float]:
-    n = max(len(positions), 1)
-    return {
-        "flat": float(np.sum(positions == 0) / n),
-        "long": float(np.sum(positions > 0) / n),
-        "short": float(np.sum(positions < 0) / n),
-    }
-
-
-def truncation_invariant(closes: pd.DataFrame, cfg: SpreadConfig, cuts: int = 4) -> bool:
+def truncation_invariant(
+    closes: pd.DataFrame, cfg: SpreadConfig, full: pd.DataFrame | None = None, cuts: int = 4
+) -> bool:
     """The spread features of the first ``k`` bars equal the full series' first ``k`` rows, bit for
-    bit, at ``cuts`` cut points."""
-    full = spread_frame(closes, cfg)
+    bit, at ``cuts`` cut points (``full``: the whole series' features, when already computed)."""
+    full = spread_frame(closes, cfg) if full is None else full
     n = len(closes)
     for k in np.linspace(max(cfg.warmup + 2, 3), n, cuts + 1, dtype=int)[:-1]:
         part = spread_frame(closes.iloc[:k], cfg)
@@ -173,7 +169,7 @@ def evaluate_pair(
         raise ValueError(f"pairs take 2 legs, got {aligned.names}")
     k = aligned.bars_per_year
     features = spread_frame(aligned.closes, cfg.spread)
-    legs = Legs(aligned.returns, leg_weights(features["beta"].to_numpy()), aligned.names)
+    legs = spread_legs(aligned.returns, features["beta"].to_numpy(), aligned.names)
     bh_legs = buy_and_hold_legs(aligned.returns, aligned.names)
     r_spread = legs.spread_returns
     plan = plan or pair_plan(aligned, cfg)
@@ -185,7 +181,7 @@ def evaluate_pair(
 
     def run(positions: np.ndarray, seg: str, the_legs: Legs = legs, the_rules: TradingRules = rules):
         r = ranges[seg]
-        sub = Legs(_segment(the_legs.returns, r), _segment(the_legs.weights, r), the_legs.names)
+        sub = the_legs.rows(*r)
         return backtest(
             _segment(positions, r), sub.spread_returns, the_rules, k, gap_before=_segment(gaps, r), legs=sub
         )
@@ -223,7 +219,7 @@ def evaluate_pair(
             attribution[seg] = {}
 
     test_r = ranges["test"]
-    test_legs = Legs(_segment(legs.returns, test_r), _segment(legs.weights, test_r), legs.names)
+    test_legs = legs.rows(*test_r)
     block = cfg.block or max(2, round(k / 12))
     perm = permutation_pvalue(
         _segment(positions, test_r), test_legs.spread_returns, rules, k, cfg.n_perm, block, legs=test_legs
@@ -237,9 +233,11 @@ def evaluate_pair(
         dsr = deflated_sharpe_ratio(val_net, None, n_trials)
     live = results["live", subject.name]
     evidence = {
-        "truncation_invariant": truncation_invariant(aligned.closes, cfg.spread),
+        "truncation_invariant": truncation_invariant(aligned.closes, cfg.spread, features),
         **{
-            f"{'validation' if s == 'val' else s}_action_shares": _shares(_segment(positions, ranges[s])[:-1])
+            f"{'validation' if s == 'val' else s}_action_shares": action_shares(
+                position_actions(_segment(positions, ranges[s])[:-1])
+            )
             for s in SEGMENTS
         },
         "dsr": float(dsr),
@@ -287,8 +285,3 @@ def select_rule(z: np.ndarray, cfg: PairConfig, run_val, bars_per_year: float) -
         + ", ".join(f"{e}/{x}: {val_sharpes[e, x]:.2f}" for e, x in grid)
     )
     return Subject(SUBJECT, candidates[best], trial_sr, note)
-
-
-def config_dict(cfg: PairConfig) -> dict:
-    """The configuration as plain JSON-ready values."""
-    return dataclasses.asdict(cfg)

@@ -4,8 +4,8 @@ Per leg (from its closes only): log returns over 1, 5 and 20 bars and the 20-bar
 one-bar log returns. Spread (:mod:`.spread`): the z-score, its one-bar change, the hedge ratio, its
 5-bar change and the spread's one-bar return. Every column at ``t`` uses bars ``<= t`` (rolling
 windows end at ``t``; cutting the bars after ``t`` leaves row ``t`` unchanged, tested). Features are
-standardized with the mean and std of the train segment's rows. The policy is regime-conditioned;
-pairs have one regime (id 0) until a spread regime detector exists.
+standardized with the mean and std of the train segment's rows (the datasets' scaler). The policy is
+regime-conditioned; pairs have one regime (id 0) until a spread regime detector exists.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from himari_pipeline.datasets.splits import apply_scaler, fit_scaler
 from himari_pipeline.evaluation.backtest import Legs
 from himari_pipeline.pairs.legs import AlignedLegs
-from himari_pipeline.pairs.spread import SpreadConfig, leg_weights, spread_frame
+from himari_pipeline.pairs.spread import SpreadConfig, spread_frame, spread_legs
 from himari_pipeline.rl.env import MarketArrays
 
 LEG_WINDOWS = (1, 5, 20)
 VOL_WINDOW = 20
 
 
-def pair_features(aligned: AlignedLegs, spread: pd.DataFrame) -> pd.DataFrame:
+def pair_features(aligned: AlignedLegs, spread: pd.DataFrame, legs: Legs) -> pd.DataFrame:
     """Raw (unscaled) features per bar; NaN during the warm-up."""
     cols: dict[str, np.ndarray] = {}
     for leg in aligned.names:
@@ -37,8 +38,7 @@ def pair_features(aligned: AlignedLegs, spread: pd.DataFrame) -> pd.DataFrame:
     cols["zscore_change"] = z.diff().to_numpy()
     cols["beta"] = beta.to_numpy()
     cols["beta_change_5"] = (beta - beta.shift(5)).to_numpy()
-    weights = leg_weights(beta.to_numpy())
-    cols["spread_return"] = Legs(aligned.returns, weights, aligned.names).spread_returns
+    cols["spread_return"] = legs.spread_returns
     return pd.DataFrame(cols, index=aligned.timestamps)
 
 
@@ -71,7 +71,8 @@ class PairMarket:
 def pair_market(aligned: AlignedLegs, cfg: SpreadConfig, train: tuple[int, int]) -> PairMarket:
     """Features scaled on the ``train`` rows ``[lo, hi)`` and the legs of one unit of spread."""
     spread = spread_frame(aligned.closes, cfg)
-    raw = pair_features(aligned, spread)
+    legs = spread_legs(aligned.returns, spread["beta"].to_numpy(), aligned.names)
+    raw = pair_features(aligned, spread, legs)
     finite = np.isfinite(raw.to_numpy()).all(axis=1)
     first = int(np.argmax(finite)) if finite.any() else len(raw)
     if not finite[first:].all():
@@ -81,8 +82,5 @@ def pair_market(aligned: AlignedLegs, cfg: SpreadConfig, train: tuple[int, int])
     if hi - lo < 2:
         raise ValueError("the train segment has fewer than 2 rows with every feature")
     x = raw.to_numpy(np.float64)
-    mean, std = x[lo:hi].mean(axis=0), x[lo:hi].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    scaled = np.where(finite[:, None], (x - mean) / std, 0.0).astype(np.float32)
-    legs = Legs(aligned.returns, leg_weights(spread["beta"].to_numpy()), aligned.names)
+    scaled = np.where(finite[:, None], apply_scaler(x, fit_scaler(x[lo:hi])), np.float32(0.0))
     return PairMarket(aligned, spread, scaled, list(raw.columns), legs, first)

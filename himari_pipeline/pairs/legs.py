@@ -11,6 +11,7 @@ leg's first close or after its last are outside the pair's history, not gaps.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,12 +123,15 @@ def read_wide_closes(
     the file, row and rule. Rows dated outside ``start`` .. ``end`` (inclusive) are not read."""
     label = str(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#", skip_blank_lines=False)
+        text = Path(path).read_text()
+        raw = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, comment="#", skip_blank_lines=False
+        )
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise BarValidationError(label, None, "unreadable_file", f"{type(exc).__name__}: {exc}") from None
     if raw.shape[1] < 2:
         raise BarValidationError(label, None, "missing_column", "need a date column and symbol columns")
-    header_row = 1 + sum(1 for line in Path(path).read_text().splitlines() if line.startswith("#"))
+    header_row = 1 + sum(1 for line in text.splitlines() if line.startswith("#"))
     for leg in legs:
         if leg not in raw.columns:
             raise BarValidationError(
@@ -216,8 +220,7 @@ def read_legs(
         leg: _closes_from_bar_file(Path(f), timeframe, calendar).loc[lo:hi]
         for leg, f in zip(legs, files, strict=True)
     }
-    bars = {leg: pd.DataFrame({"timestamp": s.index, "close": s.to_numpy()}) for leg, s in closes.items()}
-    return legs_from_bars(bars, timeframe, calendar)
+    return _align_on_calendar(closes, timeframe, calendar)
 
 
 def legs_from_bars(bars: Mapping[str, pd.DataFrame], timeframe: str, calendar: str) -> AlignedLegs:
@@ -229,6 +232,11 @@ def legs_from_bars(bars: Mapping[str, pd.DataFrame], timeframe: str, calendar: s
         )
         for leg, b in bars.items()
     }
+    return _align_on_calendar(closes, timeframe, calendar)
+
+
+def _align_on_calendar(closes: Mapping[str, pd.Series], timeframe: str, calendar: str) -> AlignedLegs:
+    """:func:`align_legs` with the gaps counted against ``calendar``'s bars over the legs' span."""
     if any(s.empty for s in closes.values()):
         raise ValueError(f"a leg has no bars: {[k for k, s in closes.items() if s.empty]}")
     first = min(s.index[0] for s in closes.values())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from himari_pipeline.pairs.evaluate import PairEvaluation, config_dict
+from himari_pipeline.pairs.evaluate import PairEvaluation
 
 _HEADERS = {
     "final_value": "final value",
@@ -93,7 +94,7 @@ def write_pair_report(ev: PairEvaluation, out_dir: str | Path) -> dict[str, Path
         "subject": ev.subject,
         "selected": ev.selected,
         "evidence": {k: v for k, v in ev.evidence.items() if not isinstance(v, dict)},
-        "config": config_dict(ev.config),
+        "config": dataclasses.asdict(ev.config),
         "bounds": ev.bounds,
     }
     paths["json"].write_text(json.dumps(summary, indent=1, default=float))

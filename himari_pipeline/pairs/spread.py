@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from himari_pipeline.ekf.regression import kalman_regression
+from himari_pipeline.evaluation.backtest import Legs
 
 HEDGES = ("ols", "kalman")
 SPREAD_COLUMNS = ("beta", "alpha", "spread", "zscore")
@@ -129,3 +130,8 @@ def leg_weights(beta: np.ndarray) -> np.ndarray:
     b = np.asarray(beta, dtype=np.float64)
     w = np.stack([np.ones_like(b), -b], axis=1) / (1.0 + np.abs(b))[:, None]
     return np.where(np.isfinite(w), w, 0.0)
+
+
+def spread_legs(leg_returns: np.ndarray, beta: np.ndarray, names: tuple[str, ...]) -> Legs:
+    """The legs of one unit of long spread: the legs' returns and :func:`leg_weights` of ``beta``."""
+    return Legs(leg_returns, leg_weights(beta), names)

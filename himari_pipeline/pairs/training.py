@@ -62,7 +62,7 @@ class PairTraining:
 
 
 def train_pair_policy(
-    aligned: AlignedLegs, exp: Experiment, cfg: PairConfig, out_dir: str | Path, progress: bool = False
+    aligned: AlignedLegs, exp: Experiment, cfg: PairConfig, out_dir: str | Path
 ) -> PairTraining:
     """Train ``exp`` on the pair's train segment, select on validation, judge on every segment."""
     if exp.torch_threads:
@@ -101,15 +101,7 @@ def train_pair_policy(
         raise RuntimeError(f"training wrote no checkpoint in {out_dir}")
     ck = load_policy_checkpoint(best)
     whole = pm.market(pm.first_row, len(aligned.timestamps))
-    series = (
-        whole.features,
-        whole.regime_ids,
-        whole.returns,
-        whole.gap_before,
-        whole.leg_returns,
-        whole.leg_weights,
-    )
-    decisions = replay_policies([ck.policy], [series], ck.env_cfg)[0]
+    decisions = replay_policies([ck.policy], [whole.replay_series], ck.env_cfg)[0]
     positions = np.zeros(len(aligned.timestamps))
     positions[pm.first_row + decisions.t] = decisions.position / cfg.leverage
     sharpes = [h["greedy_sharpe_per_bar"] for h in trainer.eval_history]

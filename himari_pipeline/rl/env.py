@@ -238,6 +238,18 @@ class MarketArrays:
             *legs,
         )
 
+    @property
+    def replay_series(self) -> tuple:
+        """The arrays :func:`himari_pipeline.rl.replay.replay_policies` reads for one series."""
+        return (
+            self.features,
+            self.regime_ids,
+            self.returns,
+            self.gap_before,
+            self.leg_returns,
+            self.leg_weights,
+        )
+
     def to(self, device: torch.device | str) -> MarketArrays:
         dev = torch.device(device)
         return MarketArrays(

@@ -194,10 +194,7 @@ def evaluate_policies(
     if market.segment_starts is not None and len(market.segment_starts) > 1:
         raise ValueError("validation runs over one segment; got a market of several")
     modes = (["greedy"] if cfg.eval_greedy else []) + ["temp"]
-    series = (
-        market.features, market.regime_ids, market.returns, market.gap_before, market.leg_returns,
-        market.leg_weights,
-    )  # fmt: skip
+    series = market.replay_series
     temps = [None if mode == "greedy" else cfg.eval_temperature for mode in modes]
     pols, rows_t, rows_s = [], [], []
     for pol, seed in zip(policies, seeds, strict=True):

@@ -48,6 +48,7 @@ __all__ = [
     "StepOutcome",
     "TradingRules",
     "advance_hold",
+    "elementwise_where",
     "enforce_holds",
     "hold_blocked",
     "hold_restricted",
@@ -174,7 +175,8 @@ def hold_blocked(rules: TradingRules, position: Any, target: Any, held: Any, aft
     return hold_restricted(rules, position, held, after_close) & (target != position)
 
 
-def _where(cond: Any, a: Any, b: Any) -> Any:
+def elementwise_where(cond: Any, a: Any, b: Any) -> Any:
+    """``where`` for torch tensors, numpy arrays and plain scalars alike."""
     torch = sys.modules.get("torch")  # no tensor exists unless torch was imported: numpy users skip it
     if torch is not None and isinstance(cond, torch.Tensor):
         return torch.where(cond, a, b)
@@ -186,7 +188,7 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
 def advance_hold(position: Any, new_position: Any, held: Any, after_close: Any) -> tuple[Any, Any]:
     """``held`` and ``after_close`` after the step from ``position`` to ``new_position``."""
     changed = new_position != position
-    return _where(changed, 1, held + 1), _where(changed, new_position == 0, after_close)
+    return elementwise_where(changed, 1, held + 1), elementwise_where(changed, new_position == 0, after_close)
 
 
 def enforce_holds(rules: TradingRules, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
