@@ -151,7 +151,7 @@ def test_one_trade_by_hand():
     # partial at close 101.0 (k=2): half at +1 %; the rest stopped at the entry (bar 4 touches 99.9 and 102.5)
     expected = -c + 0.5 * (0.01 - c) + 0.5 * (0.0 - c)
     assert float(infos[-1]["trade_return"][0]) == pytest.approx(expected, abs=1e-15)
-    assert sum(rewards) == pytest.approx(expected + c, abs=1e-6)
+    assert sum(rewards) == pytest.approx((expected + c) * cfg.reward_scale, abs=1e-4)
     assert int(infos[-1]["holding_bars"][0]) == 4
     assert int(infos[0]["exit_reason"][0]) == 0
 

@@ -28,7 +28,9 @@ Rewards (log 002's terms): the step's change of the trade's marked value (realiz
 included; the entry fill is not the agent's decision, so an episode's rewards sum to the trade's return
 plus the entry cost), minus ``time_coef`` per bar held, and at the trade's end minus ``regret_coef`` times the
 regret: the best exit in hindsight within ``min_exit_bar .. max_hold`` less what the trade got. The
-regret uses future bars: it is a training signal only, never part of an observation.
+regret uses future bars: it is a training signal only, never part of an observation. Rewards are
+multiplied by ``reward_scale`` (100: percent of the entry notional), so per-step rewards are O(0.1-1)
+for PPO's value fit; :func:`~himari_pipeline.rl.rewards.reward_scale_diagnostic` checks them.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ExitConfig:
     transaction_cost: float = 0.0005  # per unit of traded notional, each fill
     time_coef: float = 0.0
     regret_coef: float = 0.0
+    reward_scale: float = 100.0  # rewards in percent of the entry notional (PPO's value fit likes O(1))
     window: int = 16  # bars of returns in the observation
 
     def __post_init__(self) -> None:
@@ -73,6 +76,8 @@ class ExitConfig:
             raise ValueError("tighten_frac and partial_frac must lie in (0, 1)")
         if self.window < 1:
             raise ValueError("window must be >= 1")
+        if not self.reward_scale > 0:
+            raise ValueError("reward_scale must be > 0")
         TradingRules(transaction_cost=self.transaction_cost)  # validates the cost
 
     @property
@@ -106,6 +111,15 @@ class ExitMarket:
         if not bool(((side == 1) | (side == -1)).all()):
             raise ValueError("entry sides must be +1 or -1")
         return cls(*cols, e, side)
+
+
+STATE_NAMES = ("hold_frac", "remaining", "open_pnl", "stop_distance", "take_distance", "stop_at_breakeven",
+               "partial_taken")  # fmt: skip
+
+
+def observation_names(cfg: ExitConfig) -> list[str]:
+    """The columns of :func:`exit_observation`: ``ret_lag0`` (the return into bar t) .. and the state."""
+    return [f"ret_lag{i}" for i in range(cfg.window)] + list(STATE_NAMES)
 
 
 def exit_observation(
@@ -251,7 +265,7 @@ class VecExitEnv:
         value = torch.where(done, realized, realized + q * close_gain)
         reward = value - self.value - c.time_coef
         regret = (self._best[self.pick] - realized).clamp(min=0.0)
-        reward = torch.where(done, reward - c.regret_coef * regret, reward)
+        reward = torch.where(done, reward - c.regret_coef * regret, reward) * c.reward_scale
 
         info = {
             "blocked": blocked,

@@ -7,7 +7,11 @@ policies on the same env, so they pay the same costs and obey the same stop rule
 - ``fixed_stops``: HOLD always: the initial stop-loss and take-profit, closed at ``max_hold``;
 - ``time_exit``: EXIT at a fixed holding length (with the env's stops);
 - ``trailing_stop``: TIGHTEN_SL at every bar;
-- ``random_exit``: EXIT at a holding length drawn from a given distribution (e.g. the judged policy's).
+- ``random_exit``: EXIT at a holding length drawn from a given distribution (e.g. the judged policy's);
+  ``length_exit``: EXIT each trade at a given length (the permutation test's null).
+
+``trend_exit`` is an exit rule (EXIT when the trailing trend turns against the trade) and
+``policy_actions`` a trained policy as a player.
 
 :func:`trade_metrics` summarises trades: mean return, win rate, profit factor, holding lengths, quick
 exits, exit reasons and the action distribution.
@@ -86,16 +90,43 @@ def trailing_stop(env: VecExitEnv) -> Tensor:
     return torch.full((env.n,), TIGHTEN_SL, dtype=torch.long)
 
 
-def random_exit(lengths: np.ndarray, n_trades: int, seed: int = 0) -> Policy:
-    """EXIT each trade at a length drawn (with replacement) from ``lengths``; trades are the env's rows."""
-    draw = torch.as_tensor(
-        np.random.default_rng(seed).choice(np.asarray(lengths), n_trades), dtype=torch.long
-    )
+def length_exit(lengths: np.ndarray) -> Policy:
+    """EXIT row ``i`` of the env once it has held ``lengths[i]`` bars (the env's stops still apply)."""
+    at = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
 
     def policy(env: VecExitEnv) -> Tensor:
-        return torch.where(env.k >= draw, EXIT, HOLD)
+        return torch.where(env.k >= at, EXIT, HOLD)
 
     return policy
+
+
+def random_exit(lengths: np.ndarray, n_trades: int, seed: int = 0) -> Policy:
+    """EXIT each trade at a length drawn (with replacement) from ``lengths``; trades are the env's rows."""
+    return length_exit(np.random.default_rng(seed).choice(np.asarray(lengths), n_trades))
+
+
+def trend_exit(close: np.ndarray, window: int = 120, threshold: float = 0.0) -> Policy:
+    """The trend-reversal exit rule shipped with the project: EXIT when the trailing trend turns
+    against the trade. The score at bar ``t`` is the mean of the last ``window`` simple returns over
+    their standard error (bars ``<= t`` only); EXIT when ``side * score < threshold``."""
+    r = pd.Series(np.r_[0.0, np.diff(np.asarray(close, dtype=np.float64)) / np.asarray(close)[:-1]])
+    score = (r.rolling(window).mean() / r.rolling(window).std() * np.sqrt(window)).to_numpy()
+    s = torch.as_tensor(np.nan_to_num(score))
+
+    def policy(env: VecExitEnv) -> Tensor:
+        return torch.where(env.side * s[env.e + env.k] < threshold, EXIT, HOLD)
+
+    return policy
+
+
+def policy_actions(policy, greedy: bool = True) -> Policy:
+    """A trained :class:`~himari_pipeline.exits.policy.ExitPolicy` as a player: its greedy action under
+    the env's masks at each decision."""
+
+    def play(env: VecExitEnv) -> Tensor:
+        return policy.act(env.observe(), env.action_mask(), greedy=greedy)
+
+    return play
 
 
 def trade_metrics(trades: pd.DataFrame, min_exit_bar: int) -> dict[str, float]:
