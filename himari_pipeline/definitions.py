@@ -6,6 +6,7 @@ from himari_pipeline.defs.automation import SCHEDULES, SENSORS
 from himari_pipeline.defs.data_assets import DATA_ASSETS
 from himari_pipeline.defs.data_checks import DATA_CHECKS
 from himari_pipeline.defs.dbt_assets import dbt_marts, dbt_resource
+from himari_pipeline.defs.exit_assets import EXIT_ASSETS, EXIT_CHECKS, exit_job
 from himari_pipeline.defs.jobs import data_job, marts_job, train_job, validate_job
 from himari_pipeline.defs.pair_assets import PAIR_ASSETS, pair_job
 from himari_pipeline.defs.progress import LOGGERS
@@ -16,9 +17,17 @@ from himari_pipeline.defs.validation_assets import VALIDATION_ASSETS, VALIDATION
 from himari_pipeline.ui_settings import settings_overrides
 
 defs = dg.Definitions(
-    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *VALIDATION_ASSETS, *STRATEGY_ASSETS, *PAIR_ASSETS, dbt_marts],
-    asset_checks=[*DATA_CHECKS, *TRAINING_CHECKS, *VALIDATION_CHECKS],
-    jobs=[data_job, train_job, validate_job, marts_job, strategy_job, pair_job],
+    assets=[
+        *DATA_ASSETS,
+        *TRAINING_ASSETS,
+        *VALIDATION_ASSETS,
+        *STRATEGY_ASSETS,
+        *PAIR_ASSETS,
+        *EXIT_ASSETS,
+        dbt_marts,
+    ],
+    asset_checks=[*DATA_CHECKS, *TRAINING_CHECKS, *VALIDATION_CHECKS, *EXIT_CHECKS],
+    jobs=[data_job, train_job, validate_job, marts_job, strategy_job, pair_job, exit_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
     loggers=LOGGERS,

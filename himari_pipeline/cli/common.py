@@ -23,7 +23,9 @@ def fail(msg: str, code: int = 1) -> None:
 
 
 def check_experiments(names: list[str]) -> list[str]:
-    """Known experiment names (test-only ones switch on ``HIMARI_TEST_EXPERIMENTS``), or a clear error."""
+    """Known experiment names, trading (``experiments/``) or exit (``experiments/exits/``); test-only
+    ones switch on ``HIMARI_TEST_EXPERIMENTS``; a clear error otherwise."""
+    from himari_pipeline.exits.experiments import list_exit_experiments, load_exit_experiment
     from himari_pipeline.rl.experiments import (
         TEST_EXPERIMENTS_ENV,
         is_test_experiment,
@@ -31,18 +33,27 @@ def check_experiments(names: list[str]) -> list[str]:
         load_experiment,
     )
 
-    known = list_experiments(include_test=True)
+    exits = list_exit_experiments(include_test=True)
+    known = list_experiments(include_test=True) + exits
     unknown = [n for n in names if n not in known]
     if unknown:
         fail(f"unknown experiment {', '.join(map(repr, unknown))}; known experiments: {', '.join(known)}")
     for name in names:
         try:
-            load_experiment(name)
+            load_exit_experiment(name) if name in exits else load_experiment(name)
         except (ValueError, FileNotFoundError) as exc:
             fail(f"experiment {name!r} is invalid: {exc}")
     if any(is_test_experiment(n) for n in names):
         os.environ[TEST_EXPERIMENTS_ENV] = "1"  # before the definitions are imported
     return list(dict.fromkeys(names))
+
+
+def default_dataset(name: str) -> str:
+    """The dataset an experiment (trading or exit) names in its YAML."""
+    from himari_pipeline.exits.experiments import is_exit_experiment, load_exit_experiment
+    from himari_pipeline.rl.experiments import load_experiment
+
+    return (load_exit_experiment(name) if is_exit_experiment(name) else load_experiment(name)).dataset
 
 
 def check_datasets(keys: list[str]) -> list[str]:

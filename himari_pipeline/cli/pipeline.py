@@ -9,6 +9,7 @@ import typer
 from himari_pipeline.cli.common import (
     check_datasets,
     check_experiments,
+    default_dataset,
     fail,
     print_versions,
     quiet_python_warnings,
@@ -22,15 +23,25 @@ def train_and_validate(pairs: list[tuple[str, str]], quiet: bool = True) -> tupl
     """Train, validate and (verdict permitting) promote each (experiment, dataset), then the dbt marts.
 
     Returns (no run broke, the pairs whose verdict is FAIL). A collapsed policy is still validated; a
-    FAIL verdict is a finished run, not an error.
+    FAIL verdict is a finished run, not an error. An exit experiment runs ``exit_job`` (entries,
+    training, judged report) instead.
     """
     from himari_pipeline.defs.partitions import training_key
+    from himari_pipeline.exits.experiments import is_exit_experiment
     from himari_pipeline.instance import get_instance
 
     instance = get_instance()
     ok, rejected = True, []
     for name, key in pairs:
         label = f"{name} on {key}"
+        if is_exit_experiment(name):
+            from himari_pipeline.defs.exit_assets import exit_key
+
+            if not run_step(instance, "exit_job", exit_key(name, key), label, quiet).success:
+                ok = False
+            elif print_exit_report(name, key, label) != "PASS":
+                rejected.append(label)
+            continue
         train = run_step(instance, "train_job", training_key(name, key), label, quiet)
         if not train.success:
             ok = False
@@ -73,6 +84,29 @@ def print_report(name: str, key: str, label: str | None = None) -> str:
     return str(summary["verdict"])
 
 
+def print_exit_report(name: str, key: str, label: str) -> str:
+    """Print an exit experiment's verdict, reasons, numbers and report path; its verdict."""
+    from himari_pipeline.defs.exit_assets import EXIT_SUMMARY, exit_partition
+    from himari_pipeline.storage.lake import Lake
+
+    lake = Lake(lake_root())
+    s = lake.read_table(EXIT_SUMMARY, exit_partition(name, key)).iloc[-1]
+    color = typer.colors.GREEN if s["verdict"] == "PASS" else typer.colors.RED
+    typer.secho(f"[{label}] verdict {s['verdict']}", fg=color)
+    for reason in filter(None, str(s["reasons"] or "").split("; ")):
+        typer.secho(f"[{label}]   - {reason}", fg=color)
+    for warning in filter(None, str(s["warnings"] or "").split("; ")):
+        typer.echo(f"[{label}]   warning: {warning}")
+    typer.echo(
+        f"[{label}] test: {int(s['test_trades'])} trades, mean {s['test_mean_return']:+.3%} a trade (fixed "
+        f"stops {s['test_fixed_stops_mean_return']:+.3%}), Sharpe {s['test_sharpe']:.2f}; live Sharpe "
+        f"{s['live_sharpe']:.2f} (fixed stops {s['live_buy_and_hold_sharpe']:.2f}); DSR {s['dsr']:.3f}, "
+        f"permutation p {s['permutation_p']:.3f}; blocked rate {s['test_blocked_rate']:.3f}"
+    )
+    typer.echo(f"[{label}] HTML report: {lake.root / s['report_path']}")
+    return str(s["verdict"])
+
+
 def run(
     profile: Annotated[str, typer.Option(help="default: 1h synthetic bars; full: 5m")] = "default",
     dataset: Annotated[
@@ -100,9 +134,7 @@ def run(
     if not verbose:
         quiet_python_warnings()
     if not dataset:
-        from himari_pipeline.rl.experiments import load_experiment
-
-        defaults = [load_experiment(n).dataset for n in names]
+        defaults = [default_dataset(n) for n in names]
         keys = check_datasets(defaults if experiment else [*PROFILES[profile].datasets, *defaults])
         pairs = [(n, d) for n, d in zip(names, defaults, strict=True)]
     else:
@@ -150,6 +182,26 @@ def experiments() -> None:
         where = ", ".join(trained[name]) or "not trained"
         tag = " (test-only)" if is_test_experiment(name) else ""
         typer.echo(f"{name:<16} {dataset:<20} {chash:<13} {where}{tag}")
+    _exit_experiments()
+
+
+def _exit_experiments() -> None:
+    """The exit experiments (experiments/exits/): name, default dataset, config hash, where trained."""
+    from himari_pipeline.defs.exit_assets import EXIT_SUMMARY
+    from himari_pipeline.exits.experiments import list_exit_experiments, load_exit_experiment
+    from himari_pipeline.rl.experiments import is_test_experiment
+    from himari_pipeline.storage.lake import Lake
+
+    parts = Lake(lake_root()).partitions(EXIT_SUMMARY) if (lake_root() / "catalog.ducklake").exists() else []
+    for name in list_exit_experiments(include_test=True):
+        try:
+            exp = load_exit_experiment(name)
+            chash, dataset = exp.config_hash()[:12], exp.dataset
+        except (ValueError, FileNotFoundError) as exc:
+            chash, dataset = "INVALID", str(exc)[:60]
+        where = ", ".join(p[len(f"exit-{name}.") :] for p in parts if p.startswith(f"exit-{name}."))
+        tag = " (exit" + (", test-only)" if is_test_experiment(name) else ")")
+        typer.echo(f"{name:<16} {dataset:<20} {chash:<13} {where or 'not trained'}{tag}")
 
 
 def report(

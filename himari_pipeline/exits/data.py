@@ -11,38 +11,17 @@ entries (the breakout rule shipped with the project) and :meth:`ExitData.segment
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from himari_pipeline.datasets.layout import SplitConfig, plan_splits
-from himari_pipeline.exits.entries import breakout_entries, split_entries
-from himari_pipeline.exits.env import ExitMarket
+from himari_pipeline.exits.configs import EntryRule as EntryRule  # noqa: F401 - re-exported
+from himari_pipeline.exits.entries import split_entries
 
 SEGMENTS = ("train", "val", "test", "live")
 BAR_COLUMNS = ("open", "high", "low", "close")
-
-
-@dataclass(frozen=True)
-class EntryRule:
-    """The entry rule: ``breakout`` (:func:`~himari_pipeline.exits.entries.breakout_entries`)."""
-
-    rule: str = "breakout"
-    lookback: int = 48
-    min_gap: int = 24
-
-    def __post_init__(self) -> None:
-        if self.rule != "breakout":
-            raise ValueError(f"unknown entry rule {self.rule!r}; the project ships 'breakout'")
-        if self.lookback < 1 or self.min_gap < 0:
-            raise ValueError("need lookback >= 1 and min_gap >= 0")
-
-    def entries(self, bars: pd.DataFrame) -> pd.DataFrame:
-        return breakout_entries(bars["high"], bars["low"], bars["close"], self.lookback, self.min_gap)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -63,7 +42,10 @@ class ExitData:
     def segment_entries(self, entries: pd.DataFrame, max_hold: int) -> dict[str, pd.DataFrame]:
         return split_entries(entries, self.ranges, max_hold)
 
-    def market(self, entries: pd.DataFrame) -> ExitMarket:
+    def market(self, entries: pd.DataFrame):
+        """The :class:`~himari_pipeline.exits.env.ExitMarket` of these bars and ``entries`` (torch)."""
+        from himari_pipeline.exits.env import ExitMarket
+
         return ExitMarket.from_numpy(self.bars, entries["entry_bar"], entries["side"])
 
     def years(self, segment: str) -> float:

@@ -41,48 +41,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from himari_pipeline.exits.configs import ExitConfig
 from himari_pipeline.exits.stops import NO_FILL, STOP_FILL, TAKE_FILL, resolve_stops
-from himari_pipeline.trading.rules import TradingRules
 
 HOLD, EXIT, TIGHTEN_SL, TRAIL_BE, PARTIAL_EXIT = range(5)
 EXIT_ACTIONS = ("hold", "exit", "tighten_sl", "trail_be", "partial_exit")
 #: why a trade ended: still open, the agent, the stop-loss, the take-profit, time (max hold or data end)
 OPEN, BY_AGENT, BY_STOP, BY_TAKE, BY_TIME = range(5)
 EXIT_REASONS = ("open", "agent", "stop_loss", "take_profit", "time")
-
-
-@dataclass(frozen=True)
-class ExitConfig:
-    """Stops, masks, holding limit, costs and reward terms of the exit env."""
-
-    stop_loss: float = 0.01  # initial stop, as a fraction of the entry price
-    take_profit: float = 0.02
-    min_exit_bar: int = 3
-    max_hold: int = 48
-    tighten_frac: float = 0.5
-    partial_frac: float = 0.5
-    transaction_cost: float = 0.0005  # per unit of traded notional, each fill
-    time_coef: float = 0.0
-    regret_coef: float = 0.0
-    reward_scale: float = 100.0  # rewards in percent of the entry notional (PPO's value fit likes O(1))
-    window: int = 16  # bars of returns in the observation
-
-    def __post_init__(self) -> None:
-        if not (0 < self.stop_loss < 1 and self.take_profit > 0):
-            raise ValueError("need 0 < stop_loss < 1 and take_profit > 0")
-        if not (0 <= self.min_exit_bar < self.max_hold):
-            raise ValueError("need 0 <= min_exit_bar < max_hold")
-        if not (0 < self.tighten_frac < 1 and 0 < self.partial_frac < 1):
-            raise ValueError("tighten_frac and partial_frac must lie in (0, 1)")
-        if self.window < 1:
-            raise ValueError("window must be >= 1")
-        if not self.reward_scale > 0:
-            raise ValueError("reward_scale must be > 0")
-        TradingRules(transaction_cost=self.transaction_cost)  # validates the cost
-
-    @property
-    def n_obs(self) -> int:
-        return self.window + 7
 
 
 @dataclass

@@ -114,6 +114,7 @@ class ExitPPOTrainer:
         self.stop_reason: str | None = None
         self.eval_history: list[dict] = []
         self.reward_diagnostic: dict | None = None
+        self.max_masked_prob = 0.0  # the largest probability an update gave a blocked action
         self._obs = self.env.observe()
         self._done = torch.zeros(ppo_cfg.num_envs, dtype=torch.bool)
 
@@ -227,6 +228,7 @@ class ExitPPOTrainer:
         out = {k: float(last[k]) for k in ("policy_loss", "value_loss", "entropy", "approx_kl")}
         out["clipfrac"] = float(torch.stack([h["clipfrac"] for h in history]).mean())
         out["masked_prob"] = float(torch.stack([h["masked_prob"] for h in history]).max())
+        self.max_masked_prob = max(self.max_masked_prob, out["masked_prob"])
         out["epochs"] = float(len(history) / max(1, math.ceil(n / size)))
         return out
 
@@ -264,6 +266,9 @@ class ExitPPOTrainer:
             "metrics": metrics or {},
             "eval_history": self.eval_history,
             "stop_reason": self.stop_reason,
+            "reward_scale": self.reward_diagnostic,
+            "train_blocked_rate": self.env.blocked_rate,
+            "train_masked_prob": self.max_masked_prob,
             **self.provenance,
         }
         return save_checkpoint(path, model=self.policy.state_dict(), meta=meta)

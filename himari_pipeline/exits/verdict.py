@@ -213,6 +213,7 @@ def evaluate_exits(
     if empty:
         raise ValueError(f"{data.name}: fewer than 2 entries in segment(s) {', '.join(empty)}")
     rows, trades, actions, blocked, holding, perm = {}, {}, {}, {}, {}, {}
+    same_as_fixed = 0.0
     for seg in SEGMENTS:
         market = data.market(per_seg[seg])
         tr, info = play_trades(market, cfg, subject.policy)
@@ -231,6 +232,10 @@ def evaluate_exits(
         }
         for name, played in players.items():
             rows[seg, name] = _row(played, cfg, data.years(seg))
+        if seg == "test":
+            same_as_fixed = float(
+                np.mean(np.isclose(tr["return"], players["fixed_stops"]["return"], 0, 1e-12))
+            )
         if seg in ("test", "live"):
             perm[seg] = permutation_pvalue(market, cfg, h, float(tr["return"].mean()), n_perm, seed)
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -258,11 +263,17 @@ def evaluate_exits(
         "test_mean_return": float(table.loc[("test", subject.name), "mean_return"]),
         "test_blocked_rate": blocked["test"],
     }
+    verdict = judge(evidence, gates)
+    if same_as_fixed >= 0.95:
+        verdict.warnings.append(
+            f"{same_as_fixed:.0%} of the test trades are the fixed-stops baseline's: the subject hardly acts "
+            "after entry, so whatever it earns is the entries' and the stops'"
+        )
     ts = np.asarray(subject.trial_sharpes if subject.trial_sharpes is not None else [trade_sharpe(val_r)])
     trials = pd.DataFrame({"trial": np.arange(len(ts)), "val_trade_sharpe": ts}).set_index("trial")
     return ExitEvaluation(
         data=data.name, subject=subject.name, note=subject.note, config=cfg,
         bars_per_year=data.bars_per_year, bounds=data.bounds, table=table, trades=trades, actions=actions,
         blocked_rate=blocked, holding=holding, permutation=perm, trials=trials, evidence=evidence,
-        verdict=judge(evidence, gates),
+        verdict=verdict, extra={"test_same_as_fixed_stops": same_as_fixed},
     )  # fmt: skip

@@ -75,7 +75,7 @@ SELECTION_FIELDS = (
     "stop_on_collapse",
 )
 _PPO_FIELDS = tuple(f.name for f in dataclasses.fields(PPOConfig))
-_ALGO_FIELDS = tuple(n for n in _PPO_FIELDS if n not in SELECTION_FIELDS and n not in ("device", "exp_name"))
+ALGO_FIELDS = tuple(n for n in _PPO_FIELDS if n not in SELECTION_FIELDS and n not in ("device", "exp_name"))
 # fields left out of the canonical config while at their default, so adding them kept every hash
 _OMIT_AT_DEFAULT = {"seeds": None, "mirror": False}
 _ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))
@@ -95,7 +95,7 @@ _TOP_FIELDS = (
 _REQUIRED = ("name", "dataset")
 
 
-def _unknown(where: str, section: str, keys, allowed) -> None:
+def check_keys(where: str, section: str, keys, allowed) -> None:
     bad = sorted(set(keys) - set(allowed))
     if bad:
         raise ValueError(
@@ -105,7 +105,7 @@ def _unknown(where: str, section: str, keys, allowed) -> None:
         )
 
 
-def _coerce(where: str, section: str, values: dict, cls: type) -> dict:
+def coerce_values(where: str, section: str, values: dict, cls: type) -> dict:
     """Check each value against ``cls``'s field type (YAML reads ``1e-3`` as a string); ints -> floats."""
     hints = typing.get_type_hints(cls)
     out = {}
@@ -138,11 +138,13 @@ def _policy_dict(policy: str | dict, where: str) -> dict:
         policy = {"preset": policy}
     if not isinstance(policy, dict):
         raise ValueError(f"{where}: policy must be a preset name or a mapping, got {type(policy).__name__}")
-    _unknown(where, "policy", policy, (*_POLICY_FIELDS, "preset"))
+    check_keys(where, "policy", policy, (*_POLICY_FIELDS, "preset"))
     preset = policy.get("preset", "full")
     if preset not in POLICY_PRESETS:
         raise ValueError(f"{where}: unknown policy preset {preset!r}; choose one of {POLICY_PRESETS}")
-    overrides = _coerce(where, "policy", {k: v for k, v in policy.items() if k != "preset"}, PolicyConfig)
+    overrides = coerce_values(
+        where, "policy", {k: v for k, v in policy.items() if k != "preset"}, PolicyConfig
+    )
     try:
         cfg = getattr(PolicyConfig, preset)(**overrides)
     except (TypeError, ValueError) as e:
@@ -181,15 +183,17 @@ class Experiment:
         self.policy = _policy_dict(self.policy, where)
         for section, allowed in (
             ("env", _ENV_FIELDS),
-            ("ppo", _ALGO_FIELDS),
+            ("ppo", ALGO_FIELDS),
             ("selection", SELECTION_FIELDS),
         ):
             value = getattr(self, section) or {}
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: {section} must be a mapping")
-            _unknown(where, section, value, allowed)
+            check_keys(where, section, value, allowed)
             setattr(
-                self, section, _coerce(where, section, value, EnvConfig if section == "env" else PPOConfig)
+                self,
+                section,
+                coerce_values(where, section, value, EnvConfig if section == "env" else PPOConfig),
             )
         try:  # fill in defaults so the hash does not depend on which defaults were spelled out
             env = dataclasses.asdict(EnvConfig(**self.env))
@@ -198,7 +202,7 @@ class Experiment:
             raise ValueError(f"{where}: {e}") from e
         self.env = env
         self.ppo = {
-            k: ppo[k] for k in _ALGO_FIELDS if not (k in _OMIT_AT_DEFAULT and ppo[k] == _OMIT_AT_DEFAULT[k])
+            k: ppo[k] for k in ALGO_FIELDS if not (k in _OMIT_AT_DEFAULT and ppo[k] == _OMIT_AT_DEFAULT[k])
         }
         self.selection = {k: ppo[k] for k in SELECTION_FIELDS}
 
@@ -243,7 +247,7 @@ class Experiment:
         where = source or "experiment"
         if not isinstance(d, dict):
             raise ValueError(f"{where}: an experiment must be a YAML mapping, got {type(d).__name__}")
-        _unknown(where, "the experiment", d, _TOP_FIELDS)
+        check_keys(where, "the experiment", d, _TOP_FIELDS)
         missing = [k for k in _REQUIRED if k not in d]
         if missing:
             raise ValueError(f"{where}: missing required key {missing[0]!r}")
