@@ -40,8 +40,12 @@ from himari_pipeline.exits.env import (
 Policy = Callable[[VecExitEnv], Tensor]
 
 
-def play_trades(market: ExitMarket, cfg: ExitConfig, policy: Policy) -> tuple[pd.DataFrame, dict]:
-    """One row per entry (entry_bar, side, return, holding_bars, exit_reason) and the action counts."""
+def play_trades(
+    market: ExitMarket, cfg: ExitConfig, policy: Policy, record: bool = False
+) -> tuple[pd.DataFrame, dict]:
+    """One row per entry (entry_bar, side, return, holding_bars, exit_reason) and the action counts;
+    with ``record``, ``info["decisions"]``: every decision of an open trade (trade, bar, action as the
+    policy proposed it, before the env's masks)."""
     n = len(market.entry_bar)
     env = VecExitEnv(market, cfg, n)
     env.reset(picks=torch.arange(n))
@@ -50,9 +54,13 @@ def play_trades(market: ExitMarket, cfg: ExitConfig, policy: Policy) -> tuple[pd
     held = torch.zeros(n, dtype=torch.long)
     reason = torch.zeros(n, dtype=torch.long)
     counts = torch.zeros(len(EXIT_ACTIONS), dtype=torch.long)
+    log: list[tuple[Tensor, Tensor, Tensor]] = []
     for _ in range(cfg.max_hold + 1):
         live = ~first
         actions = policy(env)
+        if record:
+            rows = live.nonzero().squeeze(-1)
+            log.append((rows, (env.e + env.k)[rows], torch.as_tensor(actions)[rows]))
         _, _, done, info = env.step(actions)
         counts += torch.bincount(info["action"][live], minlength=len(EXIT_ACTIONS))
         new = done & live
@@ -71,8 +79,14 @@ def play_trades(market: ExitMarket, cfg: ExitConfig, policy: Policy) -> tuple[pd
             "exit_reason": [EXIT_REASONS[i] for i in reason.tolist()],
         }
     )
-    return trades, {"actions": dict(zip(EXIT_ACTIONS, counts.tolist(), strict=True)),
-                    "blocked_rate": env.blocked_rate}  # fmt: skip
+    info = {
+        "actions": dict(zip(EXIT_ACTIONS, counts.tolist(), strict=True)),
+        "blocked_rate": env.blocked_rate,
+    }
+    if record:
+        cols = [torch.cat(c).numpy() for c in zip(*log, strict=True)]
+        info["decisions"] = pd.DataFrame(dict(zip(("trade", "bar", "action"), cols, strict=True)))
+    return trades, info
 
 
 def fixed_stops(env: VecExitEnv) -> Tensor:

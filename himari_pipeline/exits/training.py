@@ -84,12 +84,15 @@ def judge_exit_checkpoint(
 ) -> ExitEvaluation:
     """The selected checkpoint judged on every segment; every evaluated checkpoint of its run (its
     ``eval_history``) is a trial of the Deflated Sharpe."""
-    from himari_pipeline.exits.env import ExitConfig
+    from himari_pipeline.exits.configs import ExitConfig
     from himari_pipeline.exits.ppo import load_exit_policy
+    from himari_pipeline.rl.checkpoints import load_checkpoint
 
     checkpoint = Path(checkpoint)
     policy, meta = load_exit_policy(checkpoint)
-    history = meta.get("eval_history") or []
+    last = sorted(checkpoint.parent.glob("step_*"))[-1]  # the run's whole history and training stats
+    run = load_checkpoint(last).meta
+    history = run.get("eval_history") or []
     sharpes = np.array([h["greedy_sharpe"] for h in history], dtype=np.float64)
     finite = sharpes[np.isfinite(sharpes)]
     name = meta.get("experiment", "policy")
@@ -97,18 +100,20 @@ def judge_exit_checkpoint(
     note = (
         f"PPO exit experiment `{name}`, checkpoint {checkpoint.name} (best validation "
         f"{ppo.get('select_metric', 'greedy_sharpe')} of {len(sharpes)} evaluations"
-        + (f"; stopped: {meta['stop_reason']}" if meta.get("stop_reason") else "")
+        + f", {run['step']} steps"
+        + (f"; stopped: {run['stop_reason']}" if run.get("stop_reason") else "")
         + ")"
     )
-    subject = ExitSubject(f"ppo_{name}", policy_actions(policy), note,
+    player = policy_actions(policy)
+    subject = ExitSubject(f"ppo_{name}", lambda bars: player, note,
                           finite if len(finite) >= 2 else None, max(1, len(sharpes)))  # fmt: skip
     cfg = ExitConfig(**meta["exit_config"])
     evaluation = evaluate_exits(data, entries, cfg, subject, n_perm=n_perm)
     evaluation.extra.update(
         {"experiment": name, "config_hash": meta.get("config_hash", ""), "checkpoint": checkpoint.name,
-         "steps": int(meta["step"]), "eval_history": history, "reward_scale": meta.get("reward_scale") or {},
-         "train_blocked_rate": meta.get("train_blocked_rate", float("nan")),
-         "train_masked_prob": meta.get("train_masked_prob", float("nan"))}
+         "steps": int(run["step"]), "eval_history": history, "reward_scale": run.get("reward_scale") or {},
+         "train_blocked_rate": run.get("train_blocked_rate", float("nan")),
+         "train_masked_prob": run.get("train_masked_prob", float("nan"))}
     )  # fmt: skip
     return evaluation
 
@@ -128,7 +133,7 @@ def rule_subject(data: ExitData, window: int = 120, threshold: float = 0.0) -> E
 
     return ExitSubject(
         "trend_exit",
-        trend_exit(data.bars["close"].to_numpy(), window, threshold),
+        lambda bars: trend_exit(bars["close"].to_numpy(), window, threshold),
         f"trend-reversal exit rule: EXIT when the {window}-bar trend score turns against the trade "
         f"(side x score < {threshold:g}); fixed in advance, one trial",
     )

@@ -66,10 +66,11 @@ TABLE_COLUMNS = (
 
 @dataclass
 class ExitSubject:
-    """What is judged: a player (a rule or a trained policy), its name, and the selection's trials."""
+    """What is judged: its name, how it plays on given bars (``policy_for(bars)``: a rule reads the
+    bars it is given; a trained policy reads the env's observation), and the selection's trials."""
 
     name: str
-    policy: Policy
+    policy_for: Callable[[pd.DataFrame], Policy]
     note: str = ""
     trial_sharpes: np.ndarray | None = None  # per-trade Sharpes of every trial (None: only this one)
     n_trials: int = 1
@@ -144,7 +145,9 @@ def permutation_pvalue(
     return float((1 + np.sum(null >= observed - 1e-15)) / (1 + n_perm))
 
 
-def observation_leak_correlations(close: torch.Tensor, market: ExitMarket, cfg: ExitConfig) -> dict:
+def observation_leak_correlations(
+    close: torch.Tensor, market: ExitMarket, cfg: ExitConfig, observe: Callable = exit_observation
+) -> dict:
     """Each observation column (on the hold path from every entry) against the next bar's
     side-adjusted log return: Pearson and Spearman; constant columns are left out."""
     e = market.entry_bar.repeat_interleave(cfg.max_hold)
@@ -155,7 +158,7 @@ def observation_leak_correlations(close: torch.Tensor, market: ExitMarket, cfg: 
     e, side, k, t = e[keep], side[keep], k[keep], t[keep]
     entry = close[e]
     stop, take = entry * (1 - side * cfg.stop_loss), entry * (1 + side * cfg.take_profit)
-    obs = exit_observation(close, t, side, entry, k.double(), torch.ones_like(entry), stop, take, cfg)
+    obs = observe(close, t, side, entry, k.double(), torch.ones_like(entry), stop, take, cfg)
     nxt = (side * torch.log(close[t + 1] / close[t])).numpy()
     out = {}
     frame = pd.DataFrame(obs.double().numpy(), columns=observation_names(cfg))
@@ -191,6 +194,28 @@ def observation_truncation_invariant(
     return True
 
 
+def decisions_truncation_invariant(
+    bars: pd.DataFrame, entries: pd.DataFrame, cfg: ExitConfig, policy_for: Callable, cuts: int = 8
+) -> bool:
+    """The subject decides the same at every bar ``t < cut`` when every bar from ``cut`` on is replaced
+    by NaN: no decision reads a later bar. The cuts fall right after ``cuts`` decision bars spread
+    over the subject's own decisions, so open trades decide at each cut's last bar; a rule that peeks
+    at the next bar (log 002's v3 market tensor) decides differently there."""
+    market = ExitMarket.from_numpy(bars, entries["entry_bar"], entries["side"])
+    full = play_trades(market, cfg, policy_for(bars), record=True)[1]["decisions"]
+    bars_decided = np.unique(full["bar"].to_numpy())
+    picks = bars_decided[np.linspace(0, len(bars_decided) - 1, min(cuts, len(bars_decided)), dtype=int)] + 1
+    for cut in picks[picks < len(bars)]:
+        masked = bars.copy()
+        masked.iloc[cut:] = np.nan
+        m = ExitMarket.from_numpy(masked, entries["entry_bar"], entries["side"])
+        part = play_trades(m, cfg, policy_for(masked), record=True)[1]["decisions"]
+        a, b = (d[d["bar"] < cut].set_index(["trade", "bar"])["action"].sort_index() for d in (full, part))
+        if not a.equals(b):
+            return False
+    return True
+
+
 def _row(trades: pd.DataFrame, cfg: ExitConfig, years: float) -> dict[str, float]:
     m = trade_metrics(trades, cfg.min_exit_bar)
     per_year = len(trades) / years if years > 0 else math.nan
@@ -213,10 +238,11 @@ def evaluate_exits(
     if empty:
         raise ValueError(f"{data.name}: fewer than 2 entries in segment(s) {', '.join(empty)}")
     rows, trades, actions, blocked, holding, perm = {}, {}, {}, {}, {}, {}
+    policy = subject.policy_for(data.bars)
     same_as_fixed = 0.0
     for seg in SEGMENTS:
         market = data.market(per_seg[seg])
-        tr, info = play_trades(market, cfg, subject.policy)
+        tr, info = play_trades(market, cfg, policy)
         trades[seg] = tr.assign(entry_time=pd.to_datetime(data.timestamps[tr["entry_bar"]], utc=True))
         total = max(sum(info["actions"].values()), 1)
         actions[seg] = {a: n / total for a, n in info["actions"].items()}
@@ -248,7 +274,8 @@ def evaluate_exits(
     dsr = deflated_sharpe_ratio(val_r, trial, max(1, subject.n_trials))
     mdd, ruined = compounded(trades["live"]["return"].to_numpy())
     evidence = {
-        "truncation_invariant": observation_truncation_invariant(close, test_market, cfg),
+        "truncation_invariant": observation_truncation_invariant(close, test_market, cfg)
+        and decisions_truncation_invariant(data.bars, per_seg["test"], cfg, subject.policy_for),
         **{f"{'validation' if s == 'val' else s}_action_shares": holding[s] for s in SEGMENTS},
         "dsr": float(dsr),
         "permutation_p": perm["test"],

@@ -1,7 +1,14 @@
 -- Every saved checkpoint (partition = experiment.dataset). `dataset` falls back to the dataset whose
 -- split version the checkpoint names (split versions are content hashes of one dataset's arrays).
+-- Only a training run writes the table: on a lake without one it is empty (optional_source).
 with checkpoints as (
-    select * from {{ source('lake', 'checkpoints') }}
+    select * from {{ optional_source('lake', 'checkpoints', {
+        'partition_key': 'varchar', 'experiment': 'varchar', 'dataset': 'varchar', 'config_hash': 'varchar',
+        'split_version': 'varchar', 'step': 'bigint', 'checkpoint_path': 'varchar', 'is_best': 'boolean',
+        'collapsed': 'boolean', 'val_greedy_sharpe': 'double', 'val_sampled_sharpe': 'double',
+        'val_total_return': 'double', 'val_entropy': 'double', 'val_share_flat': 'double',
+        'val_share_long': 'double', 'val_share_short': 'double', 'weights_sha256': 'varchar'
+    }) }}
 ),
 
 split_datasets as (
