@@ -120,3 +120,28 @@ def test_user_errors_are_named_before_any_work(env, tmp_path):
     assert good.returncode == 0, good.stderr[-2000:]
     assert _partitions(fresh) == ["SYNTH-NULL_4h"]
     assert "STEP_SUCCESS" in good.stdout + good.stderr and "DEBUG" in good.stdout + good.stderr
+
+
+@pytest.mark.timeout(300)
+def test_an_exit_experiment_runs_through_the_same_command(collapsed_run, env):
+    """`himari run -e <exit experiment>`: entries, PPO exit policy, judged report and the marts, on the
+    dataset the trading run already materialized; the verdict and the report path are printed."""
+    run = himari(env, "run", "-e", "smoke_exit", "-d", DATASET)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    label = f"[smoke_exit on {DATASET}]"
+    assert f"{label} exit_job ok" in out
+    verdict = next(ln for ln in out.splitlines() if ln.startswith(f"{label} verdict "))
+    assert verdict.split()[-1] in ("PASS", "FAIL")
+    assert "blocked rate 0.000" in out
+    html = Path(next(ln for ln in out.splitlines() if "HTML report:" in ln and label in ln).split(": ", 1)[1])
+    text = html.read_text()
+    assert "Per-trade metrics against the baselines" in text and "fixed_stops" in text
+    summary = Lake(env["HIMARI_LAKE_ROOT"]).read_table("exit_summary", f"exit-smoke_exit.{DATASET}")
+    assert summary["verdict"].iloc[-1] == verdict.split()[-1] and summary["dataset"].iloc[-1] == DATASET
+    assert "dbt: Done. PASS=" in out
+    listing = himari(env, "experiments")
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert DATASET in rows["smoke_exit"] and "(exit, test-only)" in rows["smoke_exit"]
+    assert "(exit)" in rows["exit_default"] and "not trained" in rows["exit_default"]

@@ -416,3 +416,74 @@ def test_strategies_and_pairs_reach_the_marts(manifest, tmp_path):
         ev.table.loc[("live", "buy_and_hold_legs"), "sharpe"]
     )
     assert got["dsr"] == pytest.approx(ev.evidence["dsr"]) and got["leverage"] == 1.5
+
+
+def test_exit_results_reach_the_marts_on_a_lake_without_trading_results(manifest, tmp_path):
+    """The exit optimizer's tables make mart_exit_results (a real evaluation of a planted market, judged
+    against fixed stops), on a lake that holds one dataset's data assets and the exit run only: no
+    training or validation run wrote checkpoints, validation_metrics or validation_summary, and every
+    model still builds (those sources are optional), their marts empty. Ranked by DSR, NaN last."""
+    from himari_pipeline.exits.configs import EntryRule, ExitConfig
+    from himari_pipeline.exits.data import synthetic_data
+    from himari_pipeline.exits.report import exit_tables
+    from himari_pipeline.exits.training import rule_subject
+    from himari_pipeline.exits.verdict import evaluate_exits
+
+    dataset, key = DATASETS[0], "trend." + DATASETS[0]
+    root = tmp_path / "lake"
+    lake = Lake(root)
+    bars = _bars("2020-01-01")
+    lake.write_table("raw_ohlcv", dataset, bars)
+    lake.write_table("dataset_split_summary", dataset, _split_summary(bars, "split-" + dataset))
+    data = synthetic_data("planted", 7)
+    cfg = ExitConfig(stop_loss=0.03, take_profit=0.06, max_hold=96, min_exit_bar=3)
+    ev = evaluate_exits(data, EntryRule().entries(data.bars), cfg, rule_subject(data), n_perm=49)
+    metrics, summary = exit_tables(ev, key, "x.html")
+    summary.insert(1, "dataset", dataset)
+    part = "exit-" + key
+    lake.write_table("exit_metrics", part, metrics)
+    lake.write_table("exit_summary", part, summary)
+    # a second experiment whose DSR could not be computed (NaN): it must rank last, not first
+    nan_key = "nan." + dataset
+    lake.write_table("exit_metrics", "exit-" + nan_key, metrics.assign(key=nan_key))
+    lake.write_table("exit_summary", "exit-" + nan_key, summary.assign(key=nan_key, dsr=float("nan")))
+    with lake.connect() as con:
+        found = con.execute("select table_name from duckdb_tables() where database_name = 'lake'").fetchall()
+    tables = {name for (name,) in found}
+    assert {"raw_ohlcv", "exit_summary"} <= tables and not tables & {"checkpoints", "validation_summary"}
+    assert not tables & {"validation_metrics", "strategy_summary", "pair_summary"}, tables
+
+    ok, status = _dbt(manifest, root, "build")
+    bad = {k: v for k, v in status.items() if v not in ("success", "pass")}
+    assert ok and not bad, bad
+    exit_nodes = {
+        "stg_exit_summary",
+        "stg_exit_metrics",
+        "mart_exit_results",
+        "assert_exit_shares_sum_to_one",
+    }
+    assert MODELS | SINGULAR | exit_nodes <= set(status)
+    for empty in ("mart_checkpoint_leaderboard", "mart_regime_performance", "staging.stg_checkpoints"):
+        assert _marts(root, f"select count(*) as n from {empty}")["n"].item() == 0, empty
+    assert _marts(root, "select n_experiments from mart_dataset_summary")["n_experiments"].tolist() == [0]
+
+    exits = _marts(root, "select * from mart_exit_results order by dsr_rank")
+    assert exits["key"].tolist() == [key, nan_key] and exits["experiment"].tolist() == ["trend", "nan"]
+    assert pd.isna(exits.loc[1, "dsr"])
+    got = exits.iloc[0]
+    assert (got["dsr_rank"], got["experiment"], got["dataset"], got["key"]) == (1, "trend", dataset, key)
+    assert got["subject"] == ev.subject and got["report_path"] == "x.html"
+    assert got["verdict"] == ("PASS" if ev.verdict.passed else "FAIL") == summary["verdict"].item()
+    assert got["promotable"] == ev.verdict.passed
+    assert got["dsr"] == pytest.approx(ev.evidence["dsr"])
+    assert got["permutation_p"] == pytest.approx(ev.evidence["permutation_p"])
+    stored = lake.read_table("exit_metrics", part).set_index(["segment", "strategy"])
+    for seg in ("test", "live"):
+        fixed, mine = stored.loc[(seg, "fixed_stops")], stored.loc[(seg, ev.subject)]
+        assert got[f"{seg}_fixed_stops_mean_return"] == pytest.approx(fixed["mean_return"])
+        assert got[f"{seg}_fixed_stops_sharpe"] == pytest.approx(fixed["sharpe"])
+        for m in ("trades", "mean_return", "win_rate", "sharpe", "avg_holding", "exit_stop_loss"):
+            assert got[f"{seg}_{m}"] == pytest.approx(mine[m]), (seg, m)
+    summary_fixed = summary["test_fixed_stops_mean_return"].item()
+    assert got["test_fixed_stops_mean_return"] == pytest.approx(summary_fixed)
+    assert got["test_sharpe"] == pytest.approx(ev.evidence["test_sharpe"])

@@ -1,7 +1,8 @@
 {#
-  A lake table that exists only after its first materialization (strategy and pair evaluations):
-  the source when the lake has it, else an empty relation with the same typed columns, so the marts
-  build on a lake where nobody has run `himari evaluate` or `himari pairs` yet. At parse time it is
+  A lake table that exists only after its first materialization (training, validation, strategy,
+  pair and exit evaluations): the source when the lake has it, else an empty relation with the same
+  typed columns, so the marts build on a lake where nobody has trained, validated, run `himari
+  evaluate`, `himari pairs` or an exit experiment yet. At parse time it is
   the source, so the lineage (and the Dagster asset it belongs to) is recorded either way.
 #}
 {% macro optional_source(source_name, table_name, columns) -%}

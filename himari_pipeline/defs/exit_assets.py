@@ -218,10 +218,14 @@ _REPORT_COMMON = {k: v for k, v in _COMMON.items() if k != "partitions_def"}
     pool=POOL,
 )  # fmt: skip
 def judge_exit_policy(context: dg.AssetExecutionContext, lake: LakeResource, settings: PipelineSettings):
+    import torch
+
     from himari_pipeline.exits import report as report_mod
     from himari_pipeline.exits.training import judge_exit_checkpoint
 
     name, dataset = _dims(context)
+    if threads := load_exit_experiment(name).torch_threads:
+        torch.set_num_threads(int(threads))
     store = lake.get()
     part = exit_partition(name, dataset)
     data, _ = _exit_data(store, dataset, settings.raw_dir)
