@@ -12,6 +12,7 @@ sequence; percentages are normalized) or an object with a ``gate_view()`` giving
                              ``live_action_shares`` (each checked for collapse)
 ``dsr``                      Deflated Sharpe Ratio of the selected checkpoint over all evaluated
 ``permutation_p``            block permutation p-value of the selection/test Sharpe
+``live_permutation_p``       the live segment's (only with the optional ``max_live_permutation_p``)
 ``live_ruined``              bool: equity hit 0 in the live year
 ``live_max_drawdown``        live-year max drawdown (negative fraction)
 ``live_sharpe``              live-year annualized Sharpe, net of costs
@@ -48,6 +49,8 @@ class Gates:
     max_action_share: float = COLLAPSE_MAX_SHARE  # collapse: one action above this share of decisions
     min_dsr: float = 0.95  # Deflated Sharpe Ratio (probability) over all checkpoints evaluated
     max_permutation_p: float = 0.05
+    # optional (off): the live segment's permutation p must pass too (the exit gate turns it on)
+    max_live_permutation_p: float | None = None
     forbid_live_ruin: bool = True
     min_live_max_drawdown: float = -0.50  # live max drawdown must be above (less negative than) this
     live_sharpe_margin: float = 1.0  # live Sharpe >= live buy-and-hold Sharpe - margin (annualized)
@@ -158,6 +161,17 @@ def judge(evidence: Mapping[str, Any] | GateEvidence, gates: Gates | None = None
         missing("permutation", "permutation_p")
     else:
         gate("permutation", p <= g.max_permutation_p, f"permutation p-value {p:.3g} > {g.max_permutation_p}")
+
+    if g.max_live_permutation_p is not None:
+        lp = _number(evidence, "live_permutation_p")
+        if lp is None:
+            missing("live_permutation", "live_permutation_p")
+        else:
+            gate(
+                "live_permutation",
+                lp <= g.max_live_permutation_p,
+                f"live permutation p-value {lp:.3g} > {g.max_live_permutation_p}",
+            )
 
     if g.forbid_live_ruin:
         ruined = evidence.get("live_ruined")

@@ -66,9 +66,10 @@ def exit_sections(ev: ExitEvaluation) -> list[Section]:
         acts.round(4),
     ])  # fmt: skip
     sig = Section("Significance", [
-        f"- permutation p (test): **{e['permutation_p']:.3f}**; live: {e['live_permutation_p']:.3f}. The "
-        "null: the same trades exited at a permutation of the subject's own holding lengths (stops "
-        "still apply); p = share of permutations whose mean trade return reaches the subject's.\n"
+        f"- permutation p: test **{e['permutation_p']:.3f}**, live **{e['live_permutation_p']:.3f}** "
+        "(both gated). The null: the same trades exited at a permutation of the subject's own holding "
+        "lengths (stops still apply); p = the share of permutations whose mean trade return reaches "
+        "the subject's.\n"
         f"- Deflated Sharpe (validation trades, {len(ev.trials)} trial(s)): **{e['dsr']:.3f}**",
         ev.trials.round(4),
     ])  # fmt: skip

@@ -25,7 +25,11 @@ checkpoint of a trained policy).
   ``min_exit_bar``, ``short`` <= max_hold/4, ``medium`` <= max_hold/2, ``long`` < max_hold, ``full``):
   a policy whose trades all end in one bin (log 002's exit at bar 0) has collapsed, and the train ->
   live drift of the bins is the action-drift gate;
-- ``dsr``, ``permutation_p`` (test), ``validation_sharpe``, ``test_sharpe``;
+- ``dsr``, ``permutation_p`` (test) and ``live_permutation_p``: the exit gate (:data:`EXIT_GATES`)
+  requires both out-of-sample years to be significant. The null is approximate (holding lengths are
+  not independent of a trade's path: a stop ends a volatile trade early), and one significant year
+  passed the trend rule on a null market (seed 0: test p 0.01, live p 0.25); two years bound a false
+  pass near alpha squared. ``validation_sharpe``, ``test_sharpe`` feed the warnings;
 - ``live_sharpe`` against ``live_buy_and_hold_sharpe`` (here the ``fixed_stops`` baseline: doing
   nothing after entry), ``live_max_drawdown`` and ``live_ruined`` of the live trades compounded in
   entry order (one trade at a time, the whole account each).
@@ -56,6 +60,8 @@ from himari_pipeline.exits.evaluate import (
     trailing_stop,
 )
 
+#: the exit gate: the trading gate, with the live year's permutation test required as well
+EXIT_GATES = Gates(max_live_permutation_p=0.05)
 BASELINES = ("fixed_stops", "time_exit", "trailing_stop", "random_exit")
 HOLDING_BINS = ("quick", "short", "medium", "long", "full")
 TABLE_COLUMNS = (
@@ -290,7 +296,7 @@ def evaluate_exits(
         "test_mean_return": float(table.loc[("test", subject.name), "mean_return"]),
         "test_blocked_rate": blocked["test"],
     }
-    verdict = judge(evidence, gates)
+    verdict = judge(evidence, gates or EXIT_GATES)
     if same_as_fixed >= 0.95:
         verdict.warnings.append(
             f"{same_as_fixed:.0%} of the test trades are the fixed-stops baseline's: the subject hardly acts "
