@@ -70,9 +70,9 @@ def test_a_rule_that_sees_the_next_bar_fails_the_gate(planted):
     assert any("truncation invariance failed" in r for r in ev.verdict.reasons)
 
 
-def _leaky_observation(close, t, side, entry, k, remaining, stop, take, cfg):
+def _leaky_observation(close, t, side, entry, k, remaining, stop, take, cfg, features=None):
     """The env's observation with the next bar's return in place of the current one (the v3 bug)."""
-    obs = exit_observation(close, t, side, entry, k, remaining, stop, take, cfg)
+    obs = exit_observation(close, t, side, entry, k, remaining, stop, take, cfg, features)
     nxt = (t + 1).clamp(max=len(close) - 1)
     obs[:, 0] = (side * torch.log(close[nxt] / close[t])).float()
     return obs
@@ -138,6 +138,9 @@ def test_a_trained_exit_policy_is_selected_judged_and_reported(planted, tmp_path
     assert len(training.eval_history) == 3  # 24,576 steps, one validation every 8,192
     assert ev.subject == "ppo_smoke_exit" and ev.extra["train_blocked_rate"] == 0.0
     assert ev.blocked_rate["test"] == 0.0
+    # the trend scores are in the observation, causal (truncation) and not a leak (correlation)
+    assert ev.evidence["truncation_invariant"] is True
+    assert abs(ev.evidence["leak_correlations"]["trend_120"]["pearson"]) < 0.1
     assert len(ev.trials) == 3
     md = exit_markdown(ev)
     for section in ("Per-trade metrics", "Holding lengths", "Actions and masks", "Significance",

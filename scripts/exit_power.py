@@ -27,6 +27,7 @@ COLUMNS = [
     "live_buy_and_hold_sharpe",
     "dsr",
     "permutation_p",
+    "live_permutation_p",
 ]
 
 

@@ -28,6 +28,8 @@ class ExitConfig:
     regret_coef: float = 0.0
     reward_scale: float = 100.0  # rewards in percent of the entry notional (PPO's value fit likes O(1))
     window: int = 16  # bars of returns in the observation
+    # trailing trend scores in the observation (mean return over its standard error, per window)
+    trend_windows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not (0 < self.stop_loss < 1 and self.take_profit > 0):
@@ -38,13 +40,16 @@ class ExitConfig:
             raise ValueError("tighten_frac and partial_frac must lie in (0, 1)")
         if self.window < 1:
             raise ValueError("window must be >= 1")
+        object.__setattr__(self, "trend_windows", tuple(int(w) for w in self.trend_windows))
+        if any(w < 2 for w in self.trend_windows):
+            raise ValueError("trend_windows must be >= 2 bars each")
         if not self.reward_scale > 0:
             raise ValueError("reward_scale must be > 0")
         TradingRules(transaction_cost=self.transaction_cost)  # validates the cost
 
     @property
     def n_obs(self) -> int:
-        return self.window + 7
+        return self.window + 7 + len(self.trend_windows)
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,29 @@ STATE_NAMES = ("hold_frac", "remaining", "open_pnl", "stop_distance", "take_dist
 
 
 def observation_names(cfg: ExitConfig) -> list[str]:
-    """The columns of :func:`exit_observation`: ``ret_lag0`` (the return into bar t) .. and the state."""
-    return [f"ret_lag{i}" for i in range(cfg.window)] + list(STATE_NAMES)
+    """The columns of :func:`exit_observation`: ``ret_lag0`` (the return into bar t) .., the state and
+    the trend scores."""
+    return (
+        [f"ret_lag{i}" for i in range(cfg.window)]
+        + list(STATE_NAMES)
+        + [f"trend_{w}" for w in cfg.trend_windows]
+    )
+
+
+def market_features(close: Tensor, cfg: ExitConfig) -> Tensor | None:
+    """(n_bars, len(trend_windows)) float64: per window w, the mean of the last w simple returns over
+    their standard error (bars <= t only; 0 before w bars); None without trend windows."""
+    if not cfg.trend_windows:
+        return None
+    c = close.double()
+    r = torch.zeros_like(c)
+    r[1:] = c[1:] / c[:-1] - 1.0
+    cols = []
+    for w in cfg.trend_windows:
+        s = r.unfold(0, w, 1)  # (n - w + 1, w): the window ending at bar w - 1 + i
+        z = s.mean(1) / s.std(1) * w**0.5
+        cols.append(torch.cat((torch.zeros(w - 1, dtype=c.dtype), torch.nan_to_num(z, 0.0, 0.0, 0.0))))
+    return torch.stack(cols, dim=1)
 
 
 def exit_observation(
@@ -98,11 +119,13 @@ def exit_observation(
     stop: Tensor,
     take: Tensor,
     cfg: ExitConfig,
+    features: Tensor | None = None,
 ) -> Tensor:
-    """(N, window + 7) float32 from bars ``<= t`` and the trade's state only: the side-adjusted log
+    """(N, ``cfg.n_obs``) float32 from bars ``<= t`` and the trade's state only: the side-adjusted log
     returns of the last ``window`` bars (0 before the data), then ``k / max_hold``, the remaining
     fraction, the open P&L at ``close[t]``, the stop's and the take-profit's distance from ``close[t]``,
-    whether the stop is at or past breakeven, whether the partial exit was taken."""
+    whether the stop is at or past breakeven, whether the partial exit was taken; then, with
+    ``features`` (:func:`market_features` of the same bars), the side-adjusted trend scores at t."""
     lags = torch.arange(cfg.window, device=close.device)
     idx = t[:, None] - lags[None, :]
     cur = close[idx.clamp(min=0)]
@@ -121,7 +144,8 @@ def exit_observation(
         ),
         dim=1,
     )
-    return torch.cat((rets, state), dim=1).float()
+    parts = (rets, state) if features is None else (rets, state, side[:, None] * features[t])
+    return torch.cat(parts, dim=1).float()
 
 
 class VecExitEnv:
@@ -140,6 +164,7 @@ class VecExitEnv:
         self.remaining, self.realized, self.value = z.clone(), z.clone(), z.clone()
         self.blocked_total, self.steps_total = 0, 0
         self._best = self._hindsight_best()
+        self.features = market_features(market.close, cfg)
         self.reset()
 
     def _hindsight_best(self) -> Tensor:
@@ -178,7 +203,7 @@ class VecExitEnv:
     def observe(self) -> Tensor:
         t = self.e + self.k
         return exit_observation(self.m.close, t, self.side, self.entry, self.k.double(), self.remaining,
-                                self.stop, self.take, self.cfg)  # fmt: skip
+                                self.stop, self.take, self.cfg, self.features)  # fmt: skip
 
     def action_mask(self) -> Tensor:
         """(N, 5) bool, True = allowed (see the module doc)."""

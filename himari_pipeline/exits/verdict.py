@@ -48,7 +48,13 @@ import torch
 from himari_pipeline.evaluation.significance import deflated_sharpe_ratio
 from himari_pipeline.evaluation.verdict import Gates, Verdict, judge
 from himari_pipeline.exits.data import SEGMENTS, ExitData
-from himari_pipeline.exits.env import ExitConfig, ExitMarket, exit_observation, observation_names
+from himari_pipeline.exits.env import (
+    ExitConfig,
+    ExitMarket,
+    exit_observation,
+    market_features,
+    observation_names,
+)
 from himari_pipeline.exits.evaluate import (
     Policy,
     fixed_stops,
@@ -164,7 +170,8 @@ def observation_leak_correlations(
     e, side, k, t = e[keep], side[keep], k[keep], t[keep]
     entry = close[e]
     stop, take = entry * (1 - side * cfg.stop_loss), entry * (1 + side * cfg.take_profit)
-    obs = observe(close, t, side, entry, k.double(), torch.ones_like(entry), stop, take, cfg)
+    feats = market_features(close, cfg)
+    obs = observe(close, t, side, entry, k.double(), torch.ones_like(entry), stop, take, cfg, feats)
     nxt = (side * torch.log(close[t + 1] / close[t])).numpy()
     out = {}
     frame = pd.DataFrame(obs.double().numpy(), columns=observation_names(cfg))
@@ -191,7 +198,7 @@ def observation_truncation_invariant(
 
     def obs(c: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
         return observe(c, t[sel], side[sel], entry[sel], k[sel].double(), torch.ones_like(entry[sel]),
-                       stop[sel], take[sel], cfg)  # fmt: skip
+                       stop[sel], take[sel], cfg, market_features(c, cfg))  # fmt: skip
 
     for cut in np.linspace(int(t.min()) + 1, int(t.max()) + 1, cuts + 2, dtype=int)[1:-1]:
         sel = t < cut
