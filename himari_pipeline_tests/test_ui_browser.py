@@ -84,7 +84,7 @@ def page(ui, tmp_path_factory):
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 2200, "height": 1700},  # the whole asset graph, fitted, with pairs and marts
+            viewport={"width": 2400, "height": 2200},  # the whole asset graph, fitted: pairs, exits, marts
         )
         ctx.set_default_timeout(30_000)
         try:
