@@ -165,3 +165,42 @@ def test_exit_experiments_are_validated_naming_file_and_key(tmp_path):
     a = ExitExperiment.from_dict({**base, "exit": {"max_hold": 48}})
     b = ExitExperiment.from_dict({**base, "exit": {"max_hold": 48, "stop_loss": 0.01}})  # the default
     assert a.config_hash() == b.config_hash()
+
+
+def test_entries_from_a_users_file_or_positions_file_through_the_experiment(planted, tmp_path):
+    """An experiment's entries may come from a user's `timestamp,side` file or a positions file; a
+    bad row is refused with file, row and rule."""
+    import pandas as pd
+
+    from himari_pipeline.evaluation.strategy import PositionsError
+    from himari_pipeline.exits.entries import EntriesError
+
+    data, entries = planted
+    when = pd.to_datetime(data.timestamps[entries["entry_bar"]], utc=True)
+    sides = entries["side"].map({1: "long", -1: "short"})
+    pd.DataFrame({"timestamp": when, "side": sides}).to_csv(tmp_path / "entries.csv", index=False)
+    rule = ExitExperiment.from_dict(
+        {"name": "x", "dataset": "D_1h", "entries": {"rule": "file", "path": str(tmp_path / "entries.csv")}}
+    ).entry_rule()
+    got = rule.entries(data.bars, data.timestamps)
+    assert got["entry_bar"].tolist() == entries["entry_bar"].tolist()
+    assert got["side"].tolist() == entries["side"].tolist()
+    # a strategy's positions: long 10 bars from bar 500, then short from bar 510, flat after 520
+    pos = np.zeros(len(data.timestamps))
+    pos[500:510], pos[510:520] = 1.0, -0.5
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(data.timestamps, utc=True), "position": pos})
+    frame.to_parquet(tmp_path / "positions.parquet")
+    from_positions = EntryRule(rule="positions", path=str(tmp_path / "positions.parquet"))
+    got = from_positions.entries(data.bars, data.timestamps)
+    assert got["entry_bar"].tolist() == [500, 510] and got["side"].tolist() == [1, -1]
+    # bad rows: a side that is not one, a timestamp that is a bar's open time
+    bad = pd.DataFrame({"timestamp": when[:3], "side": ["long", "up", "short"]})
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(EntriesError, match=r"bad\.csv.*row 2.*bad_side"):
+        EntryRule(rule="file", path=str(tmp_path / "bad.csv")).entries(data.bars, data.timestamps)
+    off = frame.iloc[:5].assign(timestamp=frame["timestamp"].iloc[:5] - pd.Timedelta(minutes=30))
+    off.to_csv(tmp_path / "off.csv", index=False)
+    with pytest.raises(PositionsError, match=r"off\.csv.*row 1.*unknown_timestamp"):
+        EntryRule(rule="positions", path=str(tmp_path / "off.csv")).entries(data.bars, data.timestamps)
+    with pytest.raises(ValueError, match="path"):
+        EntryRule(rule="file")

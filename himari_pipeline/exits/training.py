@@ -38,7 +38,7 @@ class ExitTraining:
 
 def experiment_entries(data: ExitData, exp: ExitExperiment) -> pd.DataFrame:
     """The experiment's entries over every bar (causal rule), with their close times."""
-    entries = exp.entry_rule().entries(data.bars)
+    entries = exp.entry_rule().entries(data.bars, data.timestamps)
     return entries.assign(entry_time=pd.to_datetime(data.timestamps[entries["entry_bar"]], utc=True))
 
 
