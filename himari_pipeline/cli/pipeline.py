@@ -58,6 +58,18 @@ def train_and_validate(pairs: list[tuple[str, str]], quiet: bool = True) -> tupl
     return ok, rejected
 
 
+def _print_verdict(label: str, summary) -> bool:
+    """The verdict line, its reasons (red or green) and warnings of a summary row; whether it passed."""
+    passed = summary["verdict"] == "PASS"
+    color = typer.colors.GREEN if passed else typer.colors.RED
+    typer.secho(f"[{label}] verdict {summary['verdict']}", fg=color)
+    for reason in filter(None, str(summary["reasons"] or "").split("; ")):
+        typer.secho(f"[{label}]   - {reason}", fg=color)
+    for warning in filter(None, str(summary["warnings"] or "").split("; ")):
+        typer.echo(f"[{label}]   warning: {warning}")
+    return bool(passed)
+
+
 def print_report(name: str, key: str, label: str | None = None) -> str:
     """Print the verdict (reasons, collapse first), promotion and HTML path of one report; its verdict."""
     from himari_pipeline.defs.partitions import lake_partition
@@ -67,13 +79,7 @@ def print_report(name: str, key: str, label: str | None = None) -> str:
     label = label or f"{name} on {key}"
     lake = Lake(lake_root())
     summary = lake.read_table(SUMMARY, lake_partition(name, key)).iloc[-1]
-    passed = summary["verdict"] == "PASS"
-    color = typer.colors.GREEN if passed else typer.colors.RED
-    typer.secho(f"[{label}] verdict {summary['verdict']}", fg=color)
-    for reason in filter(None, str(summary["reasons"] or "").split("; ")):
-        typer.secho(f"[{label}]   - {reason}", fg=color)
-    for warning in filter(None, str(summary["warnings"] or "").split("; ")):
-        typer.echo(f"[{label}]   warning: {warning}")
+    passed = _print_verdict(label, summary)
     typer.echo(
         f"[{label}] Sharpe validation {summary['val_sharpe']:.2f}, test {summary['test_sharpe']:.2f}, "
         f"live {summary['live_sharpe']:.2f} (buy-and-hold {summary['live_bh_sharpe']:.2f}); "
@@ -91,12 +97,7 @@ def print_exit_report(name: str, key: str, label: str) -> str:
 
     lake = Lake(lake_root())
     s = lake.read_table(EXIT_SUMMARY, exit_partition(name, key)).iloc[-1]
-    color = typer.colors.GREEN if s["verdict"] == "PASS" else typer.colors.RED
-    typer.secho(f"[{label}] verdict {s['verdict']}", fg=color)
-    for reason in filter(None, str(s["reasons"] or "").split("; ")):
-        typer.secho(f"[{label}]   - {reason}", fg=color)
-    for warning in filter(None, str(s["warnings"] or "").split("; ")):
-        typer.echo(f"[{label}]   warning: {warning}")
+    _print_verdict(label, s)
     typer.echo(
         f"[{label}] test: {int(s['test_trades'])} trades, mean {s['test_mean_return']:+.3%} a trade (fixed "
         f"stops {s['test_fixed_stops_mean_return']:+.3%}), Sharpe {s['test_sharpe']:.2f}; live Sharpe "

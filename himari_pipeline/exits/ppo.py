@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from himari_pipeline.exits.env import EXIT_ACTIONS, ExitConfig, ExitMarket, VecExitEnv
 from himari_pipeline.exits.evaluate import play_trades, policy_actions, trade_metrics
 from himari_pipeline.exits.policy import ExitPolicy, ExitPolicyConfig
-from himari_pipeline.rl.checkpoints import BestTracker, load_checkpoint, save_checkpoint, write_best_pointer
+from himari_pipeline.rl.checkpoints import BestTracker, load_checkpoint, record_evaluation, save_checkpoint
 from himari_pipeline.rl.configs import PPOConfig
 from himari_pipeline.rl.ppo_math import (
     clipped_losses,
@@ -240,20 +240,13 @@ class ExitPPOTrainer:
         """Validate, update the best / patience, save a checkpoint (and ``best.json`` when best)."""
         trades, info = self.play(self.val_market)
         metrics = validation_metrics(trades, info, self.cfg)
-        is_best = self.best.update(self.global_step, metrics)
-        if self.best.should_stop and self.stop_reason is None:
-            self.stop_reason = (
-                f"no improvement in {self.best.metric} for {self.best.evals_since_best} evaluations"
-            )
-        self.eval_history.append({"step": self.global_step, **metrics})
-        if self.log_fn is not None:
-            self.log_fn(self.global_step, {f"eval/{k}": v for k, v in metrics.items()})
-        if self.checkpoint_dir is not None:
-            path = self.save(self.checkpoint_dir / f"step_{self.global_step:09d}", metrics)
-            if is_best:
-                write_best_pointer(self.checkpoint_dir, path, self.global_step, self.best.metric,
-                                   self.best.best_value)  # fmt: skip
+        record_evaluation(self.best, self.global_step, metrics, self.eval_history, self.log_fn,
+                          self.checkpoint_dir, self.save, self._stop)  # fmt: skip
         return metrics
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
 
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
         """The weights and what is needed to rebuild and judge the policy (no optimizer state)."""

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -270,6 +270,33 @@ def write_best_pointer(run_dir: str | Path, checkpoint: Path, step: int, metric:
     """Point ``run_dir/best.json`` at ``checkpoint`` (written atomically)."""
     payload = {"checkpoint": checkpoint.name, "step": step, "metric": metric, "value": value}
     atomic_write_text(Path(run_dir) / BEST_FILE, json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+
+
+def record_evaluation(
+    best: BestTracker,
+    step: int,
+    metrics: dict,
+    history: list[dict],
+    log_fn: Callable[[int, dict], None] | None,
+    checkpoint_dir: Path | None,
+    save: Callable[[Path, dict], Path],
+    stop: Callable[[str], None],
+) -> bool:
+    """One validation's bookkeeping, shared by the trainers: update the best and the patience (calling
+    ``stop(reason)`` when patience runs out, before the checkpoint is written so it records why),
+    append to ``history``, log ``eval/*``, save ``checkpoint_dir/step_N`` and point ``best.json`` at it
+    when best. Returns whether this evaluation is the new best."""
+    is_best = best.update(step, metrics)
+    if best.should_stop:
+        stop(f"no improvement in {best.metric} for {best.evals_since_best} evaluations")
+    history.append({"step": step, **metrics})
+    if log_fn is not None:
+        log_fn(step, {f"eval/{k}": v for k, v in metrics.items()})
+    if checkpoint_dir is not None:
+        path = save(checkpoint_dir / f"step_{step:09d}", metrics)
+        if is_best:
+            write_best_pointer(checkpoint_dir, path, step, best.metric, best.best_value)
+    return is_best
 
 
 def best_checkpoint(run_dir: str | Path) -> Path | None:

@@ -40,8 +40,8 @@ from himari_pipeline.rl.checkpoints import (
     load_env_state,
     optimizer_from_flat,
     optimizer_to_flat,
+    record_evaluation,
     save_checkpoint,
-    write_best_pointer,
 )
 from himari_pipeline.rl.configs import PPOConfig
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
@@ -466,21 +466,15 @@ class PPOTrainer:
             if self.cfg.stop_on_collapse:
                 self.stop_reason = "collapse: " + "; ".join(status.reasons)
         metrics["collapsed"] = float(status.collapsed)
-        is_best = self.best.update(self.global_step, metrics)
-        if self.best.should_stop and self.stop_reason is None:
-            self.stop_reason = (
-                f"no improvement in {self.best.metric} for {self.best.evals_since_best} evaluations"
-            )
-        self.eval_history.append({"step": self.global_step, **metrics})
-        if self.log_fn is not None:
-            self.log_fn(self.global_step, {f"eval/{k}": v for k, v in metrics.items()})
-        if self.checkpoint_dir is not None:
-            path = self.save(self.checkpoint_dir / f"step_{self.global_step:09d}", metrics=metrics)
-            if is_best:
-                write_best_pointer(
-                    self.checkpoint_dir, path, self.global_step, self.best.metric, self.best.best_value
-                )
+        record_evaluation(
+            self.best, self.global_step, metrics, self.eval_history, self.log_fn, self.checkpoint_dir,
+            lambda path, m: self.save(path, metrics=m), self._stop,
+        )  # fmt: skip
         return result
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:  # a collapse stop found first stays the reason
+            self.stop_reason = reason
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
