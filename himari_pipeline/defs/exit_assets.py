@@ -154,7 +154,7 @@ def exit_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, sett
     entries, entries_v = _stored_entries(store, part)
     out = store.root / "exit_checkpoints" / name / f"{exp.config_hash()[:12]}-{entries_v[:12]}"
     context.log.info(f"{name} on {dataset}: training {exp.ppo_config().total_timesteps:,} steps into {out}")
-    training = train_exit_policy(data, exp, out, entries[list(entries.columns[:3])])
+    training = train_exit_policy(data, exp, out, entries[["entry_bar", "side", "entry_time"]])
     rows = pd.DataFrame(training.eval_history)
     rows["checkpoint"] = [str((out / f"step_{s:09d}").relative_to(store.root)) for s in rows["step"]]
     rows["is_best"] = rows["checkpoint"] == str(training.checkpoint.relative_to(store.root))
@@ -234,7 +234,7 @@ def judge_exit_policy(context: dg.AssetExecutionContext, lake: LakeResource, set
     rows = store.read_table(EXIT_CHECKPOINTS, part, ck_v.version)
     best = rows.loc[rows["is_best"], "checkpoint"]
     checkpoint = store.root / (best.iloc[0] if len(best) else rows["checkpoint"].iloc[-1])
-    ev = judge_exit_checkpoint(data, entries[list(entries.columns[:3])], checkpoint)
+    ev = judge_exit_checkpoint(data, entries[["entry_bar", "side", "entry_time"]], checkpoint)
     inputs = {EXIT_CHECKPOINTS: ck_v.version}
     with tempfile.TemporaryDirectory(dir=store.root) as tmp:
         html, md = Path(tmp) / "report.html", Path(tmp) / "report.md"

@@ -19,6 +19,7 @@ exits, exit reasons and the action distribution.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -43,7 +44,8 @@ Policy = Callable[[VecExitEnv], Tensor]
 def play_trades(
     market: ExitMarket, cfg: ExitConfig, policy: Policy, record: bool = False
 ) -> tuple[pd.DataFrame, dict]:
-    """One row per entry (entry_bar, side, return, holding_bars, exit_reason) and the action counts;
+    """One row per entry (entry_bar, side, return, holding_bars, exit_reason) and the action counts and
+    shares;
     with ``record``, ``info["decisions"]``: every decision of an open trade (trade, bar, action as the
     policy proposed it, before the env's masks)."""
     n = len(market.entry_bar)
@@ -79,8 +81,11 @@ def play_trades(
             "exit_reason": [EXIT_REASONS[i] for i in reason.tolist()],
         }
     )
+    actions = dict(zip(EXIT_ACTIONS, counts.tolist(), strict=True))
+    total = max(sum(actions.values()), 1)
     info = {
-        "actions": dict(zip(EXIT_ACTIONS, counts.tolist(), strict=True)),
+        "actions": actions,
+        "action_shares": {a: n / total for a, n in actions.items()},
         "blocked_rate": env.blocked_rate,
     }
     if record:
@@ -143,8 +148,16 @@ def policy_actions(policy, greedy: bool = True) -> Policy:
     return play
 
 
+def trade_sharpe(returns: np.ndarray) -> float:
+    """Per-trade Sharpe: mean over sample std (ddof 1) of the trades' net returns; NaN when undefined."""
+    r = np.asarray(returns, dtype=np.float64)
+    sd = r.std(ddof=1) if len(r) > 1 else math.nan
+    return float(r.mean() / sd) if sd and math.isfinite(sd) and sd > 0 else math.nan
+
+
 def trade_metrics(trades: pd.DataFrame, min_exit_bar: int) -> dict[str, float]:
-    """Per-trade statistics (returns are fractions of the entry notional, net of costs)."""
+    """Per-trade statistics (returns are fractions of the entry notional, net of costs); ``sharpe`` is
+    per trade (:func:`trade_sharpe`)."""
     r = trades["return"].to_numpy(np.float64)
     h = trades["holding_bars"].to_numpy()
     gains, losses = r[r > 0].sum(), -r[r < 0].sum()
@@ -152,6 +165,7 @@ def trade_metrics(trades: pd.DataFrame, min_exit_bar: int) -> dict[str, float]:
         "trades": float(len(r)),
         "mean_return": float(r.mean()) if len(r) else np.nan,
         "std_return": float(r.std(ddof=1)) if len(r) > 1 else np.nan,
+        "sharpe": trade_sharpe(r),
         "win_rate": float((r > 0).mean()) if len(r) else np.nan,
         "profit_factor": float(gains / losses) if losses > 0 else np.inf if gains > 0 else np.nan,
         "avg_holding": float(h.mean()) if len(h) else np.nan,

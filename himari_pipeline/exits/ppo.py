@@ -73,11 +73,8 @@ class ExitRollout:
 def validation_metrics(trades, info: dict, cfg: ExitConfig) -> dict[str, float]:
     """``greedy_*`` metrics of played trades: per-trade statistics, Sharpe, blocked rate, action shares."""
     m = trade_metrics(trades, cfg.min_exit_bar)
-    sd = m["std_return"]
-    m["sharpe"] = m["mean_return"] / sd if sd and math.isfinite(sd) and sd > 0 else math.nan
     m["blocked_rate"] = info["blocked_rate"]
-    total = max(sum(info["actions"].values()), 1)
-    m.update({f"share_{a}": n / total for a, n in info["actions"].items()})
+    m.update({f"share_{a}": v for a, v in info["action_shares"].items()})
     return {f"greedy_{k}": float(v) for k, v in m.items()}
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from himari_pipeline.evaluation.metrics import max_drawdown
 from himari_pipeline.evaluation.significance import deflated_sharpe_ratio
 from himari_pipeline.evaluation.verdict import Gates, Verdict, judge
 from himari_pipeline.exits.data import SEGMENTS, ExitData
@@ -63,6 +64,7 @@ from himari_pipeline.exits.evaluate import (
     random_exit,
     time_exit,
     trade_metrics,
+    trade_sharpe,
     trailing_stop,
 )
 
@@ -120,19 +122,10 @@ def holding_shares(holding: np.ndarray, cfg: ExitConfig) -> dict[str, float]:
     return {b: float(c / total) for b, c in zip(HOLDING_BINS, counts, strict=True)}
 
 
-def trade_sharpe(returns: np.ndarray) -> float:
-    r = np.asarray(returns, dtype=np.float64)
-    sd = r.std(ddof=1) if len(r) > 1 else math.nan
-    return float(r.mean() / sd) if sd and math.isfinite(sd) and sd > 0 else math.nan
-
-
 def compounded(returns: np.ndarray) -> tuple[float, bool]:
     """Max drawdown and ruin of the trades compounded in order (one at a time, the whole account)."""
     eq = np.cumprod(1.0 + np.asarray(returns, dtype=np.float64))
-    ruined = bool((eq <= 0).any())
-    path = np.r_[1.0, np.maximum(eq, 0.0)]
-    peak = np.maximum.accumulate(path)
-    return float((path / peak - 1.0).min()), ruined
+    return max_drawdown(np.r_[1.0, np.maximum(eq, 0.0)]), bool((eq <= 0).any())
 
 
 def permutation_pvalue(
@@ -157,30 +150,33 @@ def permutation_pvalue(
     return float((1 + np.sum(null >= observed - 1e-15)) / (1 + n_perm))
 
 
+def _hold_path(close: torch.Tensor, market: ExitMarket, cfg: ExitConfig) -> tuple[torch.Tensor, ...]:
+    """Every decision of every entry on the hold path (k = 0 .. max_hold - 1): bar t, side, k, entry
+    price and the initial stop and take-profit, one row per decision."""
+    e = market.entry_bar.repeat_interleave(cfg.max_hold)
+    side = market.entry_side.repeat_interleave(cfg.max_hold)
+    k = torch.arange(cfg.max_hold).repeat(len(market.entry_bar))
+    entry = close[e]
+    return e + k, side, k, entry, entry * (1 - side * cfg.stop_loss), entry * (1 + side * cfg.take_profit)
+
+
 def observation_leak_correlations(
     close: torch.Tensor, market: ExitMarket, cfg: ExitConfig, observe: Callable = exit_observation
 ) -> dict:
     """Each observation column (on the hold path from every entry) against the next bar's
     side-adjusted log return: Pearson and Spearman; constant columns are left out."""
-    e = market.entry_bar.repeat_interleave(cfg.max_hold)
-    side = market.entry_side.repeat_interleave(cfg.max_hold)
-    k = torch.arange(cfg.max_hold).repeat(len(market.entry_bar))
-    t = e + k
-    keep = t + 1 < len(close)
-    e, side, k, t = e[keep], side[keep], k[keep], t[keep]
-    entry = close[e]
-    stop, take = entry * (1 - side * cfg.stop_loss), entry * (1 + side * cfg.take_profit)
-    feats = market_features(close, cfg)
-    obs = observe(close, t, side, entry, k.double(), torch.ones_like(entry), stop, take, cfg, feats)
-    nxt = (side * torch.log(close[t + 1] / close[t])).numpy()
-    out = {}
+    path = _hold_path(close, market, cfg)
+    keep = path[0] + 1 < len(close)  # decisions with a next bar
+    t, side, k, entry, stop, take = (x[keep] for x in path)
+    obs = observe(close, t, side, entry, k.double(), torch.ones_like(entry), stop, take, cfg,
+                  market_features(close, cfg))  # fmt: skip
+    y = pd.Series((side * torch.log(close[t + 1] / close[t])).numpy())
     frame = pd.DataFrame(obs.double().numpy(), columns=observation_names(cfg))
-    y = pd.Series(nxt)
-    for name in frame.columns:
-        x = frame[name]
-        if x.std() > 0:
-            out[name] = {"pearson": float(x.corr(y)), "spearman": float(x.corr(y, method="spearman"))}
-    return out
+    return {
+        name: {"pearson": float(x.corr(y)), "spearman": float(x.corr(y, method="spearman"))}
+        for name, x in frame.items()
+        if x.std() > 0
+    }
 
 
 def observation_truncation_invariant(
@@ -189,12 +185,7 @@ def observation_truncation_invariant(
 ) -> bool:  # fmt: skip
     """Every decision's observation on the full bars equals the one on the bars cut right after the
     decision's bar (``cuts`` cut points over the entries)."""
-    e = market.entry_bar.repeat_interleave(cfg.max_hold)
-    side = market.entry_side.repeat_interleave(cfg.max_hold)
-    k = torch.arange(cfg.max_hold).repeat(len(market.entry_bar))
-    t = e + k
-    entry = close[e]
-    stop, take = entry * (1 - side * cfg.stop_loss), entry * (1 + side * cfg.take_profit)
+    t, side, k, entry, stop, take = _hold_path(close, market, cfg)
 
     def obs(c: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
         return observe(c, t[sel], side[sel], entry[sel], k[sel].double(), torch.ones_like(entry[sel]),
@@ -208,14 +199,21 @@ def observation_truncation_invariant(
 
 
 def decisions_truncation_invariant(
-    bars: pd.DataFrame, entries: pd.DataFrame, cfg: ExitConfig, policy_for: Callable, cuts: int = 8
+    bars: pd.DataFrame,
+    entries: pd.DataFrame,
+    cfg: ExitConfig,
+    policy_for: Callable,
+    full: pd.DataFrame | None = None,
+    cuts: int = 8,
 ) -> bool:
     """The subject decides the same at every bar ``t < cut`` when every bar from ``cut`` on is replaced
     by NaN: no decision reads a later bar. The cuts fall right after ``cuts`` decision bars spread
     over the subject's own decisions, so open trades decide at each cut's last bar; a rule that peeks
-    at the next bar (log 002's v3 market tensor) decides differently there."""
-    market = ExitMarket.from_numpy(bars, entries["entry_bar"], entries["side"])
-    full = play_trades(market, cfg, policy_for(bars), record=True)[1]["decisions"]
+    at the next bar (log 002's v3 market tensor) decides differently there. ``full``: the decisions
+    on the whole bars, when already recorded (``play_trades(..., record=True)``)."""
+    if full is None:
+        market = ExitMarket.from_numpy(bars, entries["entry_bar"], entries["side"])
+        full = play_trades(market, cfg, policy_for(bars), record=True)[1]["decisions"]
     bars_decided = np.unique(full["bar"].to_numpy())
     picks = bars_decided[np.linspace(0, len(bars_decided) - 1, min(cuts, len(bars_decided)), dtype=int)] + 1
     for cut in picks[picks < len(bars)]:
@@ -232,7 +230,7 @@ def decisions_truncation_invariant(
 def _row(trades: pd.DataFrame, cfg: ExitConfig, years: float) -> dict[str, float]:
     m = trade_metrics(trades, cfg.min_exit_bar)
     per_year = len(trades) / years if years > 0 else math.nan
-    m["sharpe"] = trade_sharpe(trades["return"]) * math.sqrt(per_year)
+    m["sharpe"] *= math.sqrt(per_year)  # per trade -> annualized
     return {c: m.get(c, math.nan) for c in TABLE_COLUMNS}
 
 
@@ -252,13 +250,13 @@ def evaluate_exits(
         raise ValueError(f"{data.name}: fewer than 2 entries in segment(s) {', '.join(empty)}")
     rows, trades, actions, blocked, holding, perm = {}, {}, {}, {}, {}, {}
     policy = subject.policy_for(data.bars)
-    same_as_fixed = 0.0
-    for seg in SEGMENTS:
-        market = data.market(per_seg[seg])
-        tr, info = play_trades(market, cfg, policy)
+    markets = {seg: data.market(per_seg[seg]) for seg in SEGMENTS}
+    same_as_fixed, test_decisions = 0.0, None
+    for seg, market in markets.items():
+        tr, info = play_trades(market, cfg, policy, record=seg == "test")
         trades[seg] = tr.assign(entry_time=pd.to_datetime(data.timestamps[tr["entry_bar"]], utc=True))
-        total = max(sum(info["actions"].values()), 1)
-        actions[seg] = {a: n / total for a, n in info["actions"].items()}
+        actions[seg] = info["action_shares"]
+        test_decisions = info.get("decisions", test_decisions)
         blocked[seg] = float(info["blocked_rate"])
         h = tr["holding_bars"].to_numpy()
         holding[seg] = holding_shares(h, cfg)
@@ -281,14 +279,15 @@ def evaluate_exits(
     table.index = pd.MultiIndex.from_tuples(table.index, names=["segment", "strategy"])
 
     close = torch.as_tensor(data.bars["close"].to_numpy(np.float64))
-    test_market = data.market(per_seg["test"])
     val_r = trades["val"]["return"].to_numpy()
     trial = None if subject.trial_sharpes is None or len(subject.trial_sharpes) < 2 else subject.trial_sharpes
     dsr = deflated_sharpe_ratio(val_r, trial, max(1, subject.n_trials))
     mdd, ruined = compounded(trades["live"]["return"].to_numpy())
     evidence = {
-        "truncation_invariant": observation_truncation_invariant(close, test_market, cfg)
-        and decisions_truncation_invariant(data.bars, per_seg["test"], cfg, subject.policy_for),
+        "truncation_invariant": observation_truncation_invariant(close, markets["test"], cfg)
+        and decisions_truncation_invariant(
+            data.bars, per_seg["test"], cfg, subject.policy_for, test_decisions
+        ),
         **{f"{'validation' if s == 'val' else s}_action_shares": holding[s] for s in SEGMENTS},
         "dsr": float(dsr),
         "permutation_p": perm["test"],
@@ -297,7 +296,7 @@ def evaluate_exits(
         "live_max_drawdown": mdd,
         "live_sharpe": float(table.loc[("live", subject.name), "sharpe"]),
         "live_buy_and_hold_sharpe": float(table.loc[("live", "fixed_stops"), "sharpe"]),
-        "leak_correlations": observation_leak_correlations(close, test_market, cfg),
+        "leak_correlations": observation_leak_correlations(close, markets["test"], cfg),
         "validation_sharpe": float(table.loc[("val", subject.name), "sharpe"]),
         "test_sharpe": float(table.loc[("test", subject.name), "sharpe"]),
         "test_mean_return": float(table.loc[("test", subject.name), "mean_return"]),
