@@ -72,6 +72,14 @@ def data_from_splits(name: str, bars: pd.DataFrame, splits, bars_per_year: float
     return ExitData(name, ohlc, ts, ranges, float(bars_per_year))
 
 
+def data_from_bars(name: str, bars: pd.DataFrame, bars_per_year: float, warmup: int = 200) -> ExitData:
+    """Any bars (``timestamp`` = bar close, open, high, low, close) with the pipeline's default split
+    plan (60/20/20 and the live segment), for bars not in the lake."""
+    ohlc, ts = _bars(bars)
+    plan = plan_splits(ts, warmup, SplitConfig())
+    return ExitData(name, ohlc, ts, {s: plan.ranges[s] for s in SEGMENTS}, float(bars_per_year))
+
+
 def synthetic_data(
     variant: str = "planted", seed: int = 7, timeframe: str = "1h", warmup: int = 200
 ) -> ExitData:
@@ -80,9 +88,5 @@ def synthetic_data(
     from himari_pipeline.market.synthetic import SyntheticConfig, generate_synthetic_bars
 
     bars = generate_synthetic_bars(SyntheticConfig(seed=seed, variant=variant, timeframe=timeframe))
-    ohlc, ts = _bars(bars)
-    plan = plan_splits(ts, warmup, SplitConfig())
     name = f"SYNTH-{variant.upper()}_{timeframe} (seed {seed})"
-    return ExitData(
-        name, ohlc, ts, {s: plan.ranges[s] for s in SEGMENTS}, bars_per_year(CALENDAR_24_7, timeframe)
-    )
+    return data_from_bars(name, bars, bars_per_year(CALENDAR_24_7, timeframe), warmup)
