@@ -248,3 +248,58 @@ def test_reported_entropy_ignores_forced_decisions(splits):
     stats = trainer.loss_on(r, ent_coef=0.0)
     assert stats["entropy"] == pytest.approx(float(ent[free].mean()), rel=1e-5)
     assert stats["entropy"] > float(ent.mean())
+
+
+# --------------------------------------------------------------------------- a subset of the features
+def test_feature_subset_is_what_the_policy_reads_and_what_the_report_judges(tmp_path, splits):
+    """``features:`` cuts the columns (and their scalers) for training, the checkpoint and the report."""
+    from himari_pipeline.evaluation.report import build_validation_report
+
+    names = ["logret_96", "logret_12", "rv_48"]
+    cut = splits.select_features(names)
+    cols = [splits.feature_names.index(n) for n in names]
+    assert cut.feature_names == names and cut.metadata["scaler"]["raw"]["mean"] == [
+        splits.metadata["scaler"]["raw"]["mean"][j] for j in cols
+    ]
+    for seg in splits.splits:
+        assert np.array_equal(cut[seg].features_denoised, splits[seg].features_denoised[:, cols])
+        assert np.array_equal(cut[seg].features_raw, splits[seg].features_raw[:, cols])
+        assert cut[seg].returns is splits[seg].returns
+    assert splits.select_features(None) is splits and splits.feature_names != names
+    with pytest.raises(ValueError, match=r"unknown feature\(s\) \['logret_7'\]"):
+        splits.select_features(["logret_7"])
+
+    base = load_experiment("smoke")
+    exp = Experiment.from_dict({**base.to_dict(), "name": "smoke_features", "features": names})
+    assert exp.config_hash() != base.config_hash() and "features" not in base.to_dict()
+    summary = train_experiment(exp, splits, tmp_path / "run", progress=False, max_iterations=2)
+    meta = json.loads((Path(summary.best_checkpoint) / "checkpoint.json").read_text())
+    assert meta["feature_names"] == names and meta["policy_config"]["n_features"] == 3
+    with pytest.raises(ValueError, match="the policy reads 3 features, the split has 44"):
+        evaluate_checkpoint(summary.best_checkpoint, splits["test"])
+    assert evaluate_checkpoint(summary.best_checkpoint, cut["test"])["greedy"]["t"].size > 0
+
+    report = build_validation_report(
+        tmp_path / "run", splits, exp, bars_per_year=8760.0, n_perm=20, n_shuffles=1, pbo_blocks=4
+    )
+    md = report.to_markdown()
+    # the leak probe checks the columns the policy reads: 3 x (raw, denoised) x (Pearson, Spearman)
+    assert "Bonferroni over 12 tests" in md
+    assert "The policy reads 3 `features_denoised` columns: logret_96, logret_12, rv_48." in md
+
+
+@pytest.mark.parametrize(
+    ("features", "needle"),
+    [
+        (["logret_7"], "unknown feature(s) ['logret_7'] in features"),
+        (["rv_48", "rv_48"], "features lists a name twice"),
+        ([], "features must be a non-empty list"),
+        ("rv_48", "features must be a non-empty list"),
+    ],
+)
+def test_feature_subset_errors_name_the_file(tmp_path, features, needle):
+    data = {"name": "bad", "dataset": "SYNTH-PLANTED_1h", "features": features}
+    path = _write(tmp_path, "bad", data)
+    with pytest.raises(ValueError) as err:
+        load_experiment(path)
+    assert needle in str(err.value) and str(path) in str(err.value)

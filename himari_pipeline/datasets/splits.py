@@ -13,8 +13,10 @@ is the bar's own return.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +109,34 @@ class DatasetSplits:
     @property
     def feature_names(self) -> list[str]:
         return list(self.metadata["feature_names"])
+
+    def select_features(self, names: Sequence[str] | None) -> DatasetSplits:
+        """These splits with only the feature columns ``names``, in that order (None or all: ``self``).
+
+        Raw and denoised features, the feature names and the fitted scalers are cut alike; every other
+        array is shared. Unknown names raise ``ValueError`` naming them and the available ones.
+        """
+        have = self.feature_names
+        if names is None or list(names) == have:
+            return self
+        unknown = [n for n in names if n not in have]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; the splits have: {', '.join(have)}")
+        cols = [have.index(n) for n in names]
+        meta = json.loads(json.dumps(self.metadata))
+        meta["feature_names"] = list(names)
+        for scaler in meta.get("scaler", {}).values():
+            for stat, values in scaler.items():
+                scaler[stat] = [values[j] for j in cols]
+        splits = {
+            name: dataclasses.replace(
+                s,
+                features_raw=np.ascontiguousarray(s.features_raw[:, cols]),
+                features_denoised=np.ascontiguousarray(s.features_denoised[:, cols]),
+            )
+            for name, s in self.splits.items()
+        }
+        return DatasetSplits(splits=splits, metadata=meta)
 
     def content_hash(self) -> str:
         """sha256 over every array (dtype, shape, bytes) and the canonical metadata JSON."""

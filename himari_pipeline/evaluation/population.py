@@ -238,7 +238,7 @@ def seed_equity_curves(selected: dict[int, Path], splits, segments: Sequence[str
     cfg = PPOConfig.from_dict({**first.meta["ppo_config"], "seeds": None, "device": "cpu"})
     out: dict[str, dict[int, np.ndarray]] = {}
     for seg in segments:
-        market = MarketArrays.from_split(splits[seg], features_key=first.features_key)
+        market = MarketArrays.from_split(first.inputs(splits)[seg], features_key=first.features_key)
         results = evaluate_stack(stack, market, first.env_cfg, cfg, seeds)
         mode = "greedy" if cfg.eval_greedy else "temp"
         out[seg] = {s: r.series[mode]["net_return"].numpy() for s, r in zip(seeds, results, strict=True)}

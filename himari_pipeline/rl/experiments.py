@@ -6,6 +6,7 @@ An experiment names everything a training run depends on besides the data itself
     description: ...
     dataset: SYNTH-PLANTED_1h          # its default dataset (``himari run -e NAME -d KEY`` picks another)
     features_key: features_denoised    # or features_raw
+    features: [logret_96, ...]         # optional: the policy sees only these columns (default: all 44)
     split: default                     # fractions preset: default (60/20/20) or bear (40/40/20)
     torch_threads: 1                   # optional; null leaves torch's default
     policy: small                      # a preset (small, full) or {preset: small, <PolicyConfig field>: ...}
@@ -39,7 +40,8 @@ from typing import Any
 
 import yaml
 
-from himari_pipeline.datasets.splits import FRACTION_PRESETS
+from himari_pipeline.datasets.splits import FRACTION_PRESETS, DatasetSplits
+from himari_pipeline.features.catalog import FEATURE_NAMES
 from himari_pipeline.market.bars import validate_name
 from himari_pipeline.rl.configs import EnvConfig, PolicyConfig, PPOConfig
 
@@ -85,6 +87,7 @@ _TOP_FIELDS = (
     "description",
     "dataset",
     "features_key",
+    "features",
     "split",
     "torch_threads",
     "policy",
@@ -160,6 +163,7 @@ class Experiment:
     dataset: str
     description: str = ""
     features_key: str = "features_denoised"
+    features: list[str] | None = None
     split: str = "default"
     torch_threads: int | None = None
     policy: dict = field(default_factory=lambda: {"preset": "small"})
@@ -176,6 +180,7 @@ class Experiment:
             raise ValueError(
                 f"{where}: features_key must be one of {FEATURES_KEYS}, got {self.features_key!r}"
             )
+        self.features = _feature_list(self.features, where)
         if self.split not in FRACTION_PRESETS:
             raise ValueError(f"{where}: split must be one of {sorted(FRACTION_PRESETS)}, got {self.split!r}")
         if self.torch_threads is not None and int(self.torch_threads) < 1:
@@ -217,6 +222,13 @@ class Experiment:
     def ppo_config(self, device: str = "cpu") -> PPOConfig:
         return PPOConfig(**self.ppo, **self.selection, device=device, exp_name=self.name)
 
+    def input_splits(self, splits: DatasetSplits) -> DatasetSplits:
+        """``splits`` cut to the feature columns the policy sees (:attr:`features`; all when None)."""
+        try:
+            return splits.select_features(self.features)
+        except ValueError as e:
+            raise ValueError(f"{self.source or f'experiment {self.name!r}'}: features: {e}") from e
+
     def on_dataset(self, dataset: str | None, bars_per_year: float) -> Experiment:
         """This experiment trained on ``dataset`` (its default when None), annualized with the dataset's
         ``bars_per_year`` (env carry/borrow per bar and the selection Sharpe; the config hash changes)."""
@@ -234,7 +246,7 @@ class Experiment:
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
         """The canonical config (every default filled in); the source path is not part of it."""
-        d = {k: getattr(self, k) for k in _TOP_FIELDS}
+        d = {k: getattr(self, k) for k in _TOP_FIELDS if not (k == "features" and self.features is None)}
         return json.loads(json.dumps(d, sort_keys=True))
 
     def config_hash(self) -> str:
@@ -252,6 +264,21 @@ class Experiment:
         if missing:
             raise ValueError(f"{where}: missing required key {missing[0]!r}")
         return cls(**d, source=source)
+
+
+def _feature_list(features, where: str) -> list[str] | None:
+    """``features:`` checked: None, or distinct names from the feature catalog."""
+    if features is None:
+        return None
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+        raise ValueError(f"{where}: features must be a non-empty list of feature names, got {features!r}")
+    unknown = [f for f in features if f not in FEATURE_NAMES]
+    if unknown:
+        known = ", ".join(FEATURE_NAMES)
+        raise ValueError(f"{where}: unknown feature(s) {unknown} in features; known: {known}")
+    if len(set(features)) != len(features):
+        raise ValueError(f"{where}: features lists a name twice: {features}")
+    return list(features)
 
 
 def _resolve(path_or_name: str | Path, root: Path) -> Path:

@@ -304,6 +304,8 @@ def train_experiment(
     out.mkdir(parents=True, exist_ok=True)
     chash = exp.config_hash()
     version = split_version or splits.content_hash()[:16]
+    splits = exp.input_splits(splits)  # the columns the policy sees (the version names the whole splits)
+    mirror = exp.input_splits(mirror) if mirror is not None else None
     n_features = splits["train"][exp.features_key].shape[1]
     policy_cfg = exp.policy_config(n_features=n_features)
     _check_splits(exp, splits, policy_cfg)
@@ -316,6 +318,7 @@ def train_experiment(
         "config_hash": chash,
         "split_version": version,
         "features_key": exp.features_key,
+        "feature_names": splits.feature_names,
         "drift_neutral": drift_neutral_options(exp, env_cfg),
     }
     if ppo_cfg.seeds is not None:
@@ -462,6 +465,8 @@ def reward_scale_preflight(exp: Experiment, train: SplitArrays, steps: int = 64,
     :class:`~himari_pipeline.rl.rewards.RewardScaleError` naming the experiment and its reward.
     """
     market = MarketArrays.from_split(train, features_key=exp.features_key)
+    if exp.features is not None and market.features.shape[1] != len(exp.features):
+        raise ValueError(f"pass experiment {exp.name!r}'s input splits: exp.input_splits(splits)['train']")
     env = VecTradingEnv(market, exp.env_config(), num_envs=num_envs, seed=0)
     env.reset()
     gen = torch.Generator().manual_seed(0)
@@ -493,6 +498,8 @@ def evaluate_checkpoint(
     arrays aligned per decision: ``t`` (row in the split), ``timestamp``, ``action`` (0 flat, 1 long,
     2 short), ``position``, ``net_return`` (position * returns[t+1] - costs) and ``regime``. Costs and
     rules come from the checkpoint's env config; ``features_key`` defaults to the one it was trained on.
+    A checkpoint trained on an experiment's ``features`` needs the split cut to them
+    (``splits.select_features(meta["feature_names"])``).
     """
     ck = load_checkpoint(checkpoint_dir, device=device)
     meta = ck.meta
@@ -509,6 +516,11 @@ def evaluate_checkpoint(
         ppo_cfg = dataclasses.replace(ppo_cfg, eval_seed=seed)
     key = features_key or meta.get("features_key", "features_denoised")
     market = _market(split, key, device)
+    if market.features.shape[1] != pcfg.n_features:
+        raise ValueError(
+            f"{checkpoint_dir}: the policy reads {pcfg.n_features} features, the split has "
+            f"{market.features.shape[1]}; pass splits.select_features({meta.get('feature_names')})[segment]"
+        )
     result = evaluate_policies([policy], market, env_cfg, ppo_cfg, [ppo_cfg.seed])[0]
     out: dict = {"metrics": result.metrics, "checkpoint": str(checkpoint_dir), "step": int(meta["step"])}
     ts = np.asarray(split.timestamps)

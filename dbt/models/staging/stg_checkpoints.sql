@@ -1,7 +1,11 @@
 -- Every saved checkpoint (partition = experiment.dataset). `dataset` falls back to the dataset whose
 -- split version the checkpoint names (split versions are content hashes of one dataset's arrays).
 -- Only a training run writes the table: on a lake without one it is empty (optional_source).
+-- `seed` is the training seed of a seed population's rows (each seed has a checkpoint at every
+-- step); null for single-seed runs, and on a lake where no population was trained (no such column).
 with checkpoints as (
+    select * from (select cast(null as bigint) as seed where false)
+    union all by name
     select * from {{ optional_source('lake', 'checkpoints', {
         'partition_key': 'varchar', 'experiment': 'varchar', 'dataset': 'varchar', 'config_hash': 'varchar',
         'split_version': 'varchar', 'step': 'bigint', 'checkpoint_path': 'varchar', 'is_best': 'boolean',
@@ -20,6 +24,7 @@ select
     coalesce(c.dataset, d.dataset) as dataset,
     c.config_hash,
     c.split_version,
+    c.seed,
     c.step,
     c.checkpoint_path,
     c.is_best,

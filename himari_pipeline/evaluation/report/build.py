@@ -84,9 +84,15 @@ class _Judged:
                 f"Positions of strategy `{self.name}` from `{self.path.name}` "
                 f"({self.n_trials} variant(s) tried)."
             )
+        names = self.selected.meta.get("experiment_config", {}).get("features")  # a chosen subset
+        inputs = (
+            f" The policy reads {len(names)} `{self.features_key}` columns: {', '.join(names)}."
+            if names
+            else ""
+        )
         return (
             f"Checkpoint `{self.path.name}` (step {self.selected.step}) was selected by the run's best "
-            "pointer on VALIDATION; it is never re-selected on test."
+            f"pointer on VALIDATION; it is never re-selected on test.{inputs}"
         )
 
     @property
@@ -119,6 +125,7 @@ def _checkpoint(
         for path in evaluated:
             weights.verify(path)
     sel = load_policy_checkpoint(selected_path)
+    splits = sel.inputs(splits)  # the columns the policy reads (an experiment's ``features``)
     fkey = experiment.features_key if experiment is not None else sel.features_key
     split_version = split_version or splits.content_hash()[:16]
     warnings = []
@@ -203,6 +210,7 @@ def build_validation_report(
         )
         if n_trials is not None:  # e.g. every checkpoint of every seed of a population
             judged.n_trials = max(judged.n_trials, int(n_trials))
+        splits = judged.selected.inputs(splits)
     findings = _probe(judged, splits, cfg, truncation_results)
     evidence = collect_evidence(findings, judged.n_trials, judged.step)
     verdict = judge(evidence, cfg.gates)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from himari_pipeline.datasets.splits import DatasetSplits
 from himari_pipeline.rl.checkpoints import BEST_FILE, META_FILE, best_checkpoint, load_checkpoint
 from himari_pipeline.rl.env import EnvConfig
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
@@ -34,6 +35,10 @@ class LoadedCheckpoint:
     @property
     def features_key(self) -> str:
         return self.meta.get("features_key", "features_denoised")
+
+    def inputs(self, splits: DatasetSplits) -> DatasetSplits:
+        """``splits`` cut to the feature columns the policy was trained on (all when it recorded none)."""
+        return splits.select_features(self.meta.get("feature_names"))
 
 
 def load_policy_checkpoint(path: str | Path) -> LoadedCheckpoint:
