@@ -51,7 +51,9 @@ def lake_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def summaries(lake_root):
     lake = Lake(lake_root)
-    return {e: lake.read_table("validation_summary", lake_partition(e, d)).iloc[-1] for e, d in MARKETS.items()}
+    return {
+        e: lake.read_table("validation_summary", lake_partition(e, d)).iloc[-1] for e, d in MARKETS.items()
+    }
 
 
 def test_planted_signal_is_significant(summaries):
