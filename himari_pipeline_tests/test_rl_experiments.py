@@ -49,7 +49,11 @@ def test_shipped_experiments_load():
     default = load_experiment("default")
     assert default.env_config().transaction_cost == 0.0015
     assert default.env_config().reward == "pnl"
-    assert default.dataset == "SYNTH-PLANTED_1h"
+    assert default.dataset == "SYNTH-PLANTED_1h" and default.features is None
+    trend = load_experiment("default_trend")
+    assert len(trend.features) == 6 and trend.ppo["mirror"] and trend.policy == default.policy
+    population = load_experiment("default_population")
+    assert population.ppo["seeds"] == (1, 2) and population.env == default.env
 
 
 def test_config_hash_stable_and_canonical(tmp_path):
