@@ -85,7 +85,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         f"{exp.name} on {exp.dataset} (splits {split_v.short}, {bpy:,.0f} bars a year): training "
         f"{exp.ppo['total_timesteps']:,} steps"
     )
-    training_mod.reward_scale_preflight(exp, exp.input_splits(splits)["train"])
+    training_mod.reward_scale_preflight(exp, splits)
     if (prev := store.latest(CHECKPOINTS, part)) is not None:  # resume only from unchanged checkpoints
         registered = store.read_table(CHECKPOINTS, part, prev.version)
         WeightsCatalog.from_table(store.root, registered).verify_all(under=out)

@@ -457,16 +457,16 @@ def _train_population(
     )
 
 
-def reward_scale_preflight(exp: Experiment, train: SplitArrays, steps: int = 64, num_envs: int = 64) -> None:
-    """Fail before training when ``exp``'s reward is absurdly scaled on the train split.
+def reward_scale_preflight(
+    exp: Experiment, splits: DatasetSplits, steps: int = 64, num_envs: int = 64
+) -> None:
+    """Fail before training when ``exp``'s reward is absurdly scaled on the train split (its input columns).
 
     Steps ``num_envs`` envs with uniformly random actions for ``steps`` steps (fixed seeds) and runs
     :func:`~himari_pipeline.rl.rewards.reward_scale_diagnostic` on the rewards; raises
     :class:`~himari_pipeline.rl.rewards.RewardScaleError` naming the experiment and its reward.
     """
-    market = MarketArrays.from_split(train, features_key=exp.features_key)
-    if exp.features is not None and market.features.shape[1] != len(exp.features):
-        raise ValueError(f"pass experiment {exp.name!r}'s input splits: exp.input_splits(splits)['train']")
+    market = MarketArrays.from_split(exp.input_splits(splits)["train"], features_key=exp.features_key)
     env = VecTradingEnv(market, exp.env_config(), num_envs=num_envs, seed=0)
     env.reset()
     gen = torch.Generator().manual_seed(0)

@@ -118,15 +118,16 @@ def _checkpoint(
     weights: WeightsCatalog | None,
     cfg: _Settings,
     n_shuffles: int,
-) -> _Judged:
-    """The run's selected checkpoint, checked against the catalog, replayed on every segment."""
+) -> tuple[_Judged, DatasetSplits]:
+    """The run's selected checkpoint, checked against the catalog, replayed on every segment; and
+    ``splits`` cut to the feature columns it reads."""
     selected_path, evaluated, n_trials = resolve_checkpoints(run)
     if weights is not None:  # before anything is evaluated
         for path in evaluated:
             weights.verify(path)
     sel = load_policy_checkpoint(selected_path)
-    splits = sel.inputs(splits)  # the columns the policy reads (an experiment's ``features``)
     fkey = experiment.features_key if experiment is not None else sel.features_key
+    splits = sel.inputs(splits)  # the columns the policy reads (an experiment's ``features``)
     split_version = split_version or splits.content_hash()[:16]
     warnings = []
     if sel.meta.get("split_version") not in (None, split_version):
@@ -143,7 +144,7 @@ def _checkpoint(
         shuffle_block=cfg.shuffle_block,
         seed=cfg.seed,
     )
-    return _Judged(
+    judged = _Judged(
         name=experiment.name if experiment is not None else sel.meta.get("experiment", "unknown"),
         dataset=experiment.dataset if experiment is not None else "unknown",
         path=selected_path,
@@ -156,6 +157,7 @@ def _checkpoint(
         warnings=warnings,
         n_shuffles=n_shuffles,
     )
+    return judged, splits
 
 
 def build_validation_report(
@@ -205,12 +207,11 @@ def build_validation_report(
             n_shuffles=0,
         )
     else:
-        judged = _checkpoint(
+        judged, splits = _checkpoint(
             run_dir_or_checkpoints, splits, experiment, costs, split_version, weights, cfg, n_shuffles
         )
         if n_trials is not None:  # e.g. every checkpoint of every seed of a population
             judged.n_trials = max(judged.n_trials, int(n_trials))
-        splits = judged.selected.inputs(splits)
     findings = _probe(judged, splits, cfg, truncation_results)
     evidence = collect_evidence(findings, judged.n_trials, judged.step)
     verdict = judge(evidence, cfg.gates)
