@@ -286,6 +286,7 @@ def test_feature_subset_is_what_the_policy_reads_and_what_the_report_judges(tmp_
     report = build_validation_report(
         tmp_path / "run", splits, exp, bars_per_year=8760.0, n_perm=20, n_shuffles=1, pbo_blocks=4
     )
+    assert not [w for w in report.verdict.warnings if "split version" in w]  # versioned as a whole
     md = report.to_markdown()
     # the leak probe checks the columns the policy reads: 3 x (raw, denoised) x (Pearson, Spearman)
     assert "Bonferroni over 12 tests" in md

@@ -127,8 +127,8 @@ def _checkpoint(
             weights.verify(path)
     sel = load_policy_checkpoint(selected_path)
     fkey = experiment.features_key if experiment is not None else sel.features_key
+    split_version = split_version or splits.content_hash()[:16]  # of the whole splits, as training's
     splits = sel.inputs(splits)  # the columns the policy reads (an experiment's ``features``)
-    split_version = split_version or splits.content_hash()[:16]
     warnings = []
     if sel.meta.get("split_version") not in (None, split_version):
         warnings.append(
