@@ -487,3 +487,27 @@ def test_exit_results_reach_the_marts_on_a_lake_without_trading_results(manifest
     summary_fixed = summary["test_fixed_stops_mean_return"].item()
     assert got["test_fixed_stops_mean_return"] == pytest.approx(summary_fixed)
     assert got["test_sharpe"] == pytest.approx(ev.evidence["test_sharpe"])
+
+
+def test_a_seed_population_has_a_checkpoint_per_seed_at_each_step(manifest, tmp_path):
+    """Two seeds at the same steps are distinct checkpoints; the same seed twice at a step is not."""
+    lake = _write_lake(tmp_path)
+    spec = {"dataset": DATASETS[0], "val_sharpes": [0.5, 1.1]}
+    seeds = [_checkpoints("exp-pop", spec, with_dataset=True).assign(seed=s) for s in (1, 2)]
+    population = pd.concat(seeds, ignore_index=True)
+    population["checkpoint_path"] = population["checkpoint_path"] + "-seed" + population["seed"].astype(str)
+    lake.write_table("checkpoints", "exp-pop", population)
+
+    def unique_test(status: dict[str, str]) -> str:
+        (name,) = [k for k in status if k.startswith("unique_combination_of_columns_stg_checkpoints")]
+        return status[name]
+
+    ok, status = _dbt(manifest, tmp_path, "build")
+    assert ok and unique_test(status) == "pass", status
+    seeded = _marts(tmp_path, "select experiment, seed, step from staging.stg_checkpoints order by all")
+    assert seeded[seeded.experiment == "exp-pop"]["seed"].tolist() == [1, 1, 2, 2]
+    assert seeded[seeded.experiment == "exp-honest"]["seed"].isna().all()  # single-seed rows: null
+
+    lake.write_table("checkpoints", "exp-pop", pd.concat([population, population.iloc[[0]]]))
+    ok, status = _dbt(manifest, tmp_path, "build")
+    assert not ok and unique_test(status) == "fail", status
