@@ -121,6 +121,26 @@ def test_user_errors_are_named_before_any_work(env, tmp_path):
     assert _partitions(fresh) == ["SYNTH-NULL_4h"]
     assert "STEP_SUCCESS" in good.stdout + good.stderr and "DEBUG" in good.stdout + good.stderr
 
+    # the splits are cut with the preset the experiments name (`split:`); two presets on one dataset
+    # in one run are refused before any work, naming both
+    def fractions() -> list:
+        versions = Lake(fresh["HIMARI_LAKE_ROOT"]).versions("dataset_splits", "SYNTH-NULL_4h")
+        return [v.metadata["plan"]["config"]["fractions"] for v in versions]
+
+    assert fractions() == [[0.6, 0.2, 0.2]]
+    both = himari(
+        fresh, "run", "-e", "default", "-e", "default_trend_bear", "-d", "SYNTH-NULL_4h", "--data-only"
+    )
+    assert both.returncode == 1 and "Traceback" not in both.stderr
+    assert (
+        "experiments on SYNTH-NULL_4h want different split presets ('bear': default_trend_bear; "
+        in both.stderr
+    )
+    assert fractions() == [[0.6, 0.2, 0.2]]
+    bear = himari(fresh, "run", "-e", "default_trend_bear", "-d", "SYNTH-NULL_4h", "--data-only")
+    assert bear.returncode == 0, bear.stderr[-2000:]
+    assert fractions() == [[0.6, 0.2, 0.2], [0.4, 0.4, 0.2]]
+
 
 @pytest.mark.timeout(300)
 def test_an_exit_experiment_runs_through_the_same_command(collapsed_run, env):

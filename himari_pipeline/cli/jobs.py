@@ -10,7 +10,9 @@ import tempfile
 import typer
 
 
-def run_step(instance, job: str, key: str | None, label: str | None = None, quiet: bool = True):
+def run_step(
+    instance, job: str, key: str | None, label: str | None = None, quiet: bool = True, run_config=None
+):
     """Run one job in process and print one status line (plus errors); returns the RunOutcome."""
     from himari_pipeline.runner import run_job
 
@@ -18,13 +20,13 @@ def run_step(instance, job: str, key: str | None, label: str | None = None, quie
     typer.echo(f"[{label}] {job} ...")
     if quiet and job == "marts_job":  # dbt writes its own log to the terminal: keep its summary line
         with terminal_captured() as captured:
-            out = run_job(instance, job, key, quiet=quiet)
+            out = run_job(instance, job, key, run_config=run_config, quiet=quiet)
         lines = captured[0].splitlines()
         shown = [ln for ln in lines if ln.startswith("Done. PASS=")] if out.success else lines[-40:]
         for line in shown:
             typer.echo(f"    dbt: {line}")
     else:
-        out = run_job(instance, job, key, quiet=quiet)
+        out = run_job(instance, job, key, run_config=run_config, quiet=quiet)
     typer.echo(f"[{label}] {job} {'ok' if out.success else 'FAILED'} (run {out.run_id})")
     for check in out.checks:
         if not check.passed and check.severity == "ERROR":
@@ -57,11 +59,24 @@ def terminal_captured():
             text[0] = sink.read().decode(errors="replace")
 
 
-def materialize_datasets(keys: list[str], quiet: bool = True) -> bool:
-    """Register the datasets as partitions and run ``data_job`` for each; True when every run succeeded."""
+def materialize_datasets(
+    keys: list[str], quiet: bool = True, split_presets: dict[str, str] | None = None
+) -> bool:
+    """Register the datasets as partitions and run ``data_job`` for each; True when every run succeeded.
+
+    ``split_presets`` maps a dataset key to the fractions preset its ``dataset_splits`` is cut with
+    (``default`` when absent), the one its experiments want.
+    """
     from himari_pipeline.instance import get_instance
     from himari_pipeline.runner import ensure_partitions
 
     instance = get_instance()
     ensure_partitions(instance, keys)
-    return all([run_step(instance, "data_job", key, quiet=quiet).success for key in keys])
+    presets = split_presets or {}
+
+    def config(key: str) -> dict:
+        return {"ops": {"dataset_splits": {"config": {"fractions": presets.get(key, "default")}}}}
+
+    return all(
+        [run_step(instance, "data_job", key, quiet=quiet, run_config=config(key)).success for key in keys]
+    )

@@ -58,6 +58,27 @@ def train_and_validate(pairs: list[tuple[str, str]], quiet: bool = True) -> tupl
     return ok, rejected
 
 
+def split_presets(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The fractions preset (``split:``) each dataset is cut with: the one its trading experiments name.
+
+    One dataset has one current ``dataset_splits`` version, so experiments that want different presets
+    on one dataset in one run are refused, naming them (run them in separate lakes or one at a time).
+    Exit experiments do not read the splits.
+    """
+    from himari_pipeline.exits.experiments import is_exit_experiment
+    from himari_pipeline.rl.experiments import load_experiment
+
+    wants: dict[str, dict[str, list[str]]] = {}
+    for name, key in pairs:
+        if not is_exit_experiment(name):
+            wants.setdefault(key, {}).setdefault(load_experiment(name).split, []).append(name)
+    for key, by_preset in wants.items():
+        if len(by_preset) > 1:
+            said = "; ".join(f"{p!r}: {', '.join(names)}" for p, names in sorted(by_preset.items()))
+            fail(f"experiments on {key} want different split presets ({said}); run them one preset at a time")
+    return {key: next(iter(by_preset)) for key, by_preset in wants.items()}
+
+
 def _print_verdict(label: str, summary) -> bool:
     """The verdict line, its reasons (red or green) and warnings of a summary row; whether it passed."""
     passed = summary["verdict"] == "PASS"
@@ -140,7 +161,7 @@ def run(
         pairs = [(n, d) for n, d in zip(names, defaults, strict=True)]
     else:
         pairs = [(n, k) for n in names for k in keys]
-    if not materialize_datasets(keys, quiet=not verbose):
+    if not materialize_datasets(keys, quiet=not verbose, split_presets=split_presets(pairs)):
         fail("some runs failed (see above)")
     if verbose:
         print_versions(None, None)
