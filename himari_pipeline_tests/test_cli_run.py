@@ -129,15 +129,15 @@ def test_user_errors_are_named_before_any_work(env, tmp_path):
 
     assert fractions() == [[0.6, 0.2, 0.2]]
     both = himari(
-        fresh, "run", "-e", "default", "-e", "default_trend_bear", "-d", "SYNTH-NULL_4h", "--data-only"
+        fresh, "run", "-e", "default", "-e", "trend_bear_half", "-d", "SYNTH-NULL_4h", "--data-only"
     )
     assert both.returncode == 1 and "Traceback" not in both.stderr
     assert (
-        "experiments on SYNTH-NULL_4h want different split presets ('bear': default_trend_bear; "
+        "experiments on SYNTH-NULL_4h want different split presets ('bear': trend_bear_half; "
         in both.stderr
     )
     assert fractions() == [[0.6, 0.2, 0.2]]
-    bear = himari(fresh, "run", "-e", "default_trend_bear", "-d", "SYNTH-NULL_4h", "--data-only")
+    bear = himari(fresh, "run", "-e", "trend_bear_half", "-d", "SYNTH-NULL_4h", "--data-only")
     assert bear.returncode == 0, bear.stderr[-2000:]
     assert fractions() == [[0.6, 0.2, 0.2], [0.4, 0.4, 0.2]]
 

@@ -52,6 +52,9 @@ def test_shipped_experiments_load():
     assert default.dataset == "SYNTH-PLANTED_1h" and default.features is None
     trend = load_experiment("default_trend")
     assert len(trend.features) == 6 and trend.ppo["mirror"] and trend.policy == default.policy
+    half = load_experiment("trend_bear_half")  # default_trend on two validation years at half a unit
+    assert (half.split, half.env_config().leverage, half.features) == ("bear", 0.5, trend.features)
+    assert half.ppo == trend.ppo and half.selection == trend.selection and half.policy == trend.policy
     population = load_experiment("default_population")
     assert population.ppo["seeds"] == (1, 2) and population.env == default.env
 
