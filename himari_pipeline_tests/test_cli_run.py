@@ -133,8 +133,7 @@ def test_user_errors_are_named_before_any_work(env, tmp_path):
     )
     assert both.returncode == 1 and "Traceback" not in both.stderr
     assert (
-        "experiments on SYNTH-NULL_4h want different split presets ('bear': trend_bear_half; "
-        in both.stderr
+        "experiments on SYNTH-NULL_4h want different split presets ('bear': trend_bear_half; " in both.stderr
     )
     assert fractions() == [[0.6, 0.2, 0.2]]
     bear = himari(fresh, "run", "-e", "trend_bear_half", "-d", "SYNTH-NULL_4h", "--data-only")
