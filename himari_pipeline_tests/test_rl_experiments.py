@@ -99,6 +99,8 @@ def test_config_hash_stable_and_canonical(tmp_path):
         ({"ppo": {"learning_rate": "1e-3"}}, "ppo.learning_rate must be"),  # YAML 1.1 reads 1e-3 as text
         ({"env": {"min_hold": 2.5}}, "env.min_hold must be"),
         ({"selection": {"stop_on_collapse": 1}}, "selection.stop_on_collapse must be"),
+        ({"selection": {"eval_start": 0}}, "eval_start must be None or in [1, total_timesteps=500000]"),
+        ({"selection": {"eval_start": 600_000}}, "eval_start must be None or in [1, total_timesteps"),
         # bars per year belong to the dataset (calendar and timeframe), never to an experiment
         ({"env": {"bars_per_year": 252}}, "env.bars_per_year may not be set in an experiment"),
         ({"selection": {"bars_per_year": 8760}}, "selection.bars_per_year may not be set"),
@@ -187,6 +189,18 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, splits):
     assert w_resumed.keys() == w_straight.keys()
     for k in w_resumed:
         torch.testing.assert_close(w_resumed[k], w_straight[k], rtol=0, atol=0)
+
+    # eval_start: no validation (no candidate checkpoint) before it; training itself is unchanged
+    late = Experiment.from_dict({**exp.to_dict(), "selection": {**exp.selection, "eval_start": 3 * batch}})
+    assert late.config_hash() != exp.config_hash() and "eval_start" not in exp.to_dict()["selection"]
+    s4 = train_experiment(late, splits, tmp_path / "late", progress=False, max_iterations=4)
+    assert [st for st, _ in s4.evaluations] == [3 * batch, 4 * batch]
+    assert sorted(p.name for p in (tmp_path / "late").glob("step_*")) == [
+        f"step_{k * batch:09d}" for k in (3, 4)
+    ]
+    w_late = load_file(str(last_checkpoint(tmp_path / "late") / "model.safetensors"))
+    for k in w_late:
+        torch.testing.assert_close(w_late[k], w_straight[k], rtol=0, atol=0)
 
     # a different config or split version may not resume into this directory
     other = Experiment.from_dict({**exp.to_dict(), "description": "changed"})

@@ -171,3 +171,18 @@ def test_a_stopped_seed_keeps_its_weights_while_the_others_train(splits) -> None
     trainer.train(max_iterations=1)
     assert all(torch.equal(trainer.stack.params[k][0], v[0]) for k, v in before.items())
     assert not all(torch.equal(trainer.stack.params[k][1], v[1]) for k, v in before.items())
+
+
+def test_population_validates_from_eval_start(splits) -> None:
+    from himari_pipeline.rl.env import MarketArrays
+    from himari_pipeline.rl.stacked_ppo import StackedPPOTrainer
+
+    d = _population([1, 2]).to_dict()
+    d["selection"]["eval_start"] = 3 * 128  # smoke: 128 env steps an iteration; validations at 384, 640
+    exp = Experiment.from_dict(d)
+    market = MarketArrays.from_split(splits["train"])
+    val = MarketArrays.from_split(splits["val"])
+    pcfg = exp.policy_config(n_features=market.num_features)
+    trainer = StackedPPOTrainer(market, exp.env_config(), exp.ppo_config(), pcfg, val_market=val)
+    trainer.train(max_iterations=5)
+    assert [[h["step"] for h in seed] for seed in trainer.eval_history] == [[384, 640], [384, 640]]

@@ -34,6 +34,7 @@ from himari_pipeline.rl.experiments import (
     ALGO_FIELDS,
     EXPERIMENTS_DIR,
     SELECTION_FIELDS,
+    canonical_fields,
     check_keys,
     coerce_values,
     list_experiments,
@@ -85,7 +86,7 @@ class ExitExperiment:
             "exit": dataclasses.asdict(self.exit_config()),
             "policy": {"hidden": 64, "layers": 2, **self.policy},
             "ppo": {k: ppo[k] for k in ALGO_FIELDS if k not in _UNSUPPORTED_PPO},
-            "selection": {k: ppo[k] for k in SELECTION_FIELDS if k != "bars_per_year"},
+            "selection": canonical_fields(ppo, tuple(k for k in SELECTION_FIELDS if k != "bars_per_year")),
         }
 
     def config_hash(self) -> str:

@@ -106,7 +106,7 @@ class ExitPPOTrainer:
         self.gen = torch.Generator()
         self.gen.manual_seed(ppo_cfg.seed)
         self.global_step = self.iteration = 0
-        self.next_eval = ppo_cfg.eval_every
+        self.next_eval = ppo_cfg.first_eval
         self.best = BestTracker(ppo_cfg.select_metric, ppo_cfg.select_mode, ppo_cfg.patience)
         self.stop_reason: str | None = None
         self.eval_history: list[dict] = []

@@ -166,6 +166,8 @@ class PPOConfig:
     mirror: bool = False  # train on the market and its mirror image, one segment each (make_train_env)
     # evaluation, selection, collapse
     eval_every: int = 20_000  # environment steps between validations
+    # the first validation's step (None: eval_every): weights before it are never candidates
+    eval_start: int | None = None
     eval_temperature: float = 0.5
     eval_greedy: bool = True
     eval_seed: int | None = None  # None: seed; the same sampling noise at every evaluation
@@ -186,10 +188,22 @@ class PPOConfig:
             raise ValueError("num_envs must be divisible by num_minibatches (minibatches are env groups)")
         if self.eval_temperature <= 0:
             raise ValueError("eval_temperature must be > 0")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.eval_start is not None and not 1 <= self.eval_start <= self.total_timesteps:
+            raise ValueError(
+                f"eval_start must be None or in [1, total_timesteps={self.total_timesteps}] (no validation, "
+                f"no checkpoint would run after it), got {self.eval_start}"
+            )
 
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
+
+    @property
+    def first_eval(self) -> int:
+        """The env step at (or after) which the first validation runs."""
+        return self.eval_every if self.eval_start is None else self.eval_start
 
     @property
     def num_iterations(self) -> int:

@@ -65,6 +65,7 @@ FEATURES_KEYS = ("features_denoised", "features_raw")
 POLICY_PRESETS = ("small", "full")
 SELECTION_FIELDS = (
     "eval_every",
+    "eval_start",
     "eval_temperature",
     "eval_greedy",
     "eval_seed",
@@ -79,7 +80,12 @@ SELECTION_FIELDS = (
 _PPO_FIELDS = tuple(f.name for f in dataclasses.fields(PPOConfig))
 ALGO_FIELDS = tuple(n for n in _PPO_FIELDS if n not in SELECTION_FIELDS and n not in ("device", "exp_name"))
 # fields left out of the canonical config while at their default, so adding them kept every hash
-_OMIT_AT_DEFAULT = {"seeds": None, "mirror": False}
+_OMIT_AT_DEFAULT = {"seeds": None, "mirror": False, "eval_start": None}
+
+
+def canonical_fields(ppo: dict, names: tuple[str, ...]) -> dict:
+    """``ppo``'s ``names`` without the fields at their omitted default (:data:`_OMIT_AT_DEFAULT`)."""
+    return {k: ppo[k] for k in names if not (k in _OMIT_AT_DEFAULT and ppo[k] == _OMIT_AT_DEFAULT[k])}
 _ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))
 _POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyConfig))
 _TOP_FIELDS = (
@@ -206,10 +212,8 @@ class Experiment:
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
         self.env = env
-        self.ppo = {
-            k: ppo[k] for k in ALGO_FIELDS if not (k in _OMIT_AT_DEFAULT and ppo[k] == _OMIT_AT_DEFAULT[k])
-        }
-        self.selection = {k: ppo[k] for k in SELECTION_FIELDS}
+        self.ppo = canonical_fields(ppo, ALGO_FIELDS)
+        self.selection = canonical_fields(ppo, SELECTION_FIELDS)
 
     # ------------------------------------------------------------------ configs
     def policy_config(self, **overrides: Any) -> PolicyConfig:

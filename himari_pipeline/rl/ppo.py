@@ -249,7 +249,7 @@ class PPOTrainer:
         self.gen.manual_seed(ppo_cfg.seed)
         self.global_step = 0
         self.iteration = 0
-        self.next_eval = ppo_cfg.eval_every
+        self.next_eval = ppo_cfg.first_eval
         self.best = BestTracker(ppo_cfg.select_metric, ppo_cfg.select_mode, ppo_cfg.patience)
         self.collapse_detector = CollapseDetector(ppo_cfg.collapse_max_share, ppo_cfg.collapse_entropy_floor)
         self.collapsed = False

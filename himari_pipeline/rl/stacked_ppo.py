@@ -165,7 +165,7 @@ class StackedPPOTrainer:
         self.gens = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
         self.global_step = 0  # env steps of each seed
         self.iteration = 0
-        self.next_eval = ppo_cfg.eval_every
+        self.next_eval = ppo_cfg.first_eval
         self.best = [
             BestTracker(ppo_cfg.select_metric, ppo_cfg.select_mode, ppo_cfg.patience) for _ in self.seeds
         ]
