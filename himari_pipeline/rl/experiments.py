@@ -86,6 +86,8 @@ _OMIT_AT_DEFAULT = {"seeds": None, "mirror": False, "eval_start": None}
 def canonical_fields(ppo: dict, names: tuple[str, ...]) -> dict:
     """``ppo``'s ``names`` without the fields at their omitted default (:data:`_OMIT_AT_DEFAULT`)."""
     return {k: ppo[k] for k in names if not (k in _OMIT_AT_DEFAULT and ppo[k] == _OMIT_AT_DEFAULT[k])}
+
+
 _ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))
 _POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyConfig))
 _TOP_FIELDS = (
