@@ -54,7 +54,8 @@ def test_shipped_experiments_load():
     assert len(trend.features) == 6 and trend.ppo["mirror"] and trend.policy == default.policy
     half = load_experiment("trend_bear_half")  # default_trend on two validation years at half a unit
     assert (half.split, half.env_config().leverage, half.features) == ("bear", 0.5, trend.features)
-    assert half.ppo == trend.ppo and half.selection == trend.selection and half.policy == trend.policy
+    assert half.ppo == trend.ppo and half.policy == trend.policy
+    assert half.selection == {**trend.selection, "eval_start": 2 * trend.selection["eval_every"]}
     population = load_experiment("default_population")
     assert population.ppo["seeds"] == (1, 2) and population.env == default.env
 
