@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from himari_pipeline.datasets.mirror import mirror_bars, mirrored_splits
+from himari_pipeline.evaluation.report import build_validation_report
 from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint
 from himari_pipeline.rl.env import EnvConfig, MarketArrays, VecTradingEnv
 from himari_pipeline.rl.experiments import Experiment, load_experiment
 from himari_pipeline.rl.ppo import make_train_env
 from himari_pipeline.rl.rewards import StepContext, make_reward
+from himari_pipeline.rl.runtime import describe_runtime, runtime_info
 from himari_pipeline.rl.training import build_synthetic_splits, synthetic_bars, train_experiment
 
 SPAN = {"variant": "planted", "seed": 3, "start": "2024-01-01", "end": "2025-12-31"}
@@ -186,3 +188,13 @@ def test_mirror_training_runs_and_needs_the_mirror(tmp_path, data) -> None:
     meta = json.loads((best_checkpoint(out) / META_FILE).read_text())
     assert meta["drift_neutral"]["mirror"] is True and meta["ppo_config"]["mirror"] is True
     assert summary.global_step > 0
+    assert meta["runtime"] == runtime_info()  # what another machine's numbers would differ by
+    assert meta["runtime"]["torch"] == torch.__version__ and meta["runtime"]["cpu_capability"]
+
+    # the report says which options and which runtime trained the judged checkpoint
+    report = build_validation_report(out, splits, exp, bars_per_year=8760.0, n_perm=20, n_shuffles=1,
+                                     pbo_blocks=4)  # fmt: skip
+    md = report.to_markdown()
+    assert "Drift-neutral training options: mirror augmentation (half the training envs on the mirror" in md
+    assert f"Trained on {describe_runtime(meta['runtime'])}; training is deterministic" in md
+    assert f"torch {torch.__version__}, numpy {np.__version__}" in describe_runtime(meta["runtime"])

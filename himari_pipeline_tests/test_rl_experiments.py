@@ -309,6 +309,7 @@ def test_feature_subset_is_what_the_policy_reads_and_what_the_report_judges(tmp_
     # the leak probe checks the columns the policy reads: 3 x (raw, denoised) x (Pearson, Spearman)
     assert "Bonferroni over 12 tests" in md
     assert "The policy reads 3 `features_denoised` columns: logret_96, logret_12, rv_48." in md
+    assert "Drift-neutral training options: none." in md
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +274,6 @@ class PopulationReport:
     verdict: PopulationVerdict
     n_trials: int
     equity_png: bytes | None = None
-    drift_neutral: dict = field(default_factory=dict)
 
     @property
     def representative_seed(self) -> int:
@@ -299,8 +298,6 @@ class PopulationReport:
         blocks: list = [head]
         if v.reasons:
             blocks.append("Why it fails: " + "; ".join(v.reasons) + ".")
-        if self.drift_neutral:
-            blocks.append("Drift-neutral training options: " + _describe(self.drift_neutral) + ".")
         blocks += [self.table().drop(columns="reasons"), self.distribution.table()]
         if self.equity_png is not None:
             blocks.append(
@@ -323,15 +320,6 @@ class PopulationReport:
         return dataclasses.replace(base, verdict=verdict, sections=[*base.sections, self.section()])
 
 
-def _describe(options: dict) -> str:
-    parts = []
-    if options.get("mirror"):
-        parts.append("mirror augmentation (half the training envs on the mirror image)")
-    if options.get("demeaned_reward"):
-        parts.append(f"demeaned-return reward (drift {options.get('drift_per_bar', 0.0):.3g} per bar)")
-    return ", ".join(parts) or "none"
-
-
 def build_population_report(
     run_dir: str | Path,
     splits,
@@ -346,10 +334,8 @@ def build_population_report(
     ``report_kwargs`` go to :func:`~himari_pipeline.evaluation.report.build_validation_report` for
     each seed (``weights``, ``split_version``, ``truncation_results``, ...).
     """
-    import json
-
     from himari_pipeline.evaluation.report import build_validation_report
-    from himari_pipeline.rl.checkpoints import META_FILE, best_checkpoint
+    from himari_pipeline.rl.checkpoints import best_checkpoint
 
     dirs = seed_run_dirs(run_dir)
     if not dirs:
@@ -363,7 +349,6 @@ def build_population_report(
     }
     rows = [SeedResult.from_report(seed, r) for seed, r in reports.items()]
     selected = {seed: best_checkpoint(d) for seed, d in dirs.items()}
-    meta = json.loads((next(iter(selected.values())) / META_FILE).read_text())
     png = None
     if equity_curves:
         name = getattr(experiment, "name", "population")
@@ -375,7 +360,6 @@ def build_population_report(
         verdict=judge_population(rows),
         n_trials=trials,
         equity_png=png,
-        drift_neutral=meta.get("drift_neutral", {}),
     )
 
 

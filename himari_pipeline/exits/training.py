@@ -53,6 +53,7 @@ def train_exit_policy(
     from himari_pipeline.exits.ppo import ExitPPOTrainer
     from himari_pipeline.rl.checkpoints import best_checkpoint
     from himari_pipeline.rl.ppo import seed_everything
+    from himari_pipeline.rl.runtime import runtime_info
 
     if exp.torch_threads:
         torch.set_num_threads(int(exp.torch_threads))
@@ -68,7 +69,8 @@ def train_exit_policy(
     trainer = ExitPPOTrainer(
         policy, data.market(per_seg["train"]), cfg, ppo, val_market=data.market(per_seg["val"]),
         checkpoint_dir=out, provenance={"experiment": exp.name, "experiment_config": exp.to_dict(),
-                                        "config_hash": exp.config_hash(), "dataset": data.name},
+                                        "config_hash": exp.config_hash(), "dataset": data.name,
+                                        "runtime": runtime_info()},
     )  # fmt: skip
     trainer.train()
     if not trainer.eval_history:  # fewer steps than eval_every: validate the last weights once

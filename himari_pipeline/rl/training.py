@@ -39,6 +39,7 @@ from himari_pipeline.rl.experiments import Experiment
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
 from himari_pipeline.rl.ppo import PPOTrainer, action_shares, return_metrics, seed_everything
 from himari_pipeline.rl.rewards import RewardScaleError, reward_scale_diagnostic
+from himari_pipeline.rl.runtime import runtime_info
 
 if TYPE_CHECKING:
     from himari_pipeline.rl.stacked_ppo import StackedPPOTrainer
@@ -320,6 +321,7 @@ def train_experiment(
         "features_key": exp.features_key,
         "feature_names": splits.feature_names,
         "drift_neutral": drift_neutral_options(exp, env_cfg),
+        "runtime": runtime_info(),
     }
     if ppo_cfg.seeds is not None:
         return _train_population(

@@ -92,7 +92,7 @@ class _Judged:
         )
         return (
             f"Checkpoint `{self.path.name}` (step {self.selected.step}) was selected by the run's best "
-            f"pointer on VALIDATION; it is never re-selected on test.{inputs}"
+            f"pointer on VALIDATION; it is never re-selected on test.{inputs} {self.selected.training()}"
         )
 
     @property

@@ -12,8 +12,9 @@ from himari_pipeline.datasets.splits import DatasetSplits
 from himari_pipeline.rl.checkpoints import BEST_FILE, META_FILE, best_checkpoint, load_checkpoint
 from himari_pipeline.rl.env import EnvConfig
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
+from himari_pipeline.rl.runtime import describe_runtime
 
-__all__ = ["LoadedCheckpoint", "load_policy_checkpoint", "resolve_checkpoints"]
+__all__ = ["LoadedCheckpoint", "describe_drift_neutral", "load_policy_checkpoint", "resolve_checkpoints"]
 
 
 @dataclass
@@ -39,6 +40,27 @@ class LoadedCheckpoint:
     def inputs(self, splits: DatasetSplits) -> DatasetSplits:
         """``splits`` cut to the feature columns the policy was trained on (all when it recorded none)."""
         return splits.select_features(self.meta.get("feature_names"))
+
+    def training(self) -> str:
+        """The sentences saying how it was trained: drift-neutral options and the recorded runtime."""
+        options = describe_drift_neutral(self.meta.get("drift_neutral", {}))
+        text = f"Drift-neutral training options: {options}."
+        if "runtime" in self.meta:  # checkpoints written before the runtime was recorded lack it
+            text += (
+                f" Trained on {describe_runtime(self.meta['runtime'])}; training is deterministic for "
+                "one runtime, another CPU or library version gives another draw."
+            )
+        return text
+
+
+def describe_drift_neutral(options: dict) -> str:
+    """The drift-neutral options a run recorded (``drift_neutral`` in its checkpoints), in words."""
+    parts = []
+    if options.get("mirror"):
+        parts.append("mirror augmentation (half the training envs on the mirror image)")
+    if options.get("demeaned_reward"):
+        parts.append(f"demeaned-return reward (drift {options.get('drift_per_bar', 0.0):.3g} per bar)")
+    return ", ".join(parts) or "none"
 
 
 def load_policy_checkpoint(path: str | Path) -> LoadedCheckpoint:
