@@ -6,6 +6,7 @@ import re
 
 import dagster as dg
 import pytest
+import torch
 
 from himari_pipeline.datasets.arrays import export_npz
 from himari_pipeline.defs.data_assets import DATA_ASSETS, SPLITS
@@ -58,6 +59,7 @@ def test_population_trains_one_row_per_checkpoint_of_each_seed(pipeline) -> None
     assert all(p.split("/")[-2] in ("seed_3", "seed_4") for p in table["checkpoint_path"])
     meta = [e.materialization.metadata for e in trained.get_asset_materialization_events()][-1]
     assert meta["drift_neutral"].value == {"mirror": False, "demeaned_reward": False, "drift_per_bar": None}
+    assert meta["runtime"].value["torch"] == torch.__version__  # where the selected checkpoints were drawn
     checks = {e.check_name: e.passed for e in trained.get_asset_check_evaluations()}
     assert "no_action_collapse" in checks and "reward_scale" in checks
 

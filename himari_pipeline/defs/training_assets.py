@@ -36,12 +36,8 @@ from himari_pipeline.vocabulary import ACTIONS, COLLAPSE_MAX_SHARE, top_action
 CHECKPOINTS, TRAINING_LOG = "checkpoints", "training_log"
 #: the training code, named (not imported): loading the definitions does not import torch; the
 #: asset bodies import it when they run
-TRAINING_CODE = code_version(
-    *(
-        f"himari_pipeline.rl.{m}"
-        for m in ("configs", "experiments", "ppo", "ppo_math", "training", "stacked_ppo", "stacked_policies")
-    )
-)
+_TRAINED_BY = "configs experiments ppo ppo_math training stacked_ppo stacked_policies runtime".split()
+TRAINING_CODE = code_version(*(f"himari_pipeline.rl.{m}" for m in _TRAINED_BY))
 
 
 def experiment_on_dataset(partition_key: str, raw_root: str | Path | None = None) -> Experiment:
@@ -158,6 +154,7 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         drift_neutral=dg.MetadataValue.json(
             training_mod.drift_neutral_options(exp, training_mod.training_env_config(exp, splits["train"]))
         ),
+        runtime=dg.MetadataValue.json(_recorded_runtime(store.root, best)),
         steps_per_second=dg.MetadataValue.float(float(summary.steps_per_s)),
         wall_time_s=dg.MetadataValue.float(float(summary.wall_time_s)),
         run_dir=dg.MetadataValue.path(str(out)),
@@ -165,6 +162,15 @@ def policy_checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, se
         leaderboard=dg.MetadataValue.md(_leaderboard_md(table)),
         training_curves=png(training_curves_plot(log_frame, table, exp.name)),
     )
+
+
+def _recorded_runtime(root: Path, best: pd.DataFrame) -> dict:
+    """The runtime the (first) selected checkpoint recorded; empty for checkpoints older than the record."""
+    from himari_pipeline.rl.training import load_checkpoint_meta
+
+    if not len(best):
+        return {}
+    return load_checkpoint_meta(Path(root) / best["checkpoint_path"].iloc[0]).get("runtime", {})
 
 
 def _eval_line(metrics: dict) -> str:
