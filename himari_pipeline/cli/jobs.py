@@ -64,8 +64,8 @@ def materialize_datasets(
 ) -> bool:
     """Register the datasets as partitions and run ``data_job`` for each; True when every run succeeded.
 
-    ``split_presets`` maps a dataset key to the fractions preset its ``dataset_splits`` is cut with
-    (``default`` when absent), the one its experiments want.
+    ``split_presets`` maps a dataset key to the fractions preset its ``dataset_splits`` is cut with, the
+    one its experiments want; a key without one gets the asset's default config.
     """
     from himari_pipeline.instance import get_instance
     from himari_pipeline.runner import ensure_partitions
@@ -74,8 +74,10 @@ def materialize_datasets(
     ensure_partitions(instance, keys)
     presets = split_presets or {}
 
-    def config(key: str) -> dict:
-        return {"ops": {"dataset_splits": {"config": {"fractions": presets.get(key, "default")}}}}
+    def config(key: str) -> dict | None:
+        if key not in presets:
+            return None
+        return {"ops": {"dataset_splits": {"config": {"fractions": presets[key]}}}}
 
     return all(
         [run_step(instance, "data_job", key, quiet=quiet, run_config=config(key)).success for key in keys]

@@ -14,7 +14,7 @@ from himari_pipeline.rl.env import EnvConfig
 from himari_pipeline.rl.policy import PolicyConfig, RegimeConditionedPolicy
 from himari_pipeline.rl.runtime import describe_runtime
 
-__all__ = ["LoadedCheckpoint", "describe_drift_neutral", "load_policy_checkpoint", "resolve_checkpoints"]
+__all__ = ["LoadedCheckpoint", "load_policy_checkpoint", "resolve_checkpoints"]
 
 
 @dataclass
@@ -43,7 +43,7 @@ class LoadedCheckpoint:
 
     def training(self) -> str:
         """The sentences saying how it was trained: drift-neutral options and the recorded runtime."""
-        options = describe_drift_neutral(self.meta.get("drift_neutral", {}))
+        options = _describe_drift_neutral(self.meta.get("drift_neutral", {}))
         text = f"Drift-neutral training options: {options}."
         if "runtime" in self.meta:  # checkpoints written before the runtime was recorded lack it
             text += (
@@ -53,7 +53,7 @@ class LoadedCheckpoint:
         return text
 
 
-def describe_drift_neutral(options: dict) -> str:
+def _describe_drift_neutral(options: dict) -> str:
     """The drift-neutral options a run recorded (``drift_neutral`` in its checkpoints), in words."""
     parts = []
     if options.get("mirror"):
